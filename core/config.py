@@ -1,0 +1,194 @@
+"""Typed configuration for a training run, and the project's paths.
+
+Nothing here imports TensorFlow, so the dashboard can build and validate a
+`TrainConfig` without loading Keras.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJ_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DATASET = PROJ_ROOT / "data" / "sample" / "horse-or-human"
+# Where the dashboard looks for datasets and keeps runs; both can be moved with env vars.
+DATA_ROOT = Path(os.environ.get("TLS_DATA_ROOT", PROJ_ROOT / "data")).resolve()
+RUNS_DIR = Path(os.environ.get("TLS_RUNS_DIR", PROJ_ROOT / "runs")).resolve()
+
+FILL_MODES = ("nearest", "reflect", "constant", "wrap")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+POOLINGS = ("avg", "flatten")
+MONITORS = ("val_accuracy", "val_loss")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range; the message names the field."""
+
+
+@dataclass
+class AugmentConfig:
+    """The reference recipe's augmentation knobs, applied to training batches only."""
+
+    rotation: float = 0.0  # degrees, images rotate by up to +/- this many
+    width_shift: float = 0.0  # fraction of the width
+    height_shift: float = 0.0  # fraction of the height
+    shear: float = 0.0  # shear factor, as in Keras's RandomShear
+    zoom: float = 0.0  # fraction; 0.2 zooms in or out by up to 20%
+    horizontal_flip: bool = False
+    fill_mode: str = "nearest"
+
+    def validate(self) -> None:
+        _check_range("augment.rotation", self.rotation, 0, 180)
+        for name in ("width_shift", "height_shift", "shear", "zoom"):
+            _check_range(f"augment.{name}", getattr(self, name), 0, 0.9)
+        _check_choice("augment.fill_mode", self.fill_mode, FILL_MODES)
+
+    @property
+    def is_identity(self) -> bool:
+        return self == AugmentConfig(fill_mode=self.fill_mode)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as the run's `config.json`."""
+
+    data: str = ""  # a folder of class folders, or one split into train/ and validation/
+    backbone: str = "mobilenet_v2"
+    weights: str | None = "imagenet"  # None trains from random weights (tests only)
+    image_size: int = 224
+    pooling: str = "avg"  # "avg" (global average pooling) or "flatten" (the reference's)
+    dense_units: int = 0  # a hidden Dense(relu) layer in the head; 0 means none
+    dropout: float = 0.2
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 10
+    patience: int = 5  # early stopping; 0 disables it
+    monitor: str = "val_accuracy"
+    val_split: float = 0.2  # used only when the dataset is not split already
+    seed: int = 42
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self) -> None:
+        """Raise `ConfigError` naming the first field that is out of range."""
+        from core.backbones import BACKBONES  # no TensorFlow: the registry is plain data
+
+        if not self.data:
+            raise ConfigError("data: choose a dataset folder")
+        _check_choice("backbone", self.backbone, tuple(BACKBONES))
+        if self.weights not in ("imagenet", None):
+            raise ConfigError(f"weights: must be 'imagenet' or null, got {self.weights!r}")
+        for name in ("image_size", "dense_units", "batch_size", "epochs", "patience", "seed"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
+                raise ConfigError(f"{name}: must be a whole number, got {getattr(self, name)!r}")
+        _check_range("image_size", self.image_size, 32, 1024)
+        _check_choice("pooling", self.pooling, POOLINGS)
+        _check_range("dense_units", self.dense_units, 0, 8192)
+        _check_range("dropout", self.dropout, 0, 0.95)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if not 0 < self.learning_rate <= 1:
+            raise ConfigError(f"learning_rate: must be in (0, 1], got {self.learning_rate}")
+        _check_range("batch_size", self.batch_size, 1, 1024)
+        _check_range("epochs", self.epochs, 1, 1000)
+        _check_range("patience", self.patience, 0, 1000)
+        _check_choice("monitor", self.monitor, MONITORS)
+        if not 0 < self.val_split < 1:
+            raise ConfigError(f"val_split: must be between 0 and 1, got {self.val_split}")
+        self.augment.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a dict, rejecting unknown keys so typos do not pass silently."""
+        values = dict(values)
+        augment = values.pop("augment", {}) or {}
+        _reject_unknown(cls, values, "")
+        _reject_unknown(AugmentConfig, augment, "augment.")
+        return cls(**values, augment=AugmentConfig(**augment))
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config is not valid JSON: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError("config must be a JSON object")
+        return cls.from_dict(values)
+
+
+REFERENCE_AUGMENT = AugmentConfig(
+    rotation=40,
+    width_shift=0.2,
+    height_shift=0.2,
+    shear=0.2,
+    horizontal_flip=True,
+    fill_mode="nearest",
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The reference tutorial: InceptionV3, Flatten -> Dense(1024) -> Dropout(0.2), RMSprop.
+    "seed": dict(
+        backbone="inception_v3",
+        image_size=224,
+        pooling="flatten",
+        dense_units=1024,
+        dropout=0.2,
+        optimizer="rmsprop",
+        learning_rate=1e-3,
+        batch_size=16,
+        epochs=30,
+        patience=5,
+        monitor="val_accuracy",
+        augment=dataclasses.asdict(REFERENCE_AUGMENT),
+    ),
+    # Small and fast: for the bundled sample, demos and a laptop CPU.
+    "quick": dict(
+        backbone="mobilenet_v2_0.35",
+        image_size=160,
+        pooling="avg",
+        dense_units=0,
+        dropout=0.2,
+        optimizer="adam",
+        learning_rate=1e-3,
+        batch_size=16,
+        epochs=5,
+        patience=3,
+        augment=dataclasses.asdict(AugmentConfig(horizontal_flip=True)),
+    ),
+}
+
+
+def preset_config(name: str, **overrides: Any) -> TrainConfig:
+    """A `TrainConfig` from a named preset, with the given fields replaced."""
+    if name not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return TrainConfig.from_dict({**PRESETS[name], **overrides})
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}: must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: must be between {low} and {high}, got {value}")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}: unknown value {value!r}; choose from {', '.join(choices)}")
+
+
+def _reject_unknown(cls: type, values: dict[str, Any], prefix: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown config field(s): {', '.join(prefix + u for u in unknown)}")

@@ -1,0 +1,271 @@
+"""Find, validate and split image datasets. Pillow only: no TensorFlow here.
+
+A dataset is either a folder of class folders (`root/<class>/<image>`) or one split
+already (`root/train/<class>/...`, `root/validation/<class>/...`, optionally `test/`).
+Every file is opened with Pillow before training: corrupt, truncated and non-image
+files are skipped and reported by name instead of aborting an epoch.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+SPLIT_NAMES = ("train", "validation", "test")
+SPLIT_ALIASES = {
+    "train": "train",
+    "validation": "validation",
+    "val": "validation",
+    "valid": "validation",
+    "test": "test",
+}
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be used; the message says why in a user's words."""
+
+
+@dataclass
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclass
+class Split:
+    """The valid images of one split: paths and class indices, in a stable order."""
+
+    paths: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+
+    def counts(self, class_names: list[str]) -> dict[str, int]:
+        counter = Counter(self.labels)
+        return {name: counter.get(i, 0) for i, name in enumerate(class_names)}
+
+
+@dataclass
+class DatasetReport:
+    """What scanning a dataset found: classes, valid images per split, skipped files."""
+
+    root: str
+    class_names: list[str]
+    splits: dict[str, Split]  # "all" for an unsplit dataset, else train/validation/test
+    skipped: list[SkippedFile]
+    sizes: Counter  # (width, height) -> number of images
+
+    @property
+    def is_split(self) -> bool:
+        return "train" in self.splits
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Valid images per class, per split."""
+        return {name: split.counts(self.class_names) for name, split in self.splits.items()}
+
+    def imbalance_ratio(self) -> float:
+        """Largest class over smallest class, over all splits together."""
+        totals = Counter()
+        for split in self.splits.values():
+            totals.update(split.counts(self.class_names))
+        values = [v for v in totals.values()]
+        return max(values) / max(min(values), 1)
+
+
+def load_image(source: str | os.PathLike | bytes | io.BytesIO, size: int | None = None):
+    """Open any image Pillow reads as an 8-bit RGB array, upright per its EXIF tag.
+
+    Handles RGBA/LA/P (composited on white), L, CMYK, 16-bit and animated images
+    (first frame). With `size`, resize to a `size` x `size` square (bilinear).
+    """
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    with Image.open(source) as image:
+        image.seek(0)
+        image = ImageOps.exif_transpose(image)
+        image = _to_rgb(image)
+        if size:
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(image, dtype=np.uint8)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16/32-bit grayscale: scale to 8 bits instead of letting Pillow clip at 255.
+        array = np.asarray(image, dtype=np.float64)
+        peak = array.max() or 1.0
+        image = Image.fromarray((array * (255.0 / peak)).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def check_image(path: str | os.PathLike) -> str | None:
+    """None if Pillow can fully decode the file, else the reason it cannot."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.verify()  # cheap structural check
+            with Image.open(path) as image:
+                image.load()  # a full decode catches truncated files that verify() misses
+                return None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return "image too large (possible decompression bomb)"
+    except Image.UnidentifiedImageError:
+        return "not an image Pillow can read"
+    except Exception as exc:  # Pillow raises many types for damaged files
+        return f"corrupt image ({type(exc).__name__}: {exc})"
+
+
+def image_size_of(path: str | os.PathLike) -> tuple[int, int]:
+    with Image.open(path) as image:
+        return image.size
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith((".", "__"))
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
+
+
+def _files_in(class_dir: Path) -> list[Path]:
+    """Every visible file below a class folder, nested subfolders included."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if _visible(Path(d)))
+        found.extend(Path(dirpath) / f for f in sorted(filenames) if _visible(Path(f)))
+    return found
+
+
+def detect_splits(root: Path) -> dict[str, Path]:
+    """`{"train": ..., "validation": ...}` for a split dataset, else `{"all": root}`."""
+    subdirs = {SPLIT_ALIASES.get(p.name.lower()): p for p in _class_dirs(root)}
+    subdirs.pop(None, None)
+    if "train" in subdirs:
+        if "validation" not in subdirs:
+            raise DatasetError(f"{root} has a train/ folder but no validation/ folder")
+        return {name: subdirs[name] for name in SPLIT_NAMES if name in subdirs}
+    return {"all": root}
+
+
+def scan_dataset(root: str | os.PathLike, validate: bool = True) -> DatasetReport:
+    """Find every image of a dataset, check it with Pillow, and count it.
+
+    Raises:
+        DatasetError: missing folder, fewer than 2 classes, an empty class, no valid image.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder not found: {root}")
+    split_dirs = detect_splits(root)
+    class_names = _class_names(split_dirs)
+    splits, skipped, sizes = {}, [], Counter()
+    for split_name, split_dir in split_dirs.items():
+        split = Split()
+        for index, name in enumerate(class_names):
+            class_dir = split_dir / name
+            for path in _files_in(class_dir) if class_dir.is_dir() else []:
+                reason = _reason_to_skip(path, validate)
+                if reason:
+                    skipped.append(SkippedFile(str(path), reason))
+                    continue
+                split.paths.append(str(path))
+                split.labels.append(index)
+                if validate:
+                    sizes[image_size_of(path)] += 1
+        splits[split_name] = split
+    report = DatasetReport(str(root), class_names, splits, skipped, sizes)
+    _check_usable(report)
+    return report
+
+
+def _class_names(split_dirs: dict[str, Path]) -> list[str]:
+    names = {d.name for split_dir in split_dirs.values() for d in _class_dirs(split_dir)}
+    if len(names) < 2:
+        found = ", ".join(sorted(names)) or "none"
+        raise DatasetError(
+            f"a dataset needs at least 2 class folders (one folder of images per class); "
+            f"found {len(names)}: {found}"
+        )
+    return sorted(names)
+
+
+def _reason_to_skip(path: Path, validate: bool) -> str | None:
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return f"not an image file type ({path.suffix or 'no extension'})"
+    return check_image(path) if validate else None
+
+
+def _check_usable(report: DatasetReport) -> None:
+    if not any(split.paths for split in report.splits.values()):
+        raise DatasetError(f"no valid images found in {report.root}")
+    train = report.splits.get("train") or report.splits["all"]
+    empty = [name for name, n in train.counts(report.class_names).items() if n == 0]
+    if empty:
+        where = "train/" if report.is_split else ""
+        raise DatasetError(f"class folder(s) with no valid images in {where}: {', '.join(empty)}")
+    if report.is_split and not report.splits["validation"].paths:
+        raise DatasetError("the validation/ folder has no valid images")
+
+
+def split_dataset(
+    report: DatasetReport,
+    output: str | os.PathLike,
+    val_split: float,
+    seed: int,
+    test_split: float = 0.0,
+    link: bool = False,
+) -> Path:
+    """Split an unsplit dataset's valid images into `output/{train,validation[,test]}`.
+
+    Uses split-folders. Only valid images take part (hidden and bad files never reach
+    the output), and `output` must not exist yet: split-folders merges into an existing
+    folder, which would leak files between splits. With `link`, the output holds
+    symbolic links to the originals instead of copies.
+    """
+    import splitfolders
+
+    output = Path(output)
+    if report.is_split:
+        raise DatasetError("this dataset is split already")
+    if output.exists():
+        raise DatasetError(f"the output folder exists already: {output}; choose a new one")
+    train = 1.0 - val_split - test_split
+    if not (0 < val_split < 1 and 0 <= test_split < 1 and train > 0):
+        raise DatasetError("split ratios must be positive and leave images for training")
+    ratio = (train, val_split, test_split) if test_split else (train, val_split)
+    with tempfile.TemporaryDirectory(prefix="tls-stage-") as stage:
+        _stage_valid_images(report, Path(stage))
+        output.parent.mkdir(parents=True, exist_ok=True)
+        splitfolders.ratio(
+            stage, output=str(output), seed=seed, ratio=ratio, move="symlink" if link else False
+        )
+    if (output / "val").is_dir():  # split-folders says "val"; we say "validation"
+        os.replace(output / "val", output / "validation")
+    for split_name in ("train", "validation"):  # a tiny class can end up with no images
+        for name in report.class_names:
+            (output / split_name / name).mkdir(parents=True, exist_ok=True)
+    return output
+
+
+def _stage_valid_images(report: DatasetReport, stage: Path) -> None:
+    """Symlink each valid image into `stage/<class>/`, flattening nested subfolders."""
+    root = Path(report.root)
+    for path, label in zip(report.splits["all"].paths, report.splits["all"].labels):
+        class_dir = root / report.class_names[label]
+        relative = Path(path).relative_to(class_dir)
+        target = stage / report.class_names[label] / "__".join(relative.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(Path(path).resolve(), target)

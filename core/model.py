@@ -1,0 +1,116 @@
+"""The transfer-learning model: raw pixels -> backbone preprocessing -> frozen base -> head.
+
+Preprocessing lives inside the saved model (the model takes raw 0-255 RGB), so
+training, evaluation and prediction can never disagree about it.
+"""
+
+from __future__ import annotations
+
+from core.backbones import BACKBONES, build_backbone
+from core.config import TrainConfig
+from core.tf_setup import keras
+
+BACKBONE_LAYER = "backbone"
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+
+
+@keras.saving.register_keras_serializable(package="tls")
+class ImagePreprocess(keras.layers.Layer):
+    """A backbone's `preprocess_input` as a serializable layer (no Lambda: safe_mode loads it).
+
+    Modes follow keras.applications.imagenet_utils: "tf" scales to [-1, 1], "torch"
+    scales to [0, 1] and normalises per channel, "caffe" flips RGB to BGR and
+    subtracts the ImageNet mean, "none" passes pixels through.
+    """
+
+    def __init__(self, mode: str = "tf", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("tf", "torch", "caffe", "none"):
+            raise ValueError(f"unknown preprocessing mode {mode!r}")
+        self.mode = mode
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, self.compute_dtype)
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "torch":
+            return (x / 255.0 - keras.ops.array(_TORCH_MEAN)) / keras.ops.array(_TORCH_STD)
+        if self.mode == "caffe":
+            return keras.ops.flip(x, axis=-1) - keras.ops.array(_CAFFE_MEAN_BGR)
+        return x
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mode": self.mode}
+
+
+def build_model(config: TrainConfig, num_classes: int) -> keras.Model:
+    """The frozen backbone with a new classification head, compiled.
+
+    The base is called with training=False so its BatchNormalization layers stay in
+    inference mode, also later when its top layers are unfrozen for fine-tuning.
+    """
+    if num_classes < 2:
+        raise ValueError("a classifier needs at least 2 classes")
+    size = config.image_size
+    base = build_backbone(config.backbone, size, config.weights)
+    base.name = BACKBONE_LAYER
+    base.trainable = False
+    inputs = keras.Input((size, size, 3), name="image")
+    x = ImagePreprocess(BACKBONES[config.backbone].preprocess, name="preprocess")(inputs)
+    x = base(x, training=False)
+    x = keras.layers.Flatten()(x) if config.pooling == "flatten" else keras.layers.GlobalAveragePooling2D()(x)
+    if config.dense_units:
+        x = keras.layers.Dense(config.dense_units, activation="relu", name="hidden")(x)
+    if config.dropout:
+        x = keras.layers.Dropout(config.dropout, seed=config.seed)(x)
+    outputs = _output_layer(num_classes)(x)
+    model = keras.Model(inputs, outputs, name=f"{config.backbone}_classifier")
+    compile_model(model, config.optimizer, config.learning_rate, num_classes)
+    return model
+
+
+def _output_layer(num_classes: int) -> keras.layers.Dense:
+    # float32 output keeps the loss numerically stable under mixed precision.
+    if num_classes == 2:
+        return keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")
+    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")
+
+
+def compile_model(model: keras.Model, optimizer: str, learning_rate: float, num_classes: int) -> None:
+    """Compile with the loss and an explicitly named `accuracy` metric for the class count."""
+    optimizers = {
+        "adam": keras.optimizers.Adam,
+        "rmsprop": keras.optimizers.RMSprop,
+        "sgd": keras.optimizers.SGD,
+    }
+    if num_classes == 2:
+        loss, metric = "binary_crossentropy", keras.metrics.BinaryAccuracy(name="accuracy")
+    else:
+        loss = "sparse_categorical_crossentropy"
+        metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=optimizers[optimizer](learning_rate=learning_rate), loss=loss, metrics=[metric])
+
+
+def unfreeze_top(model: keras.Model, n_layers: int, learning_rate: float, optimizer: str = "adam") -> int:
+    """Make the top `n_layers` of the backbone trainable and recompile.
+
+    BatchNormalization layers stay frozen: their statistics were learned on ImageNet
+    and small batches of new data would wreck them. Returns how many layers are now
+    trainable. Use a learning rate ~10x smaller than for the head.
+    """
+    base = model.get_layer(BACKBONE_LAYER)
+    if not 0 < n_layers <= len(base.layers):
+        raise ValueError(f"n_layers must be between 1 and {len(base.layers)}, got {n_layers}")
+    base.trainable = True
+    for index, layer in enumerate(base.layers):
+        in_top = index >= len(base.layers) - n_layers
+        layer.trainable = in_top and not isinstance(layer, keras.layers.BatchNormalization)
+    compile_model(model, optimizer, learning_rate, num_classes_of(model))
+    return sum(layer.trainable for layer in base.layers)
+
+
+def num_classes_of(model: keras.Model) -> int:
+    """A single sigmoid unit means 2 classes."""
+    return max(2, model.output_shape[-1])

@@ -1,0 +1,121 @@
+"""Classify images with a trained run.
+
+    python -m core.predict --run RUN_DIR IMAGE [IMAGE ...]
+
+Prints one JSON object per image and line: {"file", "label", "probabilities"}, or
+{"file", "error"} for an image that cannot be read (the others are still predicted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.data import load_image
+from core.runs import read_json
+
+CHECKPOINTS = ("best", "last")
+
+
+class RunNotReadyError(RuntimeError):
+    """The run has no usable checkpoint or metadata; the message says what is missing."""
+
+
+@dataclass
+class Classifier:
+    """A loaded run: the model plus what it needs to read images and name classes."""
+
+    model: object
+    class_names: list[str]
+    image_size: int
+    run_dir: Path
+    checkpoint: str
+
+    def predict_arrays(self, images: np.ndarray) -> np.ndarray:
+        """Per-class probabilities (N, classes) for uint8 images (N, size, size, 3)."""
+        raw = np.asarray(self.model.predict_on_batch(images.astype(np.float32)))
+        if raw.shape[-1] == 1:  # sigmoid: the probability of class 1
+            return np.concatenate([1.0 - raw, raw], axis=-1)
+        return raw
+
+    def predict(self, sources: list) -> list[dict]:
+        """Classify paths, bytes or file-like objects; unreadable ones get an "error"."""
+        results, images, slots = [], [], []
+        for source in sources:
+            name = _name_of(source)
+            try:
+                images.append(load_image(source, self.image_size))
+                slots.append(len(results))
+                results.append({"file": name})
+            except Exception as exc:  # any unreadable input is reported, not raised
+                results.append({"file": name, "error": _describe(exc)})
+        if images:
+            for slot, probs in zip(slots, self.predict_arrays(np.stack(images))):
+                results[slot].update(self._labelled(probs))
+        return results
+
+    def _labelled(self, probs: np.ndarray) -> dict:
+        return {
+            "label": self.class_names[int(np.argmax(probs))],
+            "probabilities": {n: float(p) for n, p in zip(self.class_names, probs)},
+        }
+
+
+def checkpoint_path(run_dir: Path, checkpoint: str = "best") -> Path:
+    return Path(run_dir) / "checkpoints" / f"{checkpoint}.keras"
+
+
+def load_classifier(run_dir: str | Path, checkpoint: str = "best") -> Classifier:
+    """Load a run's checkpoint with its own labels and input size (never guessed).
+
+    Raises:
+        RunNotReadyError: missing checkpoint, labels.json or config.json.
+    """
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / "config.json")
+    class_names = read_json(run_dir / "labels.json")
+    path = checkpoint_path(run_dir, checkpoint)
+    if not config or not class_names:
+        raise RunNotReadyError(f"{run_dir} is not a finished run (config.json or labels.json missing)")
+    if not path.is_file():
+        raise RunNotReadyError(f"{run_dir.name} has no {checkpoint} checkpoint yet")
+    import core.model  # noqa: F401  registers ImagePreprocess for deserialization
+    from core.tf_setup import keras
+
+    model = keras.models.load_model(path, compile=False, safe_mode=True)
+    return Classifier(model, list(class_names), int(config["image_size"]), run_dir, checkpoint)
+
+
+def _name_of(source) -> str:
+    return str(getattr(source, "name", source if isinstance(source, (str, Path)) else "image"))
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    return f"cannot read image ({type(exc).__name__}: {exc})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.predict", description=__doc__.split("\n")[1])
+    parser.add_argument("--run", required=True, type=Path, help="a run directory")
+    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
+    parser.add_argument("images", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        classifier = load_classifier(args.run, args.checkpoint)
+    except RunNotReadyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for result in classifier.predict([str(p) for p in args.images]):
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""Train a transfer-learning classifier into a run directory.
+
+    python -m core.train --data DIR --runs-dir DIR [--backbone NAME] [--preset seed] ...
+
+Prints progress; the last line of stdout is the run directory. On bad input it exits
+with status 2 and a one-line error. The dashboard launches exactly this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from core.backbones import BACKBONES, WeightsUnavailableError
+from core.config import (
+    MONITORS,
+    OPTIMIZERS,
+    POOLINGS,
+    PRESETS,
+    RUNS_DIR,
+    ConfigError,
+    TrainConfig,
+    preset_config,
+)
+from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
+from core.runs import (
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    STOP_FILE,
+    STOPPED,
+    RunError,
+    TrainingLock,
+    append_jsonl,
+    new_run_dir,
+    write_json_atomic,
+    write_status,
+)
+
+BATCH_LOG_INTERVAL_S = 0.5  # at most ~2 progress lines per second
+USER_ERRORS = (ConfigError, DatasetError, RunError, WeightsUnavailableError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.split("\n")[1])
+    add = parser.add_argument
+    add("--data", help="a folder of class folders, or one with train/ and validation/")
+    add("--runs-dir", type=Path, default=None, help=f"where runs are created (default {RUNS_DIR})")
+    add("--run-dir", type=Path, help="use this new, empty folder as the run directory")
+    add("--config", type=Path, help="a config.json to start from (flags override it)")
+    add("--preset", choices=sorted(PRESETS), help="start from a named preset ('seed' = reference)")
+    add("--backbone", choices=sorted(BACKBONES))
+    add("--weights", choices=["imagenet", "none"], help="'none' = random init (for tests)")
+    add("--image-size", type=int, help="square input size (default: the backbone's own)")
+    add("--pooling", choices=POOLINGS)
+    add("--dense-units", type=int)
+    add("--dropout", type=float)
+    add("--optimizer", choices=OPTIMIZERS)
+    add("--learning-rate", type=float)
+    add("--batch-size", type=int)
+    add("--epochs", type=int)
+    add("--patience", type=int, help="early-stopping patience in epochs (0 = off)")
+    add("--monitor", choices=MONITORS)
+    add("--val-split", type=float, help="validation fraction for an unsplit dataset")
+    add("--seed", type=int)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Preset or config file first, then every flag given on the command line."""
+    if args.config:
+        try:
+            config = TrainConfig.from_json(Path(args.config).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {args.config}: {exc.strerror}") from None
+    elif args.preset:
+        config = preset_config(args.preset)
+    else:
+        config = TrainConfig(image_size=0)  # 0: take the backbone's default size below
+    overrides = {
+        k: v
+        for k, v in vars(args).items()
+        if v is not None and k in {f.name for f in dataclasses.fields(TrainConfig)}
+    }
+    if overrides.get("weights") == "none":
+        overrides["weights"] = None
+    config = dataclasses.replace(config, **overrides)
+    if not config.image_size and config.backbone in BACKBONES:
+        config.image_size = BACKBONES[config.backbone].default_size
+    config.validate()
+    return config
+
+
+def prepare_data(config: TrainConfig, run_dir: Path, log) -> DatasetReport:
+    """Scan the dataset; split an unsplit one into `run_dir/split` (links, not copies)."""
+    report = scan_dataset(config.data)
+    for skipped in report.skipped:
+        log(f"skipped {skipped.path}: {skipped.reason}")
+    if not report.is_split:
+        split_dir = split_dataset(report, run_dir / "split", config.val_split, config.seed, link=True)
+        report = dataclasses.replace(
+            scan_dataset(split_dir, validate=False), skipped=report.skipped, sizes=report.sizes
+        )
+    write_json_atomic(
+        run_dir / "dataset.json",
+        {
+            "source": str(config.data),
+            "classes": report.class_names,
+            "counts": report.counts(),
+            "skipped": [dataclasses.asdict(s) for s in report.skipped],
+        },
+    )
+    for split, counts in report.counts().items():
+        log(f"{split}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+    return report
+
+
+class StopRequest:
+    """Set by SIGTERM or by a STOP file in the run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.stop_file = run_dir / STOP_FILE
+        self.signalled = False
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.signalled = True
+
+    def __bool__(self) -> bool:
+        return self.signalled or self.stop_file.exists()
+
+
+def make_callbacks(config: TrainConfig, run_dir: Path, stop: StopRequest, batches: int, log):
+    """Metrics/status logging, stop handling, atomic checkpoints and early stopping."""
+    from core.tf_setup import keras
+
+    mode = "max" if config.monitor.endswith("accuracy") else "min"
+
+    class RunLogger(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch, self.epoch_start, self.last_batch_log = epoch + 1, time.time(), 0.0
+
+        def on_train_batch_end(self, batch, logs=None):
+            if stop:
+                self.model.stop_training = True
+            now = time.time()
+            if now - self.last_batch_log < BATCH_LOG_INTERVAL_S and batch + 1 < batches:
+                return
+            self.last_batch_log = now
+            record = {
+                "epoch": self.epoch,
+                "batch": batch + 1,
+                "batches": batches,
+                "time": now,
+                **_floats(logs),
+            }
+            append_jsonl(run_dir / "metrics.jsonl", record)
+            write_status(run_dir, epoch=self.epoch, batch=batch + 1, batches=batches)
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.time() - self.epoch_start
+            record = {
+                "epoch": epoch + 1,
+                **_floats(logs),
+                "seconds": round(seconds, 3),
+                "time": time.time(),
+                "stage": 1,
+            }
+            append_jsonl(run_dir / "metrics.jsonl", record)
+            write_status(run_dir, epoch=epoch + 1)
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in _floats(logs).items())
+            log(f"epoch {epoch + 1}/{config.epochs}  {shown}  ({seconds:.1f} s)")
+
+    class AtomicCheckpoint(keras.callbacks.Callback):
+        """best.keras by the monitored metric and last.keras, each saved via os.replace."""
+
+        best = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            value = (logs or {}).get(config.monitor)
+            _save_atomic(self.model, run_dir / "checkpoints" / "last.keras")
+            if value is None:
+                return
+            improved = self.best is None or (value > self.best if mode == "max" else value < self.best)
+            if improved:
+                self.best = float(value)
+                _save_atomic(self.model, run_dir / "checkpoints" / "best.keras")
+                write_json_atomic(
+                    run_dir / "checkpoints" / "best.json",
+                    {"epoch": epoch + 1, "monitor": config.monitor, "value": self.best},
+                )
+
+    callbacks = [RunLogger(), AtomicCheckpoint()]
+    if config.patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=config.monitor, mode=mode, patience=config.patience, restore_best_weights=True
+            )
+        )
+    return callbacks
+
+
+def _floats(logs: dict | None) -> dict[str, float]:
+    return {
+        k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float)) or hasattr(v, "__float__")
+    }
+
+
+def _save_atomic(model, path: Path) -> None:
+    """Save next to `path` and rename, so a crash never leaves a half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig, run_dir: Path, log=print) -> dict:
+    """Train `config` into `run_dir` (which holds config.json); return the final status."""
+    stop = StopRequest(run_dir)
+    write_status(
+        run_dir, state=RUNNING, pid=os.getpid(), epochs=config.epochs, started_at=time.time(), epoch=0
+    )
+    report = prepare_data(config, run_dir, log)
+    write_json_atomic(run_dir / "labels.json", report.class_names)
+
+    from core.pipeline import make_dataset, steps_per_epoch
+    from core.tf_setup import keras, use_mixed_precision_if_gpu
+
+    keras.utils.set_random_seed(config.seed)
+    on_gpu = use_mixed_precision_if_gpu()
+    log(f"device: {'GPU (mixed precision)' if on_gpu else 'CPU'}")
+    num_classes = len(report.class_names)
+    from core.model import build_model
+
+    model = build_model(config, num_classes)
+    train_split, val_split = report.splits["train"], report.splits["validation"]
+    train_data = make_dataset(
+        train_split,
+        config.image_size,
+        config.batch_size,
+        num_classes,
+        training=True,
+        augment=config.augment,
+        seed=config.seed,
+    )
+    val_data = make_dataset(val_split, config.image_size, config.batch_size, num_classes, training=False)
+    batches = steps_per_epoch(train_split, config.batch_size)
+    write_status(run_dir, batches=batches)
+    callbacks = make_callbacks(config, run_dir, stop, batches, log)
+    model.fit(train_data, validation_data=val_data, epochs=config.epochs, callbacks=callbacks, verbose=0)
+    state = STOPPED if stop else COMPLETED
+    return write_status(run_dir, state=state, ended_at=time.time())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run_dir, lock = None, None
+    try:
+        config = config_from_args(args)
+        lock = TrainingLock(args.run_dir.parent if args.run_dir else args.runs_dir or RUNS_DIR)
+        lock.acquire()  # before creating a run, so a refused start leaves no empty run behind
+        run_dir = _make_run_dir(args, config)
+        lock.name_holder(run_dir)
+        status = train(config, run_dir, log=_log)
+        _log(f"{status['state']}: {run_dir}")
+    except USER_ERRORS as exc:
+        return _fail(run_dir, str(exc))
+    except KeyboardInterrupt:
+        if run_dir:
+            write_status(run_dir, state=STOPPED, ended_at=time.time())
+        return 130
+    except Exception as exc:  # an unexpected bug: one line here, the traceback in the run
+        if run_dir:
+            (run_dir / "error.log").write_text(traceback.format_exc())
+        return _fail(run_dir, f"unexpected failure: {type(exc).__name__}: {exc}")
+    finally:
+        if lock:
+            lock.release()
+    print(run_dir, flush=True)  # the contract: the last line of stdout is the run directory
+    return 0
+
+
+def _make_run_dir(args: argparse.Namespace, config: TrainConfig) -> Path:
+    if not args.run_dir:
+        run_dir = new_run_dir(args.runs_dir or RUNS_DIR, config)
+        write_json_atomic(run_dir / "config.json", config.to_dict())
+        return run_dir
+    run_dir = args.run_dir
+    existing = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+    if existing - {"config.json", "status.json", "train.log"}:
+        raise RunError(f"the run directory is not empty: {run_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "config.json", config.to_dict())
+    return run_dir
+
+
+def _fail(run_dir: Path | None, message: str) -> int:
+    if run_dir and run_dir.is_dir():
+        write_status(run_dir, state=FAILED, error=message, ended_at=time.time())
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
