@@ -72,7 +72,7 @@ def build_backbone(name: str, image_size: int, weights: str | None = "imagenet")
             **spec.kwargs,
         )
     except Exception as exc:  # Keras raises a bare Exception for a failed download
-        missing = re.search(r"fetch failure on (\S+?):", str(exc))
+        missing = re.search(r"fetch failure on (\S+):\s", str(exc))
         if not missing:
             raise
         url = missing.group(1)

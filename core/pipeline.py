@@ -41,6 +41,8 @@ def build_augmenter(config: AugmentConfig, seed: int | None = None) -> keras.Seq
 
 def augment_images(images: np.ndarray, config: AugmentConfig, seed: int | None = None) -> np.ndarray:
     """Augment a uint8 batch (N, H, W, 3) exactly as training does; returns uint8."""
+    if config.is_identity:
+        return images.copy()  # training skips augmentation too; an empty Sequential cannot run
     augmenter = build_augmenter(config, seed)
     out = augmenter(tf.convert_to_tensor(images, tf.float32), training=True)
     return np.clip(np.asarray(out), 0, 255).astype(np.uint8)

@@ -1,32 +1,56 @@
 """Import TensorFlow and Keras once, quietly, with GPUs set up.
 
-Every module that needs TensorFlow imports it from here, so its C++ log spam is
-silenced before the first import and GPU memory growth is set exactly once.
+Every module that needs TensorFlow imports it from here, so its start-up chatter is
+silenced and GPU memory growth is set exactly once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide INFO/WARNING from TF's C++ side
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence file descriptor 2 while TF starts: its C++ start-up lines (oneDNN, CUDA
+    probing) ignore TF_CPP_MIN_LOG_LEVEL in TF 2.21 and bury our one-line errors."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+with _quiet_native_stderr():
+    import keras
+    import tensorflow as tf
+
+    _GPUS = tf.config.list_physical_devices("GPU")  # the CUDA probe logs here, once
 
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
 keras.utils.disable_interactive_logging()  # our own progress lines replace Keras's bars
+# Our tf.data pipeline shuffles itself; Keras warns that fit's shuffle flag is ignored.
+warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
 
 
 def gpus() -> list:
     """The visible GPUs, with memory growth enabled so one run does not grab them all."""
-    devices = tf.config.list_physical_devices("GPU")
-    for device in devices:
+    for device in _GPUS:
         try:
             tf.config.experimental.set_memory_growth(device, True)
         except RuntimeError:  # already initialised: growth can only be set before first use
             pass
-    return devices
+    return _GPUS
 
 
 def use_mixed_precision_if_gpu() -> bool:

@@ -196,7 +196,8 @@ def make_callbacks(config: TrainConfig, run_dir: Path, stop: StopRequest, batche
                     {"epoch": epoch + 1, "monitor": config.monitor, "value": self.best},
                 )
 
-    callbacks = [RunLogger(), AtomicCheckpoint()]
+    # Checkpoints first: once an epoch's line is in metrics.jsonl, its checkpoint is on disk.
+    callbacks = [AtomicCheckpoint(), RunLogger()]
     if config.patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(

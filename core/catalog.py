@@ -1,0 +1,73 @@
+"""Find dataset folders under the data folder, cheaply (names only; `core.data` validates).
+
+A folder counts as a dataset when it has a train/ folder, or at least two class
+folders that hold image files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from core.data import IMAGE_SUFFIXES, SPLIT_ALIASES
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return []
+    return [Path(e.path) for e in entries if e.is_dir() and not e.name.startswith((".", "__"))]
+
+
+def _has_images(folder: Path, depth: int = 2) -> bool:
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return False
+    if any(e.is_file() and Path(e.name).suffix.lower() in IMAGE_SUFFIXES for e in entries):
+        return True
+    return depth > 1 and any(_has_images(Path(e.path), depth - 1) for e in entries if e.is_dir())
+
+
+def looks_like_dataset(folder: str | os.PathLike) -> bool:
+    subdirs = _visible_dirs(Path(folder))
+    if any(SPLIT_ALIASES.get(d.name.lower()) == "train" for d in subdirs):
+        return True
+    return sum(_has_images(d) for d in subdirs[:50]) >= 2
+
+
+def find_datasets(data_root: str | os.PathLike, max_depth: int = 4, exclude: tuple = ()) -> list[Path]:
+    """Dataset folders below `data_root` (not inside one another), sorted by path."""
+    excluded = {Path(p).resolve() for p in exclude}
+    found: list[Path] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        if folder.resolve() in excluded:
+            return
+        if looks_like_dataset(folder):
+            found.append(folder)
+            return
+        if depth < max_depth:
+            for sub in _visible_dirs(folder):
+                walk(sub, depth + 1)
+
+    root = Path(data_root)
+    if root.is_dir():
+        for sub in _visible_dirs(root):
+            walk(sub, 1)
+    return sorted(found)
+
+
+def dataset_signature(folder: str | os.PathLike) -> float:
+    """The newest modification time of the folder and its folders two levels down.
+
+    Adding or removing an image changes its class folder's mtime, so this is a cheap
+    cache key for a dataset's scan.
+    """
+    folder = Path(folder)
+    stamps = []
+    for path in [folder, *_visible_dirs(folder)]:
+        stamps.append(path.stat().st_mtime)
+        stamps.extend(sub.stat().st_mtime for sub in _visible_dirs(path) if path != folder)
+    return max(stamps) if stamps else 0.0

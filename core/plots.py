@@ -1,0 +1,102 @@
+"""Plotly figures for the dashboard: pure functions of plain data, tested via `fig.data`."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+SPLIT_COLORS = {"train": "#2f6fde", "validation": "#f28e2b", "test": "#59a14f", "all": "#76b7b2"}
+_LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10), height=320)
+
+
+def split_counts_figure(counts: dict[str, dict[str, int]], title: str = "Images per class") -> go.Figure:
+    """Grouped bars: one trace per split, x = class names, y = image counts.
+
+    Args:
+        counts: `DatasetReport.counts()`, e.g. {"train": {"cat": 80, "dog": 75}, "validation": {...}}.
+    """
+    fig = go.Figure()
+    for split, per_class in counts.items():
+        fig.add_trace(
+            go.Bar(
+                name=split,
+                x=list(per_class),
+                y=list(per_class.values()),
+                text=list(per_class.values()),
+                marker_color=SPLIT_COLORS.get(split),
+            )
+        )
+    fig.update_layout(
+        **_LAYOUT,
+        barmode="group",
+        title=title,
+        xaxis_title="class",
+        yaxis_title="images",
+        legend_title="split",
+    )
+    return fig
+
+
+def metric_figure(epochs: list[dict], metric: str, title: str | None = None) -> go.Figure:
+    """Train and validation curves of `metric` per epoch, from `read_metrics`'s epoch records.
+
+    Traces are named "train" (`metric`) and "validation" (`val_<metric>`); a trace is left
+    out when no record has its key. Missing values in some epochs are skipped.
+    """
+    fig = go.Figure()
+    for name, key in (("train", metric), ("validation", f"val_{metric}")):
+        points = [(r["epoch"], r[key]) for r in epochs if r.get(key) is not None and "epoch" in r]
+        if points:
+            x, y = zip(*points)
+            fig.add_trace(go.Scatter(name=name, x=list(x), y=list(y), mode="lines+markers"))
+    fig.update_layout(**_LAYOUT, title=title or metric, xaxis_title="epoch", yaxis_title=metric)
+    fig.update_xaxes(tickformat="d", rangemode="tozero" if not epochs else "normal")
+    if metric == "accuracy":
+        fig.update_yaxes(range=[0, 1.02])
+    if not fig.data:
+        fig.add_annotation(
+            text="waiting for the first epoch", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper"
+        )
+    return fig
+
+
+def accuracy_figure(epochs: list[dict]) -> go.Figure:
+    return metric_figure(epochs, "accuracy", "Accuracy")
+
+
+def loss_figure(epochs: list[dict]) -> go.Figure:
+    return metric_figure(epochs, "loss", "Loss")
+
+
+def compare_runs_figure(runs: dict[str, list[dict]], metric: str = "val_accuracy") -> go.Figure:
+    """One line per run: `metric` per epoch, for runs {name: epoch records}."""
+    fig = go.Figure()
+    for name, epochs in runs.items():
+        points = [(r["epoch"], r[metric]) for r in epochs if r.get(metric) is not None and "epoch" in r]
+        x, y = zip(*points) if points else ((), ())
+        fig.add_trace(go.Scatter(name=name, x=list(x), y=list(y), mode="lines+markers"))
+    fig.update_layout(**_LAYOUT, title=f"{metric} per epoch", xaxis_title="epoch", yaxis_title=metric)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2))
+    fig.update_xaxes(tickformat="d")
+    return fig
+
+
+def probability_figure(probabilities: dict[str, float]) -> go.Figure:
+    """Horizontal bars of class probabilities, the most likely class on top."""
+    ranked = sorted(probabilities.items(), key=lambda item: item[1])
+    labels = [name for name, _ in ranked]
+    values = [float(p) for _, p in ranked]
+    colors = ["#2f6fde" if i == len(ranked) - 1 else "#a9bfe8" for i in range(len(ranked))]
+    fig = go.Figure(
+        go.Bar(
+            name="probability",
+            x=values,
+            y=labels,
+            orientation="h",
+            marker_color=colors,
+            text=[f"{v:.1%}" for v in values],
+            textposition="auto",
+        )
+    )
+    fig.update_layout(**{**_LAYOUT, "height": 60 + 40 * len(ranked)}, margin=dict(l=10, r=10, t=10, b=10))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    return fig

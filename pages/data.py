@@ -1,0 +1,250 @@
+"""Data: choose a dataset, check it, split it, and preview the augmentation training will use.
+
+Remembers `dataset` (a folder) and `augment` (an AugmentConfig as a dict) in session state
+for the Train page.
+"""
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from core import config
+from core.catalog import dataset_signature, find_datasets, looks_like_dataset
+from core.config import FILL_MODES, REFERENCE_AUGMENT, AugmentConfig
+from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
+from core.plots import split_counts_figure
+from core.preview import augment_batch, augment_repeated, load_batch, preview_paths
+from core.uploads import UploadError, extract_dataset_upload, safe_name, unique_path
+
+SOURCES = ("The bundled sample", "A folder in the data folder", "Upload a zip")
+PREVIEW_COUNT, PREVIEW_SIZE = 8, 160
+AUGMENT_SLIDERS = {  # field: (label, max, step, help)
+    "rotation": ("Rotation (degrees)", 180.0, 5.0, "rotate by up to +/- this many degrees"),
+    "width_shift": ("Width shift", 0.9, 0.05, "shift sideways by up to this fraction of the width"),
+    "height_shift": ("Height shift", 0.9, 0.05, "shift up or down by up to this fraction of the height"),
+    "shear": ("Shear", 0.9, 0.05, "slant by up to this shear factor"),
+    "zoom": ("Zoom", 0.9, 0.05, "zoom in or out by up to this fraction"),
+}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_scan(path: str, signature: float) -> DatasetReport:
+    """`scan_dataset`, redone only when a class folder changed (`signature` is their newest mtime)."""
+    return scan_dataset(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_repeated(path: str, augment: dict, seed: int):
+    return augment_repeated(path, AugmentConfig(**augment), PREVIEW_COUNT, PREVIEW_SIZE, seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_batch(paths: tuple[str, ...], augment: dict, seed: int):
+    return augment_batch(load_batch(list(paths), PREVIEW_SIZE), AugmentConfig(**augment), seed)
+
+
+def restore_choice() -> None:
+    """Point the dataset widgets, before they draw, at a folder chosen by code (an upload, a
+    split) or remembered from an earlier visit (Streamlit forgets widgets of pages left)."""
+    pending = st.session_state.pop("pending_dataset", None)
+    remembered = st.session_state.get("dataset")
+    if pending is None and "source" not in st.session_state and remembered:
+        path = Path(remembered)
+        if path != config.SAMPLE_DATASET and path.is_relative_to(config.DATA_ROOT):
+            pending = str(path.relative_to(config.DATA_ROOT))
+    if pending:
+        st.session_state["source"] = SOURCES[1]
+        st.session_state["folder"] = pending
+
+
+def dataset_ui() -> Path | None:
+    """Widgets choosing the dataset; returns its folder, or None while there is none."""
+    source = st.radio("Dataset", SOURCES, key="source", horizontal=True)
+    if source == SOURCES[0]:
+        st.caption(f"100 photos of horses and humans, bundled with the app: `{config.SAMPLE_DATASET}`")
+        return config.SAMPLE_DATASET
+    if source == SOURCES[1]:
+        return folder_ui()
+    return upload_ui()
+
+
+def folder_ui() -> Path | None:
+    folders = find_datasets(config.DATA_ROOT, exclude=(config.SAMPLE_DATASET,))
+    if not folders:
+        st.info(
+            f"No dataset folders in `{config.DATA_ROOT}` yet. Put one there (one folder of images per "
+            "class), upload a zip, or download the full horse-or-human set on the Home page."
+        )
+        return None
+    labels = [str(p.relative_to(config.DATA_ROOT)) for p in folders]
+    if st.session_state.get("folder") not in labels:
+        st.session_state.pop("folder", None)
+    choice = st.selectbox("Folder", labels, key="folder", help=f"dataset folders found in {config.DATA_ROOT}")
+    return config.DATA_ROOT / choice
+
+
+def upload_ui() -> Path | None:
+    upload = st.file_uploader(
+        "A zip of class folders (cats/..., dogs/...), or of train/ and validation/ folders",
+        type="zip",
+    )
+    if upload is None:
+        return None
+    uploads = config.DATA_ROOT / "uploads"
+    with st.spinner("Unpacking the zip safely..."):
+        try:
+            folder = extract_dataset_upload(upload, uploads, upload.name)
+        except UploadError as exc:
+            st.error(f"That zip cannot be used: {exc}")
+            return None
+    if not looks_like_dataset(folder):
+        shutil.rmtree(uploads / folder.relative_to(uploads).parts[0], ignore_errors=True)
+        st.error(
+            "That zip holds no dataset: it needs one folder of images per class (at least two), "
+            "or train/ and validation/ folders holding those."
+        )
+        return None
+    st.session_state["pending_dataset"] = str(folder.relative_to(config.DATA_ROOT))
+    st.session_state["flash"] = f"Unpacked {upload.name} into `{folder}`."
+    st.rerun()
+
+
+def scan_ui(dataset: Path) -> DatasetReport | None:
+    with st.spinner("Checking every image with Pillow..."):
+        try:
+            return cached_scan(str(dataset), dataset_signature(dataset))
+        except DatasetError as exc:
+            st.error(f"This folder cannot be used for training: {exc}")
+            return None
+
+
+def report_ui(report: DatasetReport) -> None:
+    counts = report.counts()
+    total = sum(sum(c.values()) for c in counts.values())
+    a, b, c = st.columns(3)
+    a.metric("Classes", len(report.class_names))
+    b.metric("Valid images", f"{total:,}")
+    c.metric("Skipped files", len(report.skipped))
+    if report.imbalance_ratio() > 1.5:
+        st.warning(
+            f"The classes are imbalanced: the largest has {report.imbalance_ratio():.1f}x the images of "
+            "the smallest. Accuracy can look good while the small class is mostly wrong."
+        )
+    left, right = st.columns([2, 3])
+    left.dataframe(
+        {"class": report.class_names, **{split: list(c.values()) for split, c in counts.items()}},
+        hide_index=True,
+    )
+    right.plotly_chart(split_counts_figure(counts), key="counts_chart")
+    sizes = report.sizes.most_common(8)
+    st.caption(
+        f"Image sizes ({len(report.sizes)} different): "
+        + ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes)
+        + (" ..." if len(report.sizes) > len(sizes) else "")
+        + ". Training resizes every image to the model's input size."
+    )
+    if report.skipped:
+        with st.expander(f"Skipped files ({len(report.skipped)})"):
+            root = Path(report.root)
+            rows = [{"file": _relative(s.path, root), "reason": s.reason} for s in report.skipped]
+            st.dataframe(rows, hide_index=True)
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return path
+
+
+def split_ui(dataset: Path, report: DatasetReport) -> None:
+    if report.is_split:
+        st.info(f"This dataset is split already ({', '.join(report.splits)}): training uses its splits.")
+        return
+    st.write(
+        "Training splits an unsplit dataset by itself (its *validation split* setting). Split it here "
+        "to keep a test set aside, or to fix the split for several runs."
+    )
+    with st.form("split"):
+        a, b, c = st.columns(3)
+        val = a.slider("Validation fraction", 0.05, 0.5, 0.2, 0.05)
+        test = b.slider("Test fraction", 0.0, 0.4, 0.0, 0.05, help="0: no test split")
+        seed = int(c.number_input("Seed", 0, 2**31 - 1, 42))
+        name = st.text_input("New folder name", f"{dataset.name}-split")
+        submitted = st.form_submit_button("Split into a new folder", icon=":material/call_split:")
+    if not submitted:
+        return
+    output = unique_path(config.DATA_ROOT / "splits", safe_name(name, "split"))
+    with st.spinner(f"Splitting into {output}..."):
+        try:
+            split_dataset(report, output, val, seed, test_split=test)
+        except DatasetError as exc:
+            st.error(f"Cannot split: {exc}")
+            return
+    st.session_state["pending_dataset"] = str(output.relative_to(config.DATA_ROOT))
+    st.session_state["flash"] = f"Split into `{output}`: the Train page now uses it."
+    st.rerun()
+
+
+def augment_ui() -> AugmentConfig:
+    """Sliders for every augmentation knob; starts from the remembered config."""
+    saved = st.session_state.get("augment") or {}
+    for field, value in dataclasses.asdict(AugmentConfig(**saved)).items():
+        st.session_state.setdefault(f"aug_{field}", value)
+    st.button("Use the reference recipe", on_click=_set_augment, args=(REFERENCE_AUGMENT,))
+    st.button("No augmentation", on_click=_set_augment, args=(AugmentConfig(),))
+    values = {}
+    columns = st.columns(3)
+    for i, (field, (label, high, step, help_text)) in enumerate(AUGMENT_SLIDERS.items()):
+        values[field] = columns[i % 3].slider(label, 0.0, high, step=step, key=f"aug_{field}", help=help_text)
+    values["fill_mode"] = columns[2].selectbox(
+        "Fill mode", FILL_MODES, key="aug_fill_mode", help="how to fill pixels moved in from outside"
+    )
+    values["horizontal_flip"] = columns[0].checkbox("Horizontal flip", key="aug_horizontal_flip")
+    return AugmentConfig(**values)
+
+
+def _set_augment(augment: AugmentConfig) -> None:
+    for field, value in dataclasses.asdict(augment).items():
+        st.session_state[f"aug_{field}"] = value
+
+
+def preview_ui(report: DatasetReport, augment: AugmentConfig) -> None:
+    seed = st.session_state.setdefault("preview_seed", 0)
+    if st.button("Regenerate", icon=":material/refresh:"):
+        seed = st.session_state["preview_seed"] = int(time.time() * 1000) % 2**31
+    samples = preview_paths(report, PREVIEW_COUNT, seed)
+    settings = dataclasses.asdict(augment)
+    with st.spinner("Augmenting (TensorFlow loads the first time, a few seconds)..."):
+        repeated = cached_repeated(samples[0][0], settings, seed)
+        batch = cached_batch(tuple(p for p, _ in samples), settings, seed)
+    st.markdown(f"**One image, augmented {PREVIEW_COUNT} times** ({Path(samples[0][0]).name})")
+    st.image(list(repeated), width=PREVIEW_SIZE)
+    st.markdown("**A random augmented batch**")
+    st.image(list(batch), caption=[name for _, name in samples], width=PREVIEW_SIZE)
+
+
+st.title("Data")
+restore_choice()
+dataset = dataset_ui()
+if "flash" in st.session_state:
+    st.success(st.session_state.pop("flash"))
+if dataset is None:
+    st.stop()
+report = scan_ui(dataset)
+if report is None:
+    st.stop()
+st.session_state["dataset"] = str(dataset)
+st.caption(f"The Train page uses this dataset: `{dataset}`")
+report_tab, split_tab, augment_tab = st.tabs(["Check", "Split", "Augmentation"])
+with report_tab:
+    report_ui(report)
+with split_tab:
+    split_ui(dataset, report)
+with augment_tab:
+    augment = augment_ui()
+    st.session_state["augment"] = dataclasses.asdict(augment)
+    preview_ui(report, augment)

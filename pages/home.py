@@ -1,0 +1,85 @@
+"""Home: what the app does, this machine, where files live, and the full dataset's download."""
+
+import streamlit as st
+
+from core import config
+from core.downloads import DownloadError, download_horse_or_human, horse_or_human_dir
+from core.runs import active_run
+from core.system import gpu_names
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def cached_gpu_names() -> list[str]:
+    return gpu_names()
+
+
+def steps_ui() -> None:
+    steps = [
+        (
+            "pages/data.py",
+            "1. Data",
+            "Pick the bundled sample, a folder or a zip; check it, split it, and preview the augmentation.",
+        ),
+        (
+            "pages/train.py",
+            "2. Train",
+            "Choose a pretrained backbone and the head's settings, then follow accuracy and loss live.",
+        ),
+        (
+            "pages/predict.py",
+            "3. Predict",
+            "Upload photos or take one with the camera and see what the model thinks, class by class.",
+        ),
+    ]
+    for column, (page, label, text) in zip(st.columns(3), steps):
+        with column.container(border=True):
+            st.page_link(page, label=label)
+            st.caption(text)
+
+
+def machine_ui() -> None:
+    gpus = cached_gpu_names()
+    if gpus:
+        st.success(f"GPU found: {', '.join(gpus)}. Training uses it, with mixed precision.")
+    else:
+        st.info("No GPU found: training runs on the CPU. The **quick** preset trains in minutes there.")
+    st.markdown(f"- Datasets are looked for in `{config.DATA_ROOT}`\n- Runs are kept in `{config.RUNS_DIR}`")
+    st.caption("Move them with the environment variables TLS_DATA_ROOT and TLS_RUNS_DIR.")
+    running = active_run(config.RUNS_DIR)
+    if running:
+        st.info(f"A training is running: **{running.name}**.")
+        st.page_link("pages/train.py", label="Follow it on the Train page", icon=":material/monitoring:")
+
+
+def download_ui() -> None:
+    target = horse_or_human_dir(config.DATA_ROOT)
+    if (target / "train").is_dir():
+        st.success(f"Downloaded: `{target}`. Choose it on the Data page under *A folder*.")
+    st.write(
+        "The bundled sample has 100 photos. The full set has 1,027 training and 256 validation "
+        "photos (about 150 MB)."
+    )
+    if not st.button("Download the full horse-or-human dataset", icon=":material/download:"):
+        return
+    bar = st.progress(0.0, text="Connecting...")
+    try:
+        path = download_horse_or_human(config.DATA_ROOT, progress=lambda f, text: bar.progress(f, text=text))
+    except DownloadError as exc:
+        bar.empty()
+        st.error(f"The download failed: {exc}")
+        return
+    bar.empty()
+    st.success(f"Downloaded and unpacked into `{path}`. Choose it on the Data page under *A folder*.")
+
+
+st.title("Transfer Learning Studio")
+st.markdown(
+    "Train an image classifier on your own photos without writing code. The studio reuses a "
+    "network pretrained on ImageNet (the *backbone*), freezes it, and trains a small new head "
+    "on your classes: a few minutes on a CPU, and accurate with a few hundred photos per class."
+)
+steps_ui()
+st.subheader("This machine")
+machine_ui()
+st.subheader("The full horse-or-human dataset")
+download_ui()

@@ -1,0 +1,92 @@
+"""Run folders: atomic files, the metrics reader, status states, the training lock."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from core.config import TrainConfig
+from core.runs import (
+    INTERRUPTED, RunError, TrainingLock, append_jsonl, list_runs, new_run_dir, read_metrics,
+    read_status, write_json_atomic, write_status,
+)
+
+
+def test_metrics_reader_tolerates_a_half_written_last_line(tmp_path):
+    append_jsonl(tmp_path / "metrics.jsonl", {"epoch": 1, "batch": 3, "batches": 10, "loss": 0.9})
+    append_jsonl(tmp_path / "metrics.jsonl", {"epoch": 1, "loss": 0.5, "val_accuracy": 0.8})
+    with open(tmp_path / "metrics.jsonl", "a") as handle:
+        handle.write('{"epoch": 2, "loss": 0.')  # the writer died mid-line
+    epochs, batches = read_metrics(tmp_path)
+    assert epochs == [{"epoch": 1, "loss": 0.5, "val_accuracy": 0.8}]
+    assert batches == [{"epoch": 1, "batch": 3, "batches": 10, "loss": 0.9}]
+
+
+def test_metrics_reader_on_a_missing_file(tmp_path):
+    assert read_metrics(tmp_path) == ([], [])
+
+
+def test_atomic_json_leaves_no_temp_file(tmp_path):
+    write_json_atomic(tmp_path / "a.json", {"x": 1})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
+    assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_status_merges_fields(tmp_path):
+    write_status(tmp_path, state="running", pid=os.getpid(), epoch=1)
+    status = write_status(tmp_path, epoch=2)
+    assert (status["state"], status["epoch"], status["pid"]) == ("running", 2, os.getpid())
+
+
+def test_running_status_of_a_dead_process_reads_as_interrupted(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_status(tmp_path, state="running", pid=dead.pid)
+    status = read_status(tmp_path)
+    assert status["state"] == INTERRUPTED and "ended unexpectedly" in status["error"]
+    write_status(tmp_path, pid=os.getpid())
+    assert read_status(tmp_path)["state"] == "running"
+
+
+def test_run_dirs_are_unique_and_listed_newest_first(tmp_path):
+    config = TrainConfig(data="d", backbone="vgg16", image_size=64)
+    first, second = new_run_dir(tmp_path, config), new_run_dir(tmp_path, config)
+    assert first != second and first.name.endswith("-vgg16-64")
+    for run in (first, second):
+        write_json_atomic(run / "config.json", config.to_dict())
+        write_status(run, state="completed")
+    append_jsonl(second / "metrics.jsonl", {"epoch": 1, "val_accuracy": 0.75})
+    runs = list_runs(tmp_path)
+    assert [r.path for r in runs] == [second, first]
+    assert runs[0].best_val_accuracy == 0.75 and runs[0].epochs_done == 1
+    assert runs[1].best_val_accuracy is None
+
+
+def test_unwritable_runs_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RunError, match="cannot create a run in"):
+        new_run_dir(blocker / "runs", TrainConfig(data="d"))
+
+
+def test_training_lock_is_exclusive_and_names_its_holder(tmp_path):
+    held = TrainingLock(tmp_path)
+    held.acquire()
+    held.name_holder(tmp_path / "run-a")
+    code = ("import sys; from core.runs import TrainingLock, RunError\n"
+            f"try: TrainingLock({str(tmp_path)!r}).acquire()\n"
+            "except RunError as e: print(e); sys.exit(3)")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert other.returncode == 3 and "run-a" in other.stdout
+    held.release()
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert other.returncode == 0, other.stdout
+
+
+def test_lock_is_released_when_its_process_dies(tmp_path):
+    code = (f"from core.runs import TrainingLock; TrainingLock({str(tmp_path)!r}).acquire(); "
+            "import os; os._exit(0)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    TrainingLock(tmp_path).acquire()  # would raise if the dead process still held it

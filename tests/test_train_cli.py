@@ -1,0 +1,143 @@
+"""`python -m core.train` and `python -m core.predict`: the contract the dashboard relies on."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from core.config import TrainConfig
+from core.runs import TrainingLock, launch_training, read_metrics, read_status, request_stop
+from core.train import _save_atomic
+from tests.conftest import make_color_dataset, run_cli, write_image
+
+
+def _assert_one_line_error(result, message):
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "/no/such/dir"], "dataset folder not found"),
+        (["--learning-rate", "-1"], "learning_rate: must be in (0, 1]"),
+        (["--image-size", "4"], "image_size: must be between 32"),
+        (["--config", "/no/such.json"], "cannot read config"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(tmp_path, color_dataset, args, message):
+    base = ["--data", str(color_dataset), "--runs-dir", str(tmp_path / "runs")]
+    _assert_one_line_error(run_cli("core.train", *base, *args), message)
+
+
+def test_single_class_dataset_is_refused(tmp_path):
+    data = make_color_dataset(tmp_path / "d", classes={"cats": (1, 2, 3)})
+    result = run_cli("core.train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"))
+    _assert_one_line_error(result, "a dataset needs at least 2 class folders")
+    status = read_status(next(p for p in (tmp_path / "runs").iterdir() if p.is_dir()))
+    assert status["state"] == "failed" and "2 class folders" in status["error"]
+
+
+def test_a_second_training_is_refused_while_one_holds_the_lock(tmp_path, color_dataset):
+    lock = TrainingLock(tmp_path / "runs")
+    lock.acquire()
+    lock.name_holder("runs/the-running-one")
+    result = run_cli("core.train", "--data", str(color_dataset), "--runs-dir", str(tmp_path / "runs"))
+    lock.release()
+    _assert_one_line_error(result, "another training is running: runs/the-running-one")
+
+
+def test_missing_weights_name_the_file_keras_expects(tmp_path, color_dataset):
+    result = run_cli("core.train", "--data", str(color_dataset), "--runs-dir", str(tmp_path / "runs"),
+                     "--backbone", "mobilenet_v2_0.35", "--image-size", "96",
+                     env={"KERAS_HOME": str(tmp_path / "empty-keras-home")})
+    _assert_one_line_error(result, "Could not download the ImageNet weights for mobilenet_v2_0.35")
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5" in result.stderr
+    assert str(tmp_path / "empty-keras-home" / "models") in result.stderr
+
+
+def test_completed_run_directory_contract(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"config.json", "labels.json", "metrics.jsonl", "status.json", "checkpoints"} <= names
+    assert {p.name for p in (trained_run / "checkpoints").iterdir()} >= {"best.keras", "last.keras",
+                                                                         "best.json"}
+    assert json.loads((trained_run / "labels.json").read_text()) == ["blue", "red"]
+    config = TrainConfig.from_json((trained_run / "config.json").read_text())
+    assert (config.backbone, config.image_size, config.epochs) == ("mobilenet_v2_0.35", 32, 2)
+    epochs, batches = read_metrics(trained_run)
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert all({"loss", "accuracy", "val_loss", "val_accuracy"} <= set(e) for e in epochs)
+    assert batches and all(b["batches"] == 2 for b in batches)  # 16 train images / batch 8
+    status = read_status(trained_run)
+    assert status["state"] == "completed" and status["epoch"] == 2
+    best = json.loads((trained_run / "checkpoints" / "best.json").read_text())
+    assert best["monitor"] == "val_accuracy" and best["epoch"] in (1, 2)
+    assert not [p for p in (trained_run / "checkpoints").iterdir() if "tmp" in p.name]
+
+
+def test_predict_cli_prints_one_json_line_per_image(trained_run, tmp_path):
+    red = write_image(tmp_path / "red.jpg", (220, 40, 40))
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    result = run_cli("core.predict", "--run", str(trained_run), str(red), str(broken), str(red))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [line["file"] for line in lines] == [str(red), str(broken), str(red)]
+    assert set(lines[0]["probabilities"]) == {"blue", "red"}
+    assert sum(lines[0]["probabilities"].values()) == pytest.approx(1.0)
+    assert lines[0]["label"] == max(lines[0]["probabilities"], key=lines[0]["probabilities"].get)
+    assert "error" in lines[1] and "label" not in lines[1]
+    assert lines[2]["probabilities"] == pytest.approx(lines[0]["probabilities"])
+
+
+def test_predict_cli_on_a_run_without_checkpoint(tmp_path):
+    result = run_cli("core.predict", "--run", str(tmp_path), "x.jpg")
+    assert result.returncode == 2 and "not a finished run" in result.stderr
+
+
+def test_checkpoint_save_is_atomic(tmp_path):
+    target = tmp_path / "best.keras"
+    target.write_bytes(b"the previous good checkpoint")
+
+    class CrashingModel:
+        def save(self, path):
+            Path(path).write_bytes(b"half a chec")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        _save_atomic(CrashingModel(), target)
+    assert target.read_bytes() == b"the previous good checkpoint"
+
+
+def _wait_for(predicate, timeout=120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.mark.parametrize("how", ["stop-file", "sigterm", "sigkill"])
+def test_stopping_a_launched_run(tmp_path, how):
+    data = make_color_dataset(tmp_path / "d", per_class=16)
+    config = TrainConfig(data=str(data), backbone="mobilenet_v2_0.35", weights=None, image_size=32,
+                         batch_size=1, epochs=200, patience=0)
+    run_dir = launch_training(config, tmp_path / "runs")
+    _wait_for(lambda: len(read_metrics(run_dir)[0]) >= 1)  # an epoch done, so checkpoints exist
+    pid = read_status(run_dir)["pid"]
+    if how == "stop-file":
+        request_stop(run_dir)
+    else:
+        os.kill(pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+    expected = "interrupted" if how == "sigkill" else "stopped"
+    status = _wait_for(lambda: (s := read_status(run_dir))["state"] == expected and s)
+    assert len(read_metrics(run_dir)[0]) < 200
+    assert (run_dir / "checkpoints" / "best.keras").is_file()
+    if how != "sigkill":
+        assert status["ended_at"] >= status["started_at"]
