@@ -90,10 +90,15 @@ def horse_or_human() -> Path:
     return require_shared(HORSE_OR_HUMAN)
 
 
-def horse_or_human_subset(dest: Path, per_class: int, split: str = "train", offset: int = 0) -> Path:
-    """Copy `per_class` images per class of one split into dest/<class>/."""
+def horse_or_human_subset(dest: Path, per_class: int, split: str = "train", offset: int = 0,
+                          stride: int = 1) -> Path:
+    """Copy `per_class` images per class of one split into dest/<class>/.
+
+    The files are consecutive frames of a few subjects, so a `stride` spreads a small
+    subset over many subjects; different offsets with one stride give disjoint subsets.
+    """
     for class_dir in sorted((require_shared(HORSE_OR_HUMAN) / split).iterdir()):
-        files = sorted(class_dir.iterdir())[offset : offset + per_class]
+        files = sorted(class_dir.iterdir())[offset::stride][:per_class]
         (dest / class_dir.name).mkdir(parents=True, exist_ok=True)
         for f in files:
             shutil.copy(f, dest / class_dir.name / f.name)

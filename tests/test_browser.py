@@ -1,0 +1,181 @@
+"""The dashboard in a real browser: `streamlit run` driven by Debian's Chromium via Playwright.
+
+One walk through the app as a person would: every page, the sample's augmented grid, a
+tiny real training run (MobileNetV2 x0.35 with ImageNet weights, 96 px, 2 epochs) watched
+live, the run on Checkpoints, and a photo classified on Predict. Screenshots go to
+test-artifacts/ for a human to look at.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from dashboard_helpers import free_port
+
+PROJ_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = PROJ_ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+SAMPLE = PROJ_ROOT / "data" / "sample" / "horse-or-human"
+
+pytestmark = pytest.mark.browser
+DISTINCT_COPIES = """() => {
+    const srcs = [...document.querySelectorAll('[data-testid="stImage"] img')].map(i => i.src);
+    return srcs.length === 16 && new Set(srcs.slice(0, 8)).size === 8;
+}"""
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, keras_home):
+    """A `streamlit run` server on a free port, with its own data and runs folders."""
+    root = tmp_path_factory.mktemp("browser")
+    env = {
+        **os.environ,
+        "KERAS_HOME": str(keras_home),
+        "TLS_DATA_ROOT": str(root / "data"),
+        "TLS_RUNS_DIR": str(root / "runs"),
+    }
+    port = free_port()
+    log = open(root / "streamlit.log", "w")
+    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
+    command += [
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+    ]
+    server = subprocess.Popen(command, cwd=PROJ_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, server)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "streamlit.log").write_text((root / "streamlit.log").read_text())
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"streamlit exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail("streamlit did not become healthy")
+
+
+@pytest.fixture
+def page(app_url):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium", pytrace=False)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.set_default_timeout(30_000)
+        page.goto(app_url)
+        try:
+            yield page
+        finally:
+            shot(page, "last")  # where the walk ended, for a failure's post-mortem
+            browser.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def go(page, title: str) -> None:
+    """Follow the sidebar link (keeps the session, unlike typing a URL) and wait for the title."""
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).click()
+    page.get_by_role("heading", name=title, exact=True).wait_for()
+
+
+def assert_no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_the_whole_app_in_chromium(page):
+    # Home
+    page.get_by_role("heading", name="Transfer Learning Studio").wait_for()
+    page.get_by_text("Runs are kept in").wait_for()
+    page.get_by_text(re.compile("GPU found|No GPU found")).wait_for()
+    shot(page, "01-home")
+
+    # Data: the bundled sample, its report, and the augmented grids
+    go(page, "Data")
+    page.get_by_text("The bundled sample").click()
+    page.get_by_text("Valid images").wait_for()
+    page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
+    shot(page, "02-data-report")
+    page.get_by_role("tab", name="Augmentation").click()
+    page.get_by_role("button", name="Use the reference recipe").click()
+    # 16 images, and the 8 copies of one image all different: augmented, not just shown
+    page.wait_for_function(DISTINCT_COPIES, timeout=60_000)
+    page.get_by_text("A random augmented batch").scroll_into_view_if_needed()
+    assert_no_exception(page)
+    shot(page, "03-data-augmentation")
+
+    # Train: a tiny real run, watched live until it completes
+    go(page, "Train")
+    page.get_by_label("Image size (px)").fill("96")
+    page.get_by_label("Epochs").fill("2")
+    page.get_by_label("Batch size").fill("16")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text(re.compile(r"^Run \d{8}-\d{6}-mobilenet_v2_0\.35-96")).wait_for()
+    try:  # the live progress bar, if the run is slow enough to catch it
+        page.get_by_text(re.compile(r"Epoch \d/2 · batch")).wait_for(timeout=45_000)
+        shot(page, "04-train-running")
+    except Exception:
+        pass
+    page.get_by_text(re.compile("Completed: 2 epochs")).wait_for(timeout=150_000)
+    accuracy = page.locator('[data-testid="stPlotlyChart"]').first
+    accuracy.locator(".scatterlayer .trace").first.wait_for()
+    assert accuracy.locator(".scatterlayer .trace").count() == 2  # train and validation
+    assert accuracy.locator(".scatterlayer .trace").first.locator(".point").count() == 2  # 2 epochs
+    assert_no_exception(page)
+    shot(page, "05-train-completed")
+
+    # Checkpoints: the run, its checkpoints, downloads
+    go(page, "Checkpoints")
+    page.locator('[data-testid="stSelectbox"]', has_text="mobilenet_v2_0.35-96").wait_for()
+    page.get_by_role("button", name="Download best").wait_for()
+    assert page.get_by_text("best.keras").count() >= 1
+    assert_no_exception(page)
+    shot(page, "06-checkpoints")
+
+    # Predict: two sample photos, each with a label and a probability chart
+    go(page, "Predict")
+    photos = [
+        SAMPLE / "horses" / "horse02-0.jpg",
+        SAMPLE / "humans" / sorted(os.listdir(SAMPLE / "humans"))[0],
+    ]
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(p) for p in photos])
+    labels = page.locator("h3", has_text=re.compile("^(horses|humans)"))
+    page.wait_for_function("() => document.querySelectorAll('h3').length >= 2", timeout=60_000)
+    assert labels.count() == 2
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 2
+    page.locator('[data-testid="stPlotlyChart"] .barlayer').first.wait_for()
+    assert_no_exception(page)
+    shot(page, "07-predict")

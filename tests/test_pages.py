@@ -1,0 +1,418 @@
+"""AppTest tests of the dashboard: every page renders, and each page's widgets do their job.
+
+Paths: core.config.DATA_ROOT / RUNS_DIR are patched to temp folders (pages read them at
+run time), and TLS_DATA_ROOT / TLS_RUNS_DIR are set for any process they start.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from conftest import make_color_dataset, write_image
+from dashboard_helpers import class_zip_entries, free_port, make_zip, png_bytes, serve_directory
+from streamlit.testing.v1 import AppTest
+
+import core.config
+from core.config import PRESETS, SAMPLE_DATASET
+
+PROJ_ROOT = Path(__file__).resolve().parents[1]
+APP = str(PROJ_ROOT / "streamlit_app.py")
+PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/checkpoints.py", "pages/predict.py"]
+FOLDER = "A folder in the data folder"
+UPLOAD = "Upload a zip"
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch) -> SimpleNamespace:
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    data.mkdir()
+    runs.mkdir()
+    monkeypatch.setattr(core.config, "DATA_ROOT", data)
+    monkeypatch.setattr(core.config, "RUNS_DIR", runs)
+    monkeypatch.setenv("TLS_DATA_ROOT", str(data))
+    monkeypatch.setenv("TLS_RUNS_DIR", str(runs))
+    return SimpleNamespace(data=data, runs=runs)
+
+
+@pytest.fixture
+def with_run(dirs, trained_run) -> Path:
+    """A copy of the session's trained run (2 epochs, classes blue and red) in the runs folder."""
+    return Path(shutil.copytree(trained_run, dirs.runs / trained_run.name, symlinks=True))
+
+
+def open_page(page: str | None, session: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in (session or {}).items():
+        at.session_state[key] = value
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def chart_spec(at: AppTest, key: str) -> dict:
+    (chart,) = [c for c in at.get("plotly_chart") if c.proto.id.endswith(key)]
+    return json.loads(chart.proto.spec)
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+# --- every page ----------------------------------------------------------------------------
+
+
+def test_entrypoint_opens_home(dirs):
+    at = open_page(None)
+    assert at.title[0].value == "Transfer Learning Studio"
+    assert str(dirs.data) in texts(at.markdown) and str(dirs.runs) in texts(at.markdown)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_no_runs(dirs, page):
+    at = open_page(page)
+    assert at.title[0].value in {"Transfer Learning Studio", "Data", "Train", "Checkpoints", "Predict"}
+    if page in ("pages/checkpoints.py", "pages/predict.py", "pages/train.py"):
+        assert "No " in texts(at.info)  # a guard, not an empty page
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_a_trained_run(with_run, page):
+    at = open_page(page)
+    assert not at.error
+
+
+# --- Home ----------------------------------------------------------------------------------
+
+
+def _horse_or_human_zips(root: Path) -> Path:
+    make_zip(root / "horse-or-human.zip", class_zip_entries(per_class=2))
+    make_zip(root / "validation-horse-or-human.zip", class_zip_entries(per_class=1))
+    return root
+
+
+def test_home_download_from_a_local_server(dirs, tmp_path, monkeypatch):
+    served = _horse_or_human_zips(tmp_path / "served")
+    at = open_page("pages/home.py")
+    with serve_directory(served) as base:
+        monkeypatch.setenv("TLS_HORSE_OR_HUMAN_URL_BASE", base)
+        at.button[0].click().run()
+    assert not at.exception and not at.error
+    target = dirs.data / "downloads" / "horse-or-human"
+    assert "Downloaded and unpacked" in texts(at.success)
+    assert len(list((target / "train" / "horses").iterdir())) == 2
+    assert len(list((target / "validation" / "humans").iterdir())) == 1
+
+
+def test_home_download_offline_is_a_clear_error(dirs, monkeypatch):
+    monkeypatch.setenv("TLS_HORSE_OR_HUMAN_URL_BASE", f"http://127.0.0.1:{free_port()}")
+    at = open_page("pages/home.py")
+    at.button[0].click().run()
+    assert not at.exception
+    (error,) = at.error
+    assert "The download failed: could not reach 127.0.0.1" in error.value
+    assert not (dirs.data / "downloads" / "horse-or-human").exists()
+
+
+# --- Data ----------------------------------------------------------------------------------
+
+
+def test_data_sample_is_the_default_and_remembered_for_train(dirs):
+    at = open_page("pages/data.py")
+    assert at.session_state["dataset"] == str(SAMPLE_DATASET)
+    assert [m.value for m in at.metric][:3] == ["2", "100", "0"]
+    spec = chart_spec(at, "counts_chart")
+    assert [t["name"] for t in spec["data"]] == ["all"]
+    assert spec["data"][0]["y"] == [50, 50]
+    at.switch_page("pages/train.py").run()
+    assert str(SAMPLE_DATASET) in texts(at.caption)
+
+
+def preview_grids(at: AppTest) -> tuple[list[str], list[str]]:
+    """The image URLs (content hashes) of the two 8-image grids: one image x8, a random batch."""
+    urls = [image.value[0] for image in at.image]
+    assert len(urls) == 16
+    return urls[:8], urls[8:]
+
+
+def test_moving_an_augmentation_slider_changes_the_preview(dirs):
+    at = open_page("pages/data.py")
+    one_image, batch = preview_grids(at)
+    assert len(set(one_image)) == 1  # no augmentation yet: 8 identical copies
+    at.slider(key="aug_rotation").set_value(40.0).run()
+    assert not at.exception
+    rotated_one, rotated_batch = preview_grids(at)
+    assert len(set(rotated_one)) == 8  # each copy rotated its own way
+    assert not set(rotated_batch) & set(batch)
+    assert at.session_state["augment"]["rotation"] == 40.0
+    [regenerate] = [b for b in at.button if b.label == "Regenerate"]
+    regenerate.click().run()
+    assert set(preview_grids(at)[1]) != set(rotated_batch)  # a new random batch
+
+
+def test_reference_recipe_button_sets_every_slider(dirs):
+    at = open_page("pages/data.py")
+    [button] = [b for b in at.button if b.label == "Use the reference recipe"]
+    button.click().run()
+    assert at.slider(key="aug_rotation").value == 40
+    assert at.slider(key="aug_width_shift").value == 0.2
+    assert at.checkbox(key="aug_horizontal_flip").value is True
+    assert at.session_state["augment"] == {**core.config.REFERENCE_AUGMENT.__dict__}
+
+
+def _messy_dataset(root: Path) -> Path:
+    make_color_dataset(root, per_class=3, classes={"blue": (40, 40, 220)})
+    make_color_dataset(root, per_class=8, classes={"red": (220, 40, 40)})
+    (root / "red" / "notes.txt").write_text("not an image")
+    (root / "blue" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    return root
+
+
+def test_data_folder_report_counts_skips_and_imbalance(dirs):
+    _messy_dataset(dirs.data / "mine")
+    at = open_page("pages/data.py")
+    at.radio(key="source").set_value(FOLDER).run()
+    assert at.selectbox(key="folder").value == "mine"
+    assert [m.value for m in at.metric][:3] == ["2", "11", "2"]
+    assert "imbalanced" in texts(at.warning) and "2.7x" in texts(at.warning)
+    skipped = at.dataframe[1].value
+    assert sorted(skipped["file"]) == ["blue/broken.png", "red/notes.txt"]
+    assert at.session_state["dataset"] == str(dirs.data / "mine")
+
+
+def test_split_makes_a_new_folder_and_selects_it(dirs):
+    make_color_dataset(dirs.data / "colors", per_class=8)
+    at = open_page("pages/data.py")
+    at.radio(key="source").set_value(FOLDER).run()
+    at.slider[0].set_value(0.25)  # validation
+    at.slider[1].set_value(0.25)  # test
+    [submit] = [b for b in at.button if b.label == "Split into a new folder"]
+    submit.click().run()
+    assert not at.exception and not at.error
+    output = dirs.data / "splits" / "colors-split"
+    assert sorted(p.name for p in output.iterdir()) == ["test", "train", "validation"]
+    assert at.selectbox(key="folder").value == "splits/colors-split"
+    assert at.session_state["dataset"] == str(output)
+    spec = chart_spec(at, "counts_chart")
+    assert [t["name"] for t in spec["data"]] == ["train", "validation", "test"]
+    assert sum(sum(t["y"]) for t in spec["data"]) == 16
+
+
+def test_upload_a_zip_of_class_folders(dirs):
+    archive = make_zip(dirs.data.parent / "pets.zip", class_zip_entries("pets/", per_class=3))
+    at = open_page("pages/data.py")
+    at.radio(key="source").set_value(UPLOAD).run()
+    at.file_uploader[0].set_value(("pets.zip", archive.read_bytes(), "application/zip")).run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="folder").value == "uploads/pets/pets"
+    assert "Unpacked pets.zip" in texts(at.success)
+    assert [m.value for m in at.metric][:2] == ["2", "6"]
+
+
+def test_upload_an_unsafe_zip_is_refused(dirs):
+    archive = make_zip(
+        dirs.data.parent / "evil.zip", {**class_zip_entries(), "../../escaped.png": png_bytes((1, 1, 1))}
+    )
+    at = open_page("pages/data.py")
+    at.radio(key="source").set_value(UPLOAD).run()
+    at.file_uploader[0].set_value(("evil.zip", archive.read_bytes(), "application/zip")).run()
+    assert not at.exception
+    assert "That zip cannot be used" in texts(at.error) and "leaves its folder" in texts(at.error)
+    assert not list(dirs.data.parent.rglob("escaped.png"))
+    assert not (dirs.data / "uploads").exists() or not any((dirs.data / "uploads").iterdir())
+
+
+# --- Train ---------------------------------------------------------------------------------
+
+
+class FakeTrainer:
+    """Stands in for the `python -m core.train` process: alive (our pid), never trains."""
+
+    commands: list = []
+    real_popen = subprocess.Popen
+
+    def __new__(cls, command, *args, **kwargs):
+        if "core.train" not in command:
+            return cls.real_popen(command, *args, **kwargs)
+        cls.commands.append(command)
+        return super().__new__(cls)
+
+    def __init__(self, command, *args, **kwargs):
+        self.pid = os.getpid()
+
+    def wait(self):
+        return 0
+
+
+@pytest.fixture
+def fake_trainer(monkeypatch):
+    FakeTrainer.commands = []
+    monkeypatch.setattr(subprocess, "Popen", FakeTrainer)
+    return FakeTrainer
+
+
+def _start(at: AppTest) -> AppTest:
+    [start] = [b for b in at.button if b.label == "Start training"]
+    return start.click().run()
+
+
+def test_start_writes_a_run_stop_writes_stop_and_a_second_start_is_refused(dirs, fake_trainer):
+    data = make_color_dataset(dirs.data / "colors")
+    at = open_page("pages/train.py", {"dataset": str(data)})
+    at.number_input(key="quick:epochs").set_value(1)
+    at.number_input(key="quick:image_size").set_value(32)
+    at.checkbox(key="quick:weights").uncheck()
+    _start(at)
+    assert not at.exception and not at.error
+    (run_dir,) = [p for p in dirs.runs.iterdir() if p.is_dir()]
+    saved = json.loads((run_dir / "config.json").read_text())
+    quick = PRESETS["quick"]
+    assert saved["data"] == str(data) and saved["epochs"] == 1 and saved["image_size"] == 32
+    assert saved["weights"] is None and saved["backbone"] == quick["backbone"]
+    assert saved["augment"]["horizontal_flip"] is True  # the preset's: the Data page set none
+    assert ["-m", "core.train"] == fake_trainer.commands[0][1:3] and str(run_dir) in fake_trainer.commands[0]
+    assert at.session_state["train_run"] == str(run_dir)
+    assert f"Run {run_dir.name}" in texts(at.subheader)
+    assert "Starting" in at.get("progress")[0].proto.text
+
+    at.button(key="stop").click().run()
+    assert (run_dir / "STOP").exists()
+    assert "Stop requested" in texts(at.info)
+
+    _start(at)
+    assert f"a training is already running: {run_dir.name}" in texts(at.error)
+    assert len([p for p in dirs.runs.iterdir() if p.is_dir()]) == 1
+
+
+def test_start_uses_the_data_page_augmentation(dirs, fake_trainer):
+    data = make_color_dataset(dirs.data / "colors")
+    augment = {**core.config.AugmentConfig(rotation=30, zoom=0.1).__dict__}
+    at = open_page("pages/train.py", {"dataset": str(data), "augment": augment})
+    assert at.radio(key="quick:augment").value == "Data page"
+    _start(at)
+    (run_dir,) = [p for p in dirs.runs.iterdir() if p.is_dir()]
+    assert json.loads((run_dir / "config.json").read_text())["augment"] == augment
+
+
+def test_choosing_a_preset_resets_the_form(dirs):
+    at = open_page("pages/train.py")
+    assert at.selectbox(key="quick:backbone").value == "mobilenet_v2_0.35"
+    at.selectbox[0].set_value("seed").run()
+    assert at.selectbox(key="seed:backbone").value == "inception_v3"
+    assert at.radio(key="seed:pooling").value == "flatten"
+    assert at.number_input(key="seed:dense").value == 1024
+
+
+def test_an_invalid_setting_is_an_error_not_a_run(dirs, fake_trainer):
+    at = open_page("pages/train.py", {"dataset": str(dirs.data / "missing")})
+    _start(at)
+    assert "the dataset folder is gone" in texts(at.error)
+    assert not fake_trainer.commands
+
+
+def _fake_run(runs: Path, name: str, status: dict, lines: list[dict]) -> Path:
+    run_dir = runs / name
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"backbone": "mobilenet_v2_0.35", "image_size": 96}))
+    (run_dir / "status.json").write_text(json.dumps(status))
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run_dir
+
+
+def test_live_view_of_a_running_run(dirs):
+    now = time.time()
+    lines = [
+        {"epoch": 1, "batch": 4, "batches": 4, "time": now - 9, "accuracy": 0.5},
+        {"epoch": 1, "accuracy": 0.6, "loss": 0.7, "val_accuracy": 0.55, "val_loss": 0.8, "seconds": 8.0},
+        {"epoch": 2, "batch": 2, "batches": 4, "time": now},
+    ]
+    status = {"state": "running", "pid": os.getpid(), "epochs": 3, "batches": 4, "started_at": now - 10}
+    run_dir = _fake_run(dirs.runs, "20260101-000000-mobilenet_v2_0.35-96", status, lines)
+    at = open_page("pages/train.py")
+    assert f"Run {run_dir.name}" in texts(at.subheader)
+    progress = at.get("progress")[0].proto
+    assert "Epoch 2/3 · batch 2/4 · about 12 s left" == progress.text
+    assert progress.value == 50  # 1.5 of 3 epochs
+    spec = chart_spec(at, "accuracy_chart")
+    assert [(t["name"], t["x"], t["y"]) for t in spec["data"]] == [
+        ("train", [1], [0.6]),
+        ("validation", [1], [0.55]),
+    ]
+    assert [b.label for b in at.button if b.key == "stop"] == ["Stop"]
+
+
+def test_a_failed_run_shows_its_error(dirs):
+    status = {"state": "failed", "error": "dataset folder not found: /nowhere", "started_at": 1.0}
+    _fake_run(dirs.runs, "20260101-000000-mobilenet_v2_0.35-96", status, [])
+    at = open_page("pages/train.py")
+    assert "The run failed: dataset folder not found: /nowhere" in texts(at.error)
+
+
+def test_train_page_shows_the_latest_completed_run(with_run):
+    at = open_page("pages/train.py")
+    assert "Completed: 2 epochs" in texts(at.success)
+    spec = chart_spec(at, "loss_chart")
+    assert [t["name"] for t in spec["data"]] == ["train", "validation"]
+    assert spec["data"][0]["x"] == [1, 2]
+    assert not at.get("progress")  # no progress bar, no Stop button: nothing is running
+    assert not [b for b in at.button if b.key == "stop"]
+
+
+# --- Checkpoints ---------------------------------------------------------------------------
+
+
+def test_checkpoints_lists_the_run_and_its_checkpoints(with_run):
+    at = open_page("pages/checkpoints.py")
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [with_run.name]
+    assert list(table["state"]) == ["completed"] and list(table["epochs"]) == [2]
+    assert sorted(b.proto.label for b in at.get("download_button")) == ["Download best", "Download last"]
+    markdown = texts(at.markdown)
+    assert "**best.keras**" in markdown and "val_accuracy" in markdown
+    compare = chart_spec(at, "compare_chart")
+    assert [t["name"] for t in compare["data"]] == [with_run.name]
+    assert compare["data"][0]["x"] == [1, 2]
+
+
+def test_compare_two_runs(with_run, dirs):
+    other = shutil.copytree(with_run, dirs.runs / "20200101-000000-other-32", symlinks=True)
+    at = open_page("pages/checkpoints.py")
+    at.multiselect[0].set_value([with_run.name, other.name]).run()
+    compare = chart_spec(at, "compare_chart")
+    assert [t["name"] for t in compare["data"]] == [with_run.name, other.name]
+
+
+def test_delete_needs_confirmation(with_run):
+    at = open_page("pages/checkpoints.py")
+    [delete] = [b for b in at.button if b.label == "Delete run"]
+    assert delete.disabled
+    at.checkbox(key=f"confirm_{with_run.name}").check().run()
+    [delete] = [b for b in at.button if b.label == "Delete run"]
+    delete.click().run()
+    assert not with_run.exists()
+    assert f"Deleted {with_run.name}" in texts(at.success)
+    assert "No runs" in texts(at.info)
+
+
+# --- Predict -------------------------------------------------------------------------------
+
+
+def test_predict_labels_uploads_and_reports_an_unreadable_one(with_run, tmp_path):
+    red = write_image(tmp_path / "red.png", (220, 40, 40), size=48).read_bytes()
+    at = open_page("pages/predict.py")
+    assert at.radio[0].value == "best"
+    uploads = [("red.png", red, "image/png"), ("junk.png", b"not an image", "image/png")]
+    at.file_uploader[0].set_value(uploads).run()
+    assert not at.exception and not at.error
+    labels = [m.value for m in at.markdown if m.value.startswith("### ")]
+    assert len(labels) == 1 and labels[0].split()[1] in {"blue", "red"}
+    assert at.image[0].captions == ["red.png"]
+    probs = chart_spec(at, "probs_0")["data"][0]
+    assert sorted(probs["y"]) == ["blue", "red"] and sum(probs["x"]) == pytest.approx(1.0, abs=1e-4)
+    assert "junk.png" in texts(at.warning) and "not an image" in texts(at.warning)

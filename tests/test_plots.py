@@ -1,0 +1,89 @@
+"""The dashboard's Plotly builders: pure functions, inspected through fig.data and fig.layout."""
+
+from core.plots import (
+    accuracy_figure,
+    compare_runs_figure,
+    loss_figure,
+    metric_figure,
+    probability_figure,
+    split_counts_figure,
+)
+
+EPOCHS = [
+    {"epoch": 1, "accuracy": 0.6, "loss": 0.9, "val_accuracy": 0.55, "val_loss": 1.0, "seconds": 3.0},
+    {"epoch": 2, "accuracy": 0.8, "loss": 0.5, "val_accuracy": 0.75, "val_loss": 0.6, "seconds": 3.1},
+    {"epoch": 3, "accuracy": 0.9, "loss": 0.3, "val_accuracy": 0.85, "val_loss": 0.4, "seconds": 2.9},
+]
+
+
+def test_split_counts_groups_one_trace_per_split():
+    counts = {
+        "train": {"cat": 80, "dog": 75},
+        "validation": {"cat": 20, "dog": 19},
+        "test": {"cat": 5, "dog": 4},
+    }
+    fig = split_counts_figure(counts)
+    assert [t.name for t in fig.data] == ["train", "validation", "test"]
+    assert all(t.type == "bar" for t in fig.data)
+    assert list(fig.data[0].x) == ["cat", "dog"]
+    assert list(fig.data[0].y) == [80, 75]
+    assert list(fig.data[1].y) == [20, 19]
+    assert fig.layout.barmode == "group"
+
+
+def test_accuracy_figure_has_train_and_validation_curves_per_epoch():
+    fig = accuracy_figure(EPOCHS)
+    assert [t.name for t in fig.data] == ["train", "validation"]
+    assert list(fig.data[0].x) == [1, 2, 3]
+    assert list(fig.data[0].y) == [0.6, 0.8, 0.9]
+    assert list(fig.data[1].y) == [0.55, 0.75, 0.85]
+    assert fig.layout.title.text == "Accuracy"
+
+
+def test_loss_figure_reads_loss_keys():
+    fig = loss_figure(EPOCHS)
+    assert list(fig.data[0].y) == [0.9, 0.5, 0.3]
+    assert list(fig.data[1].y) == [1.0, 0.6, 0.4]
+    assert fig.layout.yaxis.title.text == "loss"
+
+
+def test_metric_figure_skips_missing_values_and_absent_series():
+    epochs = [
+        {"epoch": 1, "loss": 0.9},
+        {"epoch": 2, "loss": 0.7, "val_loss": None},
+        {"epoch": 3, "loss": 0.5},
+    ]
+    fig = metric_figure(epochs, "loss")
+    assert [t.name for t in fig.data] == ["train"]  # no validation values at all: no empty trace
+    assert list(fig.data[0].x) == [1, 2, 3]
+
+
+def test_metric_figure_without_epochs_says_it_waits():
+    fig = accuracy_figure([])
+    assert len(fig.data) == 0
+    assert "waiting" in fig.layout.annotations[0].text
+
+
+def test_compare_runs_one_line_per_run():
+    other = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.6}]
+    fig = compare_runs_figure({"run-a": EPOCHS, "run-b": other}, "val_accuracy")
+    assert [t.name for t in fig.data] == ["run-a", "run-b"]
+    assert list(fig.data[0].y) == [0.55, 0.75, 0.85]
+    assert list(fig.data[1].x) == [1, 2]
+    assert list(fig.data[1].y) == [0.5, 0.6]
+    assert "val_accuracy" in fig.layout.title.text
+
+
+def test_compare_runs_other_metric():
+    fig = compare_runs_figure({"run-a": EPOCHS}, "loss")
+    assert list(fig.data[0].y) == [0.9, 0.5, 0.3]
+
+
+def test_probability_figure_is_horizontal_with_the_winner_on_top():
+    fig = probability_figure({"horses": 0.2, "humans": 0.7, "zebras": 0.1})
+    (bar,) = fig.data
+    assert bar.orientation == "h"
+    assert list(bar.y) == ["zebras", "horses", "humans"]  # plotly draws the last category on top
+    assert list(bar.x) == [0.1, 0.2, 0.7]
+    assert list(bar.text) == ["10.0%", "20.0%", "70.0%"]
+    assert tuple(fig.layout.xaxis.range) == (0, 1)
