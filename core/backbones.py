@@ -50,8 +50,13 @@ class WeightsUnavailableError(RuntimeError):
 
 
 def keras_cache_dir() -> Path:
-    """The folder where Keras looks for downloaded weights."""
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    """The folder where Keras looks for downloaded weights (KERAS_HOME as Keras read it)."""
+    try:
+        from keras.src.backend.config import keras_home  # fixed when Keras was imported
+
+        return Path(keras_home()) / "models"
+    except ImportError:
+        return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
 def build_backbone(name: str, image_size: int, weights: str | None = "imagenet"):

@@ -23,6 +23,10 @@ FILL_MODES = ("nearest", "reflect", "constant", "wrap")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 POOLINGS = ("avg", "flatten")
 MONITORS = ("val_accuracy", "val_loss")
+MODES = ("finetune", "features")
+CLASSIFIERS = ("logreg", "svm", "knn", "tree")
+SVM_KERNELS = ("rbf", "linear", "poly")
+HEAD_TRAINING = ("auto", "cached", "live")
 
 
 class ConfigError(ValueError):
@@ -72,6 +76,23 @@ class TrainConfig:
     val_split: float = 0.2  # used only when the dataset is not split already
     seed: int = 42
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Transfer-learning kind: "finetune" trains a Keras head (then optionally the base's top);
+    # "features" fits a scikit-learn classifier on the frozen backbone's embeddings.
+    mode: str = "finetune"
+    classifier: str = "logreg"  # features mode: logreg, svm, knn or tree
+    classifier_c: float = 1.0  # inverse regularisation of logreg and svm
+    svm_kernel: str = "rbf"
+    knn_neighbors: int = 5
+    tree_max_depth: int = 0  # 0 = grow until pure
+    feature_layer: str | None = None  # take features from this earlier backbone layer
+    # Head training while the base is frozen: "cached" trains on cached embeddings (the base
+    # runs once), "live" runs the base every epoch; "auto" picks cached unless live
+    # augmentation needs the images (augment_views > 0 caches that many augmented views).
+    head_training: str = "auto"
+    augment_views: int = 0
+    fine_tune_layers: int = 0  # stage 2: unfreeze this many top backbone layers; 0 = no stage 2
+    fine_tune_epochs: int = 5
+    fine_tune_lr_factor: float = 0.1  # stage 2 learning rate = learning_rate x this
 
     def validate(self) -> None:
         """Raise `ConfigError` naming the first field that is out of range."""
@@ -82,7 +103,19 @@ class TrainConfig:
         _check_choice("backbone", self.backbone, tuple(BACKBONES))
         if self.weights not in ("imagenet", None):
             raise ConfigError(f"weights: must be 'imagenet' or null, got {self.weights!r}")
-        for name in ("image_size", "dense_units", "batch_size", "epochs", "patience", "seed"):
+        for name in (
+            "image_size",
+            "dense_units",
+            "batch_size",
+            "epochs",
+            "patience",
+            "seed",
+            "knn_neighbors",
+            "tree_max_depth",
+            "augment_views",
+            "fine_tune_layers",
+            "fine_tune_epochs",
+        ):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
                 raise ConfigError(f"{name}: must be a whole number, got {getattr(self, name)!r}")
         _check_range("image_size", self.image_size, 32, 1024)
@@ -98,6 +131,20 @@ class TrainConfig:
         _check_choice("monitor", self.monitor, MONITORS)
         if not 0 < self.val_split < 1:
             raise ConfigError(f"val_split: must be between 0 and 1, got {self.val_split}")
+        _check_choice("mode", self.mode, MODES)
+        _check_choice("classifier", self.classifier, CLASSIFIERS)
+        _check_choice("svm_kernel", self.svm_kernel, SVM_KERNELS)
+        _check_choice("head_training", self.head_training, HEAD_TRAINING)
+        if not 0 < self.classifier_c <= 1e6:
+            raise ConfigError(f"classifier_c: must be in (0, 1e6], got {self.classifier_c}")
+        _check_range("knn_neighbors", self.knn_neighbors, 1, 1000)
+        _check_range("tree_max_depth", self.tree_max_depth, 0, 1000)
+        _check_range("augment_views", self.augment_views, 0, 50)
+        _check_range("fine_tune_layers", self.fine_tune_layers, 0, 10000)
+        _check_range("fine_tune_epochs", self.fine_tune_epochs, 1, 1000)
+        _check_range("fine_tune_lr_factor", self.fine_tune_lr_factor, 1e-4, 1)
+        if self.mode == "features" and self.fine_tune_layers:
+            raise ConfigError("fine_tune_layers: fine-tuning needs mode 'finetune', not 'features'")
         self.augment.validate()
 
     def to_dict(self) -> dict[str, Any]:

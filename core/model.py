@@ -7,10 +7,11 @@ training, evaluation and prediction can never disagree about it.
 from __future__ import annotations
 
 from core.backbones import BACKBONES, build_backbone
-from core.config import TrainConfig
+from core.config import ConfigError, TrainConfig
 from core.tf_setup import keras
 
 BACKBONE_LAYER = "backbone"
+POOL_LAYER = "pool"  # its output is the embedding that features mode and the cache use
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
@@ -54,13 +55,13 @@ def build_model(config: TrainConfig, num_classes: int) -> keras.Model:
     if num_classes < 2:
         raise ValueError("a classifier needs at least 2 classes")
     size = config.image_size
-    base = build_backbone(config.backbone, size, config.weights)
-    base.name = BACKBONE_LAYER
+    base = _truncate(build_backbone(config.backbone, size, config.weights), config.feature_layer)
     base.trainable = False
     inputs = keras.Input((size, size, 3), name="image")
     x = ImagePreprocess(BACKBONES[config.backbone].preprocess, name="preprocess")(inputs)
     x = base(x, training=False)
-    x = keras.layers.Flatten()(x) if config.pooling == "flatten" else keras.layers.GlobalAveragePooling2D()(x)
+    pool = keras.layers.Flatten if config.pooling == "flatten" else keras.layers.GlobalAveragePooling2D
+    x = pool(name=POOL_LAYER)(x)
     if config.dense_units:
         x = keras.layers.Dense(config.dense_units, activation="relu", name="hidden")(x)
     if config.dropout:
@@ -69,6 +70,45 @@ def build_model(config: TrainConfig, num_classes: int) -> keras.Model:
     model = keras.Model(inputs, outputs, name=f"{config.backbone}_classifier")
     compile_model(model, config.optimizer, config.learning_rate, num_classes)
     return model
+
+
+def _truncate(base: keras.Model, feature_layer: str | None) -> keras.Model:
+    """The backbone up to `feature_layer` (all of it when None), named BACKBONE_LAYER."""
+    if feature_layer:
+        names = [layer.name for layer in base.layers]
+        if feature_layer not in names:
+            raise ConfigError(
+                f"feature_layer: {base.name} has no layer {feature_layer!r}; "
+                f"its last layers are {', '.join(names[-5:])}"
+            )
+        base = keras.Model(base.input, base.get_layer(feature_layer).output)
+    base.name = BACKBONE_LAYER
+    return base
+
+
+def feature_extractor(model: keras.Model) -> keras.Model:
+    """Raw pixels -> the embedding (the pooling layer's output), sharing the model's layers."""
+    return keras.Model(model.input, model.get_layer(POOL_LAYER).output, name="feature_extractor")
+
+
+def head_model(model: keras.Model, optimizer: str, learning_rate: float) -> keras.Model:
+    """Embedding -> prediction, built from the model's own head layers (weights shared).
+
+    Training it trains the full model's head, so the full model can be saved as is.
+    """
+    pool = model.get_layer(POOL_LAYER)
+    inputs = keras.Input(pool.output.shape[1:], name="embedding")
+    x = inputs
+    for layer in model.layers[model.layers.index(pool) + 1 :]:
+        x = layer(x)
+    head = keras.Model(inputs, x, name="head")
+    compile_model(head, optimizer, learning_rate, num_classes_of(model))
+    return head
+
+
+def set_linear_head(model: keras.Model, kernel, bias) -> None:
+    """Load an affine classifier (kernel (D, units), bias (units,)) into the output layer."""
+    model.layers[-1].set_weights([kernel, bias])
 
 
 def _output_layer(num_classes: int) -> keras.layers.Dense:

@@ -80,6 +80,20 @@ def make_dataset(
     return dataset.prefetch(AUTOTUNE)
 
 
+def image_batches(
+    paths: list[str], image_size: int, batch_size: int, augment: AugmentConfig | None = None, seed: int = 0
+) -> tf.data.Dataset:
+    """Batches of images alone, in file order (for embedding), optionally augmented."""
+    dataset = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), tf.zeros(len(paths))))
+    dataset = dataset.map(_decoder(image_size), num_parallel_calls=AUTOTUNE).batch(batch_size)
+    if augment is not None and not augment.is_identity:
+        augmenter = build_augmenter(augment, seed)
+        dataset = dataset.map(lambda x, y: augmenter(x, training=True), num_parallel_calls=AUTOTUNE)
+    else:
+        dataset = dataset.map(lambda x, y: x)
+    return dataset.prefetch(AUTOTUNE)
+
+
 def steps_per_epoch(split: Split, batch_size: int) -> int:
     return math.ceil(len(split.paths) / batch_size)
 

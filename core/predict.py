@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.classical import CLASSIFIER_FILE, load_classifier_file, probabilities
 from core.data import load_image
 from core.runs import read_json
 
@@ -35,10 +36,13 @@ class Classifier:
     image_size: int
     run_dir: Path
     checkpoint: str
+    estimator: object = None  # a features-mode scikit-learn classifier; the model then embeds
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """Per-class probabilities (N, classes) for uint8 images (N, size, size, 3)."""
         raw = np.asarray(self.model.predict_on_batch(images.astype(np.float32)))
+        if self.estimator is not None:
+            return probabilities(self.estimator, raw, len(self.class_names))
         if raw.shape[-1] == 1:  # sigmoid: the probability of class 1
             return np.concatenate([1.0 - raw, raw], axis=-1)
         return raw
@@ -88,7 +92,9 @@ def load_classifier(run_dir: str | Path, checkpoint: str = "best") -> Classifier
     from core.tf_setup import keras
 
     model = keras.models.load_model(path, compile=False, safe_mode=True)
-    return Classifier(model, list(class_names), int(config["image_size"]), run_dir, checkpoint)
+    classifier_file = path.parent / CLASSIFIER_FILE
+    estimator = load_classifier_file(classifier_file) if classifier_file.is_file() else None
+    return Classifier(model, list(class_names), int(config["image_size"]), run_dir, checkpoint, estimator)
 
 
 def _name_of(source) -> str:

@@ -19,11 +19,15 @@ from pathlib import Path
 
 from core.backbones import BACKBONES, WeightsUnavailableError
 from core.config import (
+    CLASSIFIERS,
+    HEAD_TRAINING,
+    MODES,
     MONITORS,
     OPTIMIZERS,
     POOLINGS,
     PRESETS,
     RUNS_DIR,
+    SVM_KERNELS,
     ConfigError,
     TrainConfig,
     preset_config,
@@ -37,13 +41,11 @@ from core.runs import (
     STOPPED,
     RunError,
     TrainingLock,
-    append_jsonl,
     new_run_dir,
     write_json_atomic,
     write_status,
 )
 
-BATCH_LOG_INTERVAL_S = 0.5  # at most ~2 progress lines per second
 USER_ERRORS = (ConfigError, DatasetError, RunError, WeightsUnavailableError)
 
 
@@ -69,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--monitor", choices=MONITORS)
     add("--val-split", type=float, help="validation fraction for an unsplit dataset")
     add("--seed", type=int)
+    add("--mode", choices=MODES, help="finetune (a Keras head) or features (a classical classifier)")
+    add("--classifier", choices=CLASSIFIERS, help="features mode: logreg (default), svm, knn or tree")
+    add("--classifier-c", type=float, help="logreg/svm inverse regularisation C")
+    add("--svm-kernel", choices=SVM_KERNELS)
+    add("--knn-neighbors", type=int)
+    add("--tree-max-depth", type=int, help="0 = unlimited")
+    add("--feature-layer", help="take features from this earlier backbone layer")
+    add("--head-training", choices=HEAD_TRAINING, help="cached embeddings or live images (default auto)")
+    add("--augment-views", type=int, help="augmented views per image to cache (0 = none)")
+    add("--fine-tune-layers", type=int, help="stage 2: unfreeze this many top backbone layers")
+    add("--fine-tune-epochs", type=int)
+    add("--fine-tune-lr-factor", type=float, help="stage 2 learning rate factor (default 0.1)")
     return parser
 
 
@@ -136,127 +150,41 @@ class StopRequest:
         return self.signalled or self.stop_file.exists()
 
 
-def make_callbacks(config: TrainConfig, run_dir: Path, stop: StopRequest, batches: int, log):
-    """Metrics/status logging, stop handling, atomic checkpoints and early stopping."""
-    from core.tf_setup import keras
-
-    mode = "max" if config.monitor.endswith("accuracy") else "min"
-
-    class RunLogger(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch, self.epoch_start, self.last_batch_log = epoch + 1, time.time(), 0.0
-
-        def on_train_batch_end(self, batch, logs=None):
-            if stop:
-                self.model.stop_training = True
-            now = time.time()
-            if now - self.last_batch_log < BATCH_LOG_INTERVAL_S and batch + 1 < batches:
-                return
-            self.last_batch_log = now
-            record = {
-                "epoch": self.epoch,
-                "batch": batch + 1,
-                "batches": batches,
-                "time": now,
-                **_floats(logs),
-            }
-            append_jsonl(run_dir / "metrics.jsonl", record)
-            write_status(run_dir, epoch=self.epoch, batch=batch + 1, batches=batches)
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds = time.time() - self.epoch_start
-            record = {
-                "epoch": epoch + 1,
-                **_floats(logs),
-                "seconds": round(seconds, 3),
-                "time": time.time(),
-                "stage": 1,
-            }
-            append_jsonl(run_dir / "metrics.jsonl", record)
-            write_status(run_dir, epoch=epoch + 1)
-            shown = "  ".join(f"{k} {v:.4f}" for k, v in _floats(logs).items())
-            log(f"epoch {epoch + 1}/{config.epochs}  {shown}  ({seconds:.1f} s)")
-
-    class AtomicCheckpoint(keras.callbacks.Callback):
-        """best.keras by the monitored metric and last.keras, each saved via os.replace."""
-
-        best = None
-
-        def on_epoch_end(self, epoch, logs=None):
-            value = (logs or {}).get(config.monitor)
-            _save_atomic(self.model, run_dir / "checkpoints" / "last.keras")
-            if value is None:
-                return
-            improved = self.best is None or (value > self.best if mode == "max" else value < self.best)
-            if improved:
-                self.best = float(value)
-                _save_atomic(self.model, run_dir / "checkpoints" / "best.keras")
-                write_json_atomic(
-                    run_dir / "checkpoints" / "best.json",
-                    {"epoch": epoch + 1, "monitor": config.monitor, "value": self.best},
-                )
-
-    # Checkpoints first: once an epoch's line is in metrics.jsonl, its checkpoint is on disk.
-    callbacks = [AtomicCheckpoint(), RunLogger()]
-    if config.patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=config.monitor, mode=mode, patience=config.patience, restore_best_weights=True
-            )
-        )
-    return callbacks
-
-
-def _floats(logs: dict | None) -> dict[str, float]:
-    return {
-        k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float)) or hasattr(v, "__float__")
-    }
-
-
-def _save_atomic(model, path: Path) -> None:
-    """Save next to `path` and rename, so a crash never leaves a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
 def train(config: TrainConfig, run_dir: Path, log=print) -> dict:
     """Train `config` into `run_dir` (which holds config.json); return the final status."""
     stop = StopRequest(run_dir)
+    total = config.epochs + (config.fine_tune_epochs if config.fine_tune_layers else 0)
     write_status(
-        run_dir, state=RUNNING, pid=os.getpid(), epochs=config.epochs, started_at=time.time(), epoch=0
+        run_dir,
+        state=RUNNING,
+        pid=os.getpid(),
+        epochs=1 if config.mode == "features" else total,
+        started_at=time.time(),
+        epoch=0,
+        stage=1,
     )
     report = prepare_data(config, run_dir, log)
     write_json_atomic(run_dir / "labels.json", report.class_names)
 
-    from core.pipeline import make_dataset, steps_per_epoch
+    from core.model import build_model
     from core.tf_setup import keras, use_mixed_precision_if_gpu
 
     keras.utils.set_random_seed(config.seed)
-    on_gpu = use_mixed_precision_if_gpu()
-    log(f"device: {'GPU (mixed precision)' if on_gpu else 'CPU'}")
-    num_classes = len(report.class_names)
-    from core.model import build_model
+    log(f"device: {'GPU (mixed precision)' if use_mixed_precision_if_gpu() else 'CPU'}")
+    if config.mode == "features":  # the classifier replaces the Keras head
+        config = dataclasses.replace(config, dense_units=0, dropout=0.0)
+    model = build_model(config, len(report.class_names))
+    if config.mode == "features":
+        from core.stages import train_features
 
-    model = build_model(config, num_classes)
-    train_split, val_split = report.splits["train"], report.splits["validation"]
-    train_data = make_dataset(
-        train_split,
-        config.image_size,
-        config.batch_size,
-        num_classes,
-        training=True,
-        augment=config.augment,
-        seed=config.seed,
-    )
-    val_data = make_dataset(val_split, config.image_size, config.batch_size, num_classes, training=False)
-    batches = steps_per_epoch(train_split, config.batch_size)
-    write_status(run_dir, batches=batches)
-    callbacks = make_callbacks(config, run_dir, stop, batches, log)
-    model.fit(train_data, validation_data=val_data, epochs=config.epochs, callbacks=callbacks, verbose=0)
-    state = STOPPED if stop else COMPLETED
-    return write_status(run_dir, state=state, ended_at=time.time())
+        train_features(config, run_dir, model, report, log)
+    else:
+        from core.stages import fine_tune, train_head
+
+        checkpoint, epochs_done = train_head(config, run_dir, model, report, stop, log)
+        if config.fine_tune_layers and not stop:
+            fine_tune(config, run_dir, model, report, stop, checkpoint, epochs_done, log)
+    return write_status(run_dir, state=STOPPED if stop else COMPLETED, ended_at=time.time())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,10 +3,12 @@ the real horse-or-human data, and a small trained run."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -59,17 +61,24 @@ def color_dataset(tmp_path: Path) -> Path:
     return make_color_dataset(tmp_path / "colors")
 
 
+# Keras reads KERAS_HOME once, when it is first imported, so the whole test session uses
+# one private Keras home (never the user's ~/.keras); `keras_home` fills it with weights.
+SESSION_KERAS_HOME = Path(tempfile.mkdtemp(prefix="tls-keras-home-"))
+os.environ["KERAS_HOME"] = str(SESSION_KERAS_HOME)
+atexit.register(shutil.rmtree, SESSION_KERAS_HOME, True)
+
+
 @pytest.fixture(scope="session")
-def keras_home(tmp_path_factory) -> Path:
-    """A KERAS_HOME whose models/ holds real ImageNet weights copied from ../shared.
+def keras_home() -> Path:
+    """The session's KERAS_HOME, its models/ holding real ImageNet weights from ../shared.
 
     Keras asks MobileNetV2 for the file of the model's input size; only the 224 file
     exists, so it is also copied under the 96/128/160/192 names (same array shapes;
     224-trained weights transfer well at smaller sizes).
     """
-    home = tmp_path_factory.mktemp("keras_home")
+    home = SESSION_KERAS_HOME
     models = home / "models"
-    models.mkdir()
+    models.mkdir(exist_ok=True)
     source = require_shared(SHARED_WEIGHTS / MOBILENET_V2_035)
     for size in (96, 128, 160, 192, 224):
         shutil.copy(source, models / MOBILENET_V2_035.replace("_224_", f"_{size}_"))
@@ -90,8 +99,9 @@ def horse_or_human() -> Path:
     return require_shared(HORSE_OR_HUMAN)
 
 
-def horse_or_human_subset(dest: Path, per_class: int, split: str = "train", offset: int = 0,
-                          stride: int = 1) -> Path:
+def horse_or_human_subset(
+    dest: Path, per_class: int, split: str = "train", offset: int = 0, stride: int = 1
+) -> Path:
     """Copy `per_class` images per class of one split into dest/<class>/.
 
     The files are consecutive frames of a few subjects, so a `stride` spreads a small

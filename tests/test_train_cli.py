@@ -10,7 +10,6 @@ import pytest
 
 from core.config import TrainConfig
 from core.runs import TrainingLock, launch_training, read_metrics, read_status, request_stop
-from core.train import _save_atomic
 from tests.conftest import make_color_dataset, run_cli, write_image
 
 
@@ -52,9 +51,18 @@ def test_a_second_training_is_refused_while_one_holds_the_lock(tmp_path, color_d
 
 
 def test_missing_weights_name_the_file_keras_expects(tmp_path, color_dataset):
-    result = run_cli("core.train", "--data", str(color_dataset), "--runs-dir", str(tmp_path / "runs"),
-                     "--backbone", "mobilenet_v2_0.35", "--image-size", "96",
-                     env={"KERAS_HOME": str(tmp_path / "empty-keras-home")})
+    result = run_cli(
+        "core.train",
+        "--data",
+        str(color_dataset),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--backbone",
+        "mobilenet_v2_0.35",
+        "--image-size",
+        "96",
+        env={"KERAS_HOME": str(tmp_path / "empty-keras-home")},
+    )
     _assert_one_line_error(result, "Could not download the ImageNet weights for mobilenet_v2_0.35")
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5" in result.stderr
     assert str(tmp_path / "empty-keras-home" / "models") in result.stderr
@@ -63,8 +71,11 @@ def test_missing_weights_name_the_file_keras_expects(tmp_path, color_dataset):
 def test_completed_run_directory_contract(trained_run):
     names = {p.name for p in trained_run.iterdir()}
     assert {"config.json", "labels.json", "metrics.jsonl", "status.json", "checkpoints"} <= names
-    assert {p.name for p in (trained_run / "checkpoints").iterdir()} >= {"best.keras", "last.keras",
-                                                                         "best.json"}
+    assert {p.name for p in (trained_run / "checkpoints").iterdir()} >= {
+        "best.keras",
+        "last.keras",
+        "best.json",
+    }
     assert json.loads((trained_run / "labels.json").read_text()) == ["blue", "red"]
     config = TrainConfig.from_json((trained_run / "config.json").read_text())
     assert (config.backbone, config.image_size, config.epochs) == ("mobilenet_v2_0.35", 32, 2)
@@ -100,6 +111,8 @@ def test_predict_cli_on_a_run_without_checkpoint(tmp_path):
 
 
 def test_checkpoint_save_is_atomic(tmp_path):
+    from core.callbacks import save_atomic
+
     target = tmp_path / "best.keras"
     target.write_bytes(b"the previous good checkpoint")
 
@@ -109,7 +122,7 @@ def test_checkpoint_save_is_atomic(tmp_path):
             raise OSError("disk full")
 
     with pytest.raises(OSError):
-        _save_atomic(CrashingModel(), target)
+        save_atomic(CrashingModel(), target)
     assert target.read_bytes() == b"the previous good checkpoint"
 
 
@@ -126,8 +139,15 @@ def _wait_for(predicate, timeout=120.0):
 @pytest.mark.parametrize("how", ["stop-file", "sigterm", "sigkill"])
 def test_stopping_a_launched_run(tmp_path, how):
     data = make_color_dataset(tmp_path / "d", per_class=16)
-    config = TrainConfig(data=str(data), backbone="mobilenet_v2_0.35", weights=None, image_size=32,
-                         batch_size=1, epochs=200, patience=0)
+    config = TrainConfig(
+        data=str(data),
+        backbone="mobilenet_v2_0.35",
+        weights=None,
+        image_size=32,
+        batch_size=1,
+        epochs=200,
+        patience=0,
+    )
     run_dir = launch_training(config, tmp_path / "runs")
     _wait_for(lambda: len(read_metrics(run_dir)[0]) >= 1)  # an epoch done, so checkpoints exist
     pid = read_status(run_dir)["pid"]

@@ -24,10 +24,27 @@ def small_horse_or_human(tmp_path_factory, horse_or_human):
 
 
 def _train(root, keras_home, *extra):
-    result = run_cli("core.train", "--data", str(root / "data"), "--runs-dir", str(root / "runs"),
-                     "--backbone", "mobilenet_v2_0.35", "--image-size", "160", "--epochs", "6",
-                     "--batch-size", "8", "--learning-rate", "0.003", "--patience", "0", *extra,
-                     env={"KERAS_HOME": str(keras_home)})
+    result = run_cli(
+        "core.train",
+        "--data",
+        str(root / "data"),
+        "--runs-dir",
+        str(root / "runs"),
+        "--backbone",
+        "mobilenet_v2_0.35",
+        "--image-size",
+        "160",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "0.003",
+        "--patience",
+        "0",
+        *extra,
+        env={"KERAS_HOME": str(keras_home)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -41,8 +58,9 @@ def test_frozen_pretrained_backbone_learns_and_predicts(small_horse_or_human, ke
     assert max(e["val_accuracy"] for e in epochs) >= 0.9, epochs
 
     images = sorted((root / "held-out").rglob("*.jpg"))
-    predicted = run_cli("core.predict", "--run", run_dir, *map(str, images),
-                        env={"KERAS_HOME": str(keras_home)})
+    predicted = run_cli(
+        "core.predict", "--run", run_dir, *map(str, images), env={"KERAS_HOME": str(keras_home)}
+    )
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     lines = [json.loads(line) for line in predicted.stdout.splitlines()]
     correct = sum(line["label"] == image.parent.name for line, image in zip(lines, images))
@@ -55,3 +73,26 @@ def test_random_weights_do_not_reach_the_same_accuracy(small_horse_or_human, ker
     run_dir = result.stdout.strip().splitlines()[-1]
     epochs = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl") if '"batch"' not in line]
     assert max(e["val_accuracy"] for e in epochs) < 0.9
+
+
+def test_features_mode_with_real_weights(small_horse_or_human, keras_home):
+    """Feature extraction: logistic regression on pretrained embeddings, one pass, >= 0.95."""
+    root = small_horse_or_human
+    result = run_cli(
+        "core.train",
+        "--data",
+        str(root / "data"),
+        "--runs-dir",
+        str(root / "runs-features"),
+        "--backbone",
+        "mobilenet_v2_0.35",
+        "--image-size",
+        "160",
+        "--mode",
+        "features",
+        env={"KERAS_HOME": str(keras_home), "TLS_CACHE_DIR": str(root / "cache")},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = result.stdout.strip().splitlines()[-1]
+    [epoch] = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl")]
+    assert epoch["val_accuracy"] >= 0.95, epoch

@@ -1,0 +1,132 @@
+"""Keras callbacks that write a run directory while training: metrics, status, checkpoints."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from core.runs import append_jsonl, write_json_atomic, write_status
+from core.tf_setup import keras
+
+BATCH_LOG_INTERVAL_S = 0.5  # at most ~2 progress lines per second
+
+
+def save_atomic(model: keras.Model, path: Path) -> None:
+    """Save next to `path` and rename, so a crash never leaves a half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _floats(logs: dict | None) -> dict[str, float]:
+    return {k: float(v) for k, v in (logs or {}).items() if hasattr(v, "__float__")}
+
+
+class RunLogger(keras.callbacks.Callback):
+    """Appends epoch and throttled batch lines to metrics.jsonl, updates status.json,
+    prints a line per epoch, and stops training when `should_stop()` turns true."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        total_epochs: int,
+        batches: int,
+        should_stop: Callable[[], bool],
+        stage: int = 1,
+        log: Callable[[str], None] = print,
+    ):
+        super().__init__()
+        self.run_dir, self.total_epochs, self.batches = run_dir, total_epochs, batches
+        self.should_stop, self.stage, self.log = should_stop, stage, log
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.epoch_start, self.last_batch_log = epoch + 1, time.time(), 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.should_stop():
+            self.model.stop_training = True
+        now = time.time()
+        if now - self.last_batch_log < BATCH_LOG_INTERVAL_S and batch + 1 < self.batches:
+            return
+        self.last_batch_log = now
+        record = {
+            "epoch": self.epoch,
+            "batch": batch + 1,
+            "batches": self.batches,
+            "time": now,
+            "stage": self.stage,
+            **_floats(logs),
+        }
+        append_jsonl(self.run_dir / "metrics.jsonl", record)
+        write_status(self.run_dir, epoch=self.epoch, batch=batch + 1, batches=self.batches)
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.time() - self.epoch_start
+        record = {
+            "epoch": epoch + 1,
+            **_floats(logs),
+            "seconds": round(seconds, 3),
+            "time": time.time(),
+            "stage": self.stage,
+        }
+        append_jsonl(self.run_dir / "metrics.jsonl", record)
+        write_status(self.run_dir, epoch=epoch + 1, stage=self.stage)
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in _floats(logs).items())
+        stage = f" (stage {self.stage})" if self.stage > 1 else ""
+        self.log(f"epoch {epoch + 1}/{self.total_epochs}{stage}  {shown}  ({seconds:.1f} s)")
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Saves `full_model` as best.keras when the monitored metric improves and as last.keras.
+
+    `full_model` may differ from the model being fitted (a head trained on cached
+    embeddings shares its layers), so the saved file is always the whole classifier.
+    One instance spans both fine-tuning stages: stage 2 only replaces best.keras if it
+    beats stage 1. last.keras is written at most every `last_every_s` seconds and at the end.
+    """
+
+    def __init__(self, run_dir: Path, full_model: keras.Model, monitor: str, last_every_s: float = 0.0):
+        super().__init__()
+        self.dir, self.full_model, self.monitor = run_dir / "checkpoints", full_model, monitor
+        self.higher_is_better = monitor.endswith("accuracy") or monitor.endswith("f1")
+        self.last_every_s, self.last_saved, self.best, self.unsaved = last_every_s, 0.0, None, False
+
+    def improves(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best if self.higher_is_better else value < self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.unsaved = True
+        if time.time() - self.last_saved >= self.last_every_s:
+            self.save_last()
+        value = (logs or {}).get(self.monitor)
+        if value is not None and self.improves(float(value)):
+            self.best = float(value)
+            save_atomic(self.full_model, self.dir / "best.keras")
+            write_json_atomic(
+                self.dir / "best.json", {"epoch": epoch + 1, "monitor": self.monitor, "value": self.best}
+            )
+
+    def on_train_end(self, logs=None):
+        if self.unsaved:  # runs before EarlyStopping restores the best weights (list order)
+            self.save_last()
+
+    def save_last(self) -> None:
+        save_atomic(self.full_model, self.dir / "last.keras")
+        self.last_saved, self.unsaved = time.time(), False
+
+
+def early_stopping(monitor: str, patience: int) -> list[keras.callbacks.Callback]:
+    """EarlyStopping restoring the best weights, or nothing when patience is 0."""
+    if not patience:
+        return []
+    mode = "max" if monitor.endswith("accuracy") or monitor.endswith("f1") else "min"
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, mode=mode, patience=patience, restore_best_weights=True
+        )
+    ]

@@ -1,0 +1,174 @@
+"""A disk cache of backbone embeddings: run the frozen base once, not once per epoch.
+
+An entry is keyed by the feature extractor (backbone, weights, image size, feature layer,
+pooling), the file's content hash and the variant ("plain", or the k-th augmented view
+under one augmentation config). A second run on the same data with another head or
+classifier reads every embedding from here and skips the backbone; changing one file
+changes its hash, so only that file is recomputed.
+
+    python -m core.embeddings            # where the cache is and how large
+    python -m core.embeddings --clear    # empty it
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.config import PROJ_ROOT, AugmentConfig, TrainConfig
+
+CACHE_DIR = Path(os.environ.get("TLS_CACHE_DIR", PROJ_ROOT / "cache" / "embeddings"))
+CACHE_LIMIT_BYTES = int(float(os.environ.get("TLS_CACHE_LIMIT_GB", "4")) * 1024**3)
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, remembered per (path, mtime, size) within this process."""
+    stat = os.stat(path)
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _digests:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _digests[key] = digest.hexdigest()
+    return _digests[key]
+
+
+def extractor_key(config: TrainConfig) -> str:
+    """Names the feature extractor: what must match for a cached embedding to be reused."""
+    parts = [
+        config.backbone,
+        str(config.weights),
+        str(config.image_size),
+        config.feature_layer or "top",
+        config.pooling,
+    ]
+    return "-".join(parts).replace("/", "_")
+
+
+def augment_variant(augment: AugmentConfig, view: int) -> str:
+    """The variant name of the `view`-th augmented view under `augment`."""
+    digest = hashlib.sha256(json.dumps(asdict(augment), sort_keys=True).encode()).hexdigest()[:12]
+    return f"aug-{digest}-{view}"
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+
+
+class EmbeddingCache:
+    """One .npy file per (extractor, file hash, variant), with a size limit."""
+
+    def __init__(self, root: str | os.PathLike = CACHE_DIR, limit_bytes: int = CACHE_LIMIT_BYTES):
+        self.root = Path(root)
+        self.limit_bytes = limit_bytes
+
+    def _path(self, extractor: str, digest: str, variant: str) -> Path:
+        return self.root / extractor / variant / digest[:2] / f"{digest}.npy"
+
+    def get(self, extractor: str, digest: str, variant: str) -> np.ndarray | None:
+        try:
+            return np.load(self._path(extractor, digest, variant))
+        except (OSError, ValueError):
+            return None  # missing, or half-written by a process that died
+
+    def put(self, extractor: str, digest: str, variant: str, embedding: np.ndarray) -> None:
+        path = self._path(extractor, digest, variant)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, embedding)
+        os.replace(tmp, path)
+
+    def files(self) -> list[Path]:
+        return (
+            [p for p in self.root.rglob("*.npy") if not p.name.startswith(".")] if self.root.is_dir() else []
+        )
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.files())
+
+    def clear(self) -> int:
+        """Delete every entry; return the bytes freed."""
+        freed = 0
+        for path in self.files():
+            freed += path.stat().st_size
+            path.unlink()
+        return freed
+
+    def enforce_limit(self) -> int:
+        """Delete the least recently written entries until under the limit; return bytes freed."""
+        files = sorted(self.files(), key=lambda p: p.stat().st_mtime)
+        total, freed = sum(p.stat().st_size for p in files), 0
+        for path in files:
+            if total - freed <= self.limit_bytes:
+                break
+            freed += path.stat().st_size
+            path.unlink()
+        return freed
+
+
+def embed_paths(
+    extractor_model,
+    config: TrainConfig,
+    paths: list[str],
+    cache: EmbeddingCache | None,
+    variant: str = "plain",
+    augment: AugmentConfig | None = None,
+    stats: CacheStats | None = None,
+) -> np.ndarray:
+    """Embeddings (N, D) for `paths` in order: cached ones read, the others computed and stored."""
+    from core.pipeline import image_batches
+
+    stats = stats if stats is not None else CacheStats()
+    key = extractor_key(config)
+    digests = [file_digest(p) for p in paths] if cache else [None] * len(paths)
+    found = [cache.get(key, d, variant) if cache else None for d in digests]
+    missing = [i for i, e in enumerate(found) if e is None]
+    stats.hits += len(paths) - len(missing)
+    stats.misses += len(missing)
+    if missing:
+        batches = image_batches(
+            [paths[i] for i in missing],
+            config.image_size,
+            config.batch_size,
+            augment=augment,
+            seed=config.seed + zlib.crc32(variant.encode()) % 1000,
+        )
+        computed = extractor_model.predict(batches, verbose=0)
+        for i, embedding in zip(missing, computed):
+            found[i] = embedding
+            if cache:
+                cache.put(key, digests[i], variant, embedding)
+    if cache and missing:
+        cache.enforce_limit()
+    return np.stack(found).astype(np.float32) if found else np.zeros((0, 0), np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.embeddings", description=__doc__.split("\n")[0])
+    parser.add_argument("--clear", action="store_true", help="delete every cached embedding")
+    args = parser.parse_args(argv)
+    cache = EmbeddingCache()
+    if args.clear:
+        print(f"cleared {cache.clear() / 1e6:.1f} MB from {cache.root}")
+    else:
+        print(
+            f"{cache.root}: {len(cache.files())} embeddings, {cache.size_bytes() / 1e6:.1f} MB "
+            f"(limit {cache.limit_bytes / 1e9:.1f} GB)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

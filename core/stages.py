@@ -1,0 +1,227 @@
+"""The training stages: the head (on cached embeddings or live images), fine-tuning, and
+feature extraction with a classical classifier. `core.train.train` strings them together.
+
+Following keras-io's transfer-learning guide: while the base is frozen its output never
+changes, so "run the base once" and train the head on the recorded embeddings; fine-tune
+only after the head has trained, with a ~10x smaller learning rate, BatchNorm frozen.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core.callbacks import AtomicCheckpoint, RunLogger, early_stopping, save_atomic
+from core.classical import (
+    CLASSIFIER_FILE,
+    linear_weights,
+    make_classifier,
+    probabilities,
+    save_classifier,
+)
+from core.config import TrainConfig
+from core.data import DatasetReport, Split
+from core.embeddings import CacheStats, EmbeddingCache, augment_variant, embed_paths
+from core.model import feature_extractor, head_model, set_linear_head, unfreeze_top
+from core.pipeline import make_dataset, steps_per_epoch
+from core.runs import append_jsonl, write_json_atomic, write_status
+from core.tf_setup import keras
+
+CACHED_LAST_SAVE_EVERY_S = 10.0  # head epochs take milliseconds; saving the model each one would dominate
+
+
+def head_training_path(config: TrainConfig) -> tuple[str, str]:
+    """("cached" or "live", why) for training the head while the base is frozen."""
+    live_augment = not config.augment.is_identity and not config.augment_views
+    if config.head_training == "live":
+        return "live", "chosen in the config: the base runs on every image every epoch"
+    if config.head_training == "cached" or not live_augment:
+        views = f" plus {config.augment_views} augmented view(s) per image" if config.augment_views else ""
+        return "cached", f"the frozen base runs once per image{views}; the head trains on cached embeddings"
+    return "live", (
+        "live augmentation changes every image every epoch, so embeddings cannot be "
+        "cached; set augment_views > 0 to cache augmented views instead"
+    )
+
+
+def embed_split(
+    config: TrainConfig,
+    extractor,
+    split: Split,
+    run_dir: Path,
+    views: int = 0,
+    stats: CacheStats | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and labels of a split: each image once, plus `views` augmented views."""
+    cache = EmbeddingCache()
+    views = 0 if config.augment.is_identity else views  # identical views would only weigh double
+    variants = [("plain", None)] + [
+        (augment_variant(config.augment, k), config.augment) for k in range(views)
+    ]
+    features, labels = [], []
+    for index, (variant, augment) in enumerate(variants):
+        write_status(run_dir, phase=f"computing embeddings ({index + 1}/{len(variants)})")
+        features.append(embed_paths(extractor, config, split.paths, cache, variant, augment, stats))
+        labels.extend(split.labels)
+    write_status(run_dir, phase=None)
+    return np.concatenate(features), np.asarray(labels)
+
+
+def _targets(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    return labels.astype(np.float32).reshape(-1, 1) if num_classes == 2 else labels.astype(np.int32)
+
+
+def train_head(
+    config: TrainConfig, run_dir: Path, model: keras.Model, report: DatasetReport, stop, log
+) -> tuple[AtomicCheckpoint, int]:
+    """Stage 1: train the head with the base frozen. Returns the checkpoint and epochs done."""
+    path, why = head_training_path(config)
+    log(f"head training: {path} ({why})")
+    write_json_atomic(run_dir / "config.json", {**config.to_dict(), "head_training": path})
+    write_status(run_dir, head_training=path, head_training_reason=why)
+    total = config.epochs + (config.fine_tune_epochs if config.fine_tune_layers else 0)
+    train_split, val_split = report.splits["train"], report.splits["validation"]
+    num_classes = len(report.class_names)
+    if path == "cached":
+        stats = CacheStats()
+        extractor = feature_extractor(model)
+        x_train, y_train = embed_split(config, extractor, train_split, run_dir, config.augment_views, stats)
+        x_val, y_val = embed_split(config, extractor, val_split, run_dir, stats=stats)
+        log(f"embeddings: {stats.hits} from cache, {stats.misses} computed")
+        write_status(run_dir, cache_hits=stats.hits, cache_misses=stats.misses)
+        fitted = head_model(model, config.optimizer, config.learning_rate)
+        checkpoint = AtomicCheckpoint(run_dir, model, config.monitor, CACHED_LAST_SAVE_EVERY_S)
+        batches = math.ceil(len(x_train) / config.batch_size)
+        data = dict(
+            x=x_train,
+            y=_targets(y_train, num_classes),
+            batch_size=config.batch_size,
+            shuffle=True,
+            validation_data=(x_val, _targets(y_val, num_classes)),
+        )
+    else:
+        fitted, checkpoint = model, AtomicCheckpoint(run_dir, model, config.monitor)
+        batches = steps_per_epoch(train_split, config.batch_size)
+        data = dict(
+            x=_live_train(config, train_split, num_classes),
+            validation_data=make_dataset(
+                val_split, config.image_size, config.batch_size, num_classes, training=False
+            ),
+        )
+    write_status(run_dir, batches=batches)
+    logger = RunLogger(run_dir, total, batches, lambda: bool(stop), stage=1, log=log)
+    history = fitted.fit(
+        epochs=config.epochs,
+        verbose=0,
+        callbacks=[checkpoint, logger, *early_stopping(config.monitor, config.patience)],
+        **data,
+    )
+    return checkpoint, len(history.epoch)
+
+
+def _live_train(config: TrainConfig, split: Split, num_classes: int):
+    return make_dataset(
+        split,
+        config.image_size,
+        config.batch_size,
+        num_classes,
+        training=True,
+        augment=config.augment,
+        seed=config.seed,
+    )
+
+
+def fine_tune(
+    config: TrainConfig,
+    run_dir: Path,
+    model: keras.Model,
+    report: DatasetReport,
+    stop,
+    checkpoint: AtomicCheckpoint,
+    epochs_done: int,
+    log,
+) -> None:
+    """Stage 2: from the best stage-1 weights, unfreeze the base's top layers and train on."""
+    best = run_dir / "checkpoints" / "best.keras"
+    if best.is_file():
+        model.load_weights(best)
+    learning_rate = config.learning_rate * config.fine_tune_lr_factor
+    trainable = unfreeze_top(model, config.fine_tune_layers, learning_rate, config.optimizer)
+    log(
+        f"stage 2: fine-tuning the top {config.fine_tune_layers} backbone layers "
+        f"({trainable} trainable, BatchNormalization frozen) at learning rate {learning_rate:g}"
+    )
+    num_classes = len(report.class_names)
+    train_split, val_split = report.splits["train"], report.splits["validation"]
+    batches = steps_per_epoch(train_split, config.batch_size)
+    write_status(run_dir, stage=2, batches=batches, stage2_start_epoch=epochs_done + 1)
+    total = epochs_done + config.fine_tune_epochs
+    logger = RunLogger(
+        run_dir, config.epochs + config.fine_tune_epochs, batches, lambda: bool(stop), stage=2, log=log
+    )
+    checkpoint.last_every_s = 0.0
+    model.fit(
+        _live_train(config, train_split, num_classes),
+        validation_data=make_dataset(
+            val_split, config.image_size, config.batch_size, num_classes, training=False
+        ),
+        initial_epoch=epochs_done,
+        epochs=total,
+        verbose=0,
+        callbacks=[checkpoint, logger, *early_stopping(config.monitor, config.patience)],
+    )
+
+
+def train_features(
+    config: TrainConfig, run_dir: Path, model: keras.Model, report: DatasetReport, log
+) -> None:
+    """Feature extraction: a scikit-learn classifier on (cached) backbone embeddings."""
+    from sklearn.metrics import log_loss
+
+    started, stats = time.time(), CacheStats()
+    num_classes = len(report.class_names)
+    extractor = feature_extractor(model)
+    x_train, y_train = embed_split(
+        config, extractor, report.splits["train"], run_dir, config.augment_views, stats
+    )
+    x_val, y_val = embed_split(config, extractor, report.splits["validation"], run_dir, stats=stats)
+    log(f"embeddings: {stats.hits} from cache, {stats.misses} computed")
+    estimator = make_classifier(config).fit(x_train, y_train)
+    labels = list(range(num_classes))
+    p_train, p_val = (probabilities(estimator, x, num_classes) for x in (x_train, x_val))
+    metrics = {
+        "loss": log_loss(y_train, p_train, labels=labels),
+        "accuracy": float(np.mean(p_train.argmax(1) == y_train)),
+        "val_loss": log_loss(y_val, p_val, labels=labels),
+        "val_accuracy": float(np.mean(p_val.argmax(1) == y_val)),
+    }
+    _save_features_model(config, run_dir, model, extractor, estimator, num_classes)
+    seconds = time.time() - started
+    append_jsonl(
+        run_dir / "metrics.jsonl",
+        {"epoch": 1, **metrics, "seconds": round(seconds, 3), "time": time.time(), "stage": 1},
+    )
+    write_json_atomic(
+        run_dir / "checkpoints" / "best.json",
+        {"epoch": 1, "monitor": config.monitor, "value": metrics[config.monitor]},
+    )
+    write_status(run_dir, epoch=1, cache_hits=stats.hits, cache_misses=stats.misses)
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    log(f"epoch 1/1  {config.classifier}  {shown}  ({seconds:.1f} s)")
+
+
+def _save_features_model(config, run_dir, model, extractor, estimator, num_classes) -> None:
+    """Logistic regression folds into the Keras output layer; other classifiers are saved
+    with joblib beside the feature extractor."""
+    folder = run_dir / "checkpoints"
+    weights = linear_weights(estimator, num_classes)
+    if weights is not None:
+        set_linear_head(model, *weights)
+        save_atomic(model, folder / "best.keras")
+    else:
+        save_atomic(extractor, folder / "best.keras")
+        save_classifier(estimator, folder / CLASSIFIER_FILE)
+    save_atomic(model if weights is not None else extractor, folder / "last.keras")
