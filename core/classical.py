@@ -25,16 +25,23 @@ def make_classifier(config: TrainConfig):
     from sklearn.svm import SVC
     from sklearn.tree import DecisionTreeClassifier
 
+    balanced = "balanced" if config.class_weights else None  # kNN has no class weights
     if config.classifier == "logreg":
-        model = LogisticRegression(C=config.classifier_c, max_iter=5000)
+        model = LogisticRegression(C=config.classifier_c, max_iter=5000, class_weight=balanced)
     elif config.classifier == "svm":
         model = SVC(
-            C=config.classifier_c, kernel=config.svm_kernel, probability=True, random_state=config.seed
+            C=config.classifier_c,
+            kernel=config.svm_kernel,
+            probability=True,
+            random_state=config.seed,
+            class_weight=balanced,
         )
     elif config.classifier == "knn":
         model = KNeighborsClassifier(n_neighbors=config.knn_neighbors)
     else:
-        return DecisionTreeClassifier(max_depth=config.tree_max_depth or None, random_state=config.seed)
+        return DecisionTreeClassifier(
+            max_depth=config.tree_max_depth or None, random_state=config.seed, class_weight=balanced
+        )
     return make_pipeline(StandardScaler(), model)
 
 

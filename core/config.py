@@ -22,7 +22,8 @@ RUNS_DIR = Path(os.environ.get("TLS_RUNS_DIR", PROJ_ROOT / "runs")).resolve()
 FILL_MODES = ("nearest", "reflect", "constant", "wrap")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 POOLINGS = ("avg", "flatten")
-MONITORS = ("val_accuracy", "val_loss")
+MONITORS = ("val_accuracy", "val_loss", "val_macro_f1")
+IMBALANCE_WARNING_RATIO = 1.5  # largest class / smallest class above this: warn
 MODES = ("finetune", "features")
 CLASSIFIERS = ("logreg", "svm", "knn", "tree")
 SVM_KERNELS = ("rbf", "linear", "poly")
@@ -93,6 +94,7 @@ class TrainConfig:
     fine_tune_layers: int = 0  # stage 2: unfreeze this many top backbone layers; 0 = no stage 2
     fine_tune_epochs: int = 5
     fine_tune_lr_factor: float = 0.1  # stage 2 learning rate = learning_rate x this
+    class_weights: bool = False  # weight the loss by inverse class frequency (imbalanced data)
 
     def validate(self) -> None:
         """Raise `ConfigError` naming the first field that is out of range."""

@@ -119,18 +119,59 @@ def _output_layer(num_classes: int) -> keras.layers.Dense:
 
 
 def compile_model(model: keras.Model, optimizer: str, learning_rate: float, num_classes: int) -> None:
-    """Compile with the loss and an explicitly named `accuracy` metric for the class count."""
+    """Compile with the loss for the class count and explicitly named metrics:
+    `accuracy` and `macro_f1` (so logs hold val_accuracy and val_macro_f1)."""
     optimizers = {
         "adam": keras.optimizers.Adam,
         "rmsprop": keras.optimizers.RMSprop,
         "sgd": keras.optimizers.SGD,
     }
     if num_classes == 2:
-        loss, metric = "binary_crossentropy", keras.metrics.BinaryAccuracy(name="accuracy")
+        loss, accuracy = "binary_crossentropy", keras.metrics.BinaryAccuracy(name="accuracy")
     else:
         loss = "sparse_categorical_crossentropy"
-        metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=optimizers[optimizer](learning_rate=learning_rate), loss=loss, metrics=[metric])
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(
+        optimizer=optimizers[optimizer](learning_rate=learning_rate),
+        loss=loss,
+        metrics=[accuracy, MacroF1(num_classes)],
+    )
+
+
+@keras.saving.register_keras_serializable(package="tls")
+class MacroF1(keras.metrics.Metric):
+    """F1 averaged over classes with equal weight: the fair score when classes are imbalanced.
+
+    Accumulates a confusion matrix; a single sigmoid unit counts as two classes.
+    """
+
+    def __init__(self, num_classes: int = 2, name: str = "macro_f1", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_classes = num_classes
+        self.matrix = self.add_variable((num_classes, num_classes), initializer="zeros", name="matrix")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        ops, n = keras.ops, self.num_classes
+        if y_pred.shape[-1] == 1:
+            predicted = ops.cast(ops.reshape(y_pred, (-1,)) > 0.5, "int32")
+        else:
+            predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+        actual = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        counts = ops.bincount(actual * n + predicted, minlength=n * n)[: n * n]
+        self.matrix.assign_add(ops.cast(ops.reshape(counts, (n, n)), "float32"))
+
+    def result(self):
+        ops = keras.ops
+        hits = ops.diagonal(self.matrix)
+        precision = hits / ops.maximum(ops.sum(self.matrix, axis=0), 1.0)
+        recall = hits / ops.maximum(ops.sum(self.matrix, axis=1), 1.0)
+        return ops.mean(2 * precision * recall / ops.maximum(precision + recall, 1e-9))
+
+    def reset_state(self):
+        self.matrix.assign(keras.ops.zeros_like(self.matrix))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_classes": self.num_classes}
 
 
 def unfreeze_top(model: keras.Model, n_layers: int, learning_rate: float, optimizer: str = "adam") -> int:

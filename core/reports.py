@@ -25,6 +25,8 @@ class Progress:
     fraction: float
     eta_s: float | None
     error: str | None = None
+    phase: str | None = None  # e.g. "computing embeddings (1/2)", between epochs
+    stage: int = 1  # 2 while fine-tuning the backbone's top layers
 
     @property
     def active(self) -> bool:
@@ -48,7 +50,18 @@ def run_progress(status: dict, epoch_records: list[dict], batch_records: list[di
     epoch = done + 1 if state in ACTIVE_STATES else max(done, 1)
     fraction = (done + (batch / batches if batches else 0)) / epochs if epochs else 0.0
     eta = _eta(current, epoch_records, batch, batches, epochs - done) if state in ACTIVE_STATES else None
-    return Progress(state, epoch, epochs, batch, batches, min(fraction, 1.0), eta, status.get("error"))
+    return Progress(
+        state,
+        epoch,
+        epochs,
+        batch,
+        batches,
+        min(fraction, 1.0),
+        eta,
+        status.get("error"),
+        status.get("phase"),
+        int(status.get("stage") or 1),
+    )
 
 
 def _eta(current: list[dict], epoch_records: list[dict], batch: int, batches: int, epochs_left: int):
@@ -79,12 +92,13 @@ def format_duration(seconds: float | None) -> str:
 
 
 def runs_table(summaries: list[RunSummary]) -> list[dict]:
-    """One row per run, for a table: date, backbone, state, best val accuracy, epochs, duration."""
+    """One row per run, for a table: date, backbone, mode, state, best val accuracy, epochs, duration."""
     return [
         {
             "run": s.name,
             "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started_at)) if s.started_at else "-",
             "backbone": s.backbone,
+            "mode": s.mode,
             "state": s.state,
             "best val accuracy": s.best_val_accuracy,
             "epochs": s.epochs_done,

@@ -70,6 +70,14 @@ def embed_split(
     return np.concatenate(features), np.asarray(labels)
 
 
+def class_weights(config: TrainConfig, labels, num_classes: int) -> dict[int, float] | None:
+    """Inverse-frequency weights {class: n / (classes * count)} when the config asks for them."""
+    if not config.class_weights:
+        return None
+    counts = np.bincount(np.asarray(labels, int), minlength=num_classes)
+    return {i: float(len(labels) / (num_classes * max(c, 1))) for i, c in enumerate(counts)}
+
+
 def _targets(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return labels.astype(np.float32).reshape(-1, 1) if num_classes == 2 else labels.astype(np.int32)
 
@@ -116,6 +124,7 @@ def train_head(
     history = fitted.fit(
         epochs=config.epochs,
         verbose=0,
+        class_weight=class_weights(config, train_split.labels, num_classes),
         callbacks=[checkpoint, logger, *early_stopping(config.monitor, config.patience)],
         **data,
     )
@@ -168,6 +177,7 @@ def fine_tune(
         validation_data=make_dataset(
             val_split, config.image_size, config.batch_size, num_classes, training=False
         ),
+        class_weight=class_weights(config, train_split.labels, num_classes),
         initial_epoch=epochs_done,
         epochs=total,
         verbose=0,
@@ -179,7 +189,7 @@ def train_features(
     config: TrainConfig, run_dir: Path, model: keras.Model, report: DatasetReport, log
 ) -> None:
     """Feature extraction: a scikit-learn classifier on (cached) backbone embeddings."""
-    from sklearn.metrics import log_loss
+    from sklearn.metrics import f1_score, log_loss
 
     started, stats = time.time(), CacheStats()
     num_classes = len(report.class_names)
@@ -197,6 +207,8 @@ def train_features(
         "accuracy": float(np.mean(p_train.argmax(1) == y_train)),
         "val_loss": log_loss(y_val, p_val, labels=labels),
         "val_accuracy": float(np.mean(p_val.argmax(1) == y_val)),
+        "macro_f1": f1_score(y_train, p_train.argmax(1), average="macro", labels=labels),
+        "val_macro_f1": f1_score(y_val, p_val.argmax(1), average="macro", labels=labels),
     }
     _save_features_model(config, run_dir, model, extractor, estimator, num_classes)
     seconds = time.time() - started

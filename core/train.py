@@ -21,6 +21,7 @@ from core.backbones import BACKBONES, WeightsUnavailableError
 from core.config import (
     CLASSIFIERS,
     HEAD_TRAINING,
+    IMBALANCE_WARNING_RATIO,
     MODES,
     MONITORS,
     OPTIMIZERS,
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--fine-tune-layers", type=int, help="stage 2: unfreeze this many top backbone layers")
     add("--fine-tune-epochs", type=int)
     add("--fine-tune-lr-factor", type=float, help="stage 2 learning rate factor (default 0.1)")
+    add("--class-weights", action="store_true", default=None, help="weight classes by inverse frequency")
     return parser
 
 
@@ -132,6 +134,9 @@ def prepare_data(config: TrainConfig, run_dir: Path, log) -> DatasetReport:
     )
     for split, counts in report.counts().items():
         log(f"{split}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+    if report.imbalance_ratio() > IMBALANCE_WARNING_RATIO:
+        hint = "" if config.class_weights else "; consider --class-weights and --monitor val_macro_f1"
+        log(f"warning: classes are imbalanced (largest/smallest = {report.imbalance_ratio():.1f}){hint}")
     return report
 
 

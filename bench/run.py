@@ -1,0 +1,268 @@
+"""Benchmark: what the frozen-backbone shortcuts buy, measured in one run (not a test).
+
+    python -m bench.run [--data DIR] [--backbone mobilenet_v2] [--image-size 160] [--epochs 10]
+
+Each variant runs in its own process (clean memory, its own peak RSS):
+  reference  the reference recipe: live augmentation, the frozen base recomputed every epoch
+  cached     fine-tune mode, head trained on cached embeddings (cold cache: one base pass)
+  features   features mode: logistic regression on embeddings (cold cache)
+  forward    one pure forward pass of the backbone over the data: the floor
+  pipeline   the input pipeline alone (decode + resize + augment), vs the backbone's appetite
+  cache-hit  the embedding step cold, then again from the cache
+Timings on a shared machine are noisy: compare the ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJ_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJ_ROOT.parent / "shared"
+VARIANTS = ("reference", "cached", "features", "forward", "pipeline", "cache-hit")
+REFERENCE_AUGMENT = dict(
+    rotation=40, width_shift=0.2, height_shift=0.2, shear=0.2, horizontal_flip=True, fill_mode="nearest"
+)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _train(args, workdir: Path, **fields) -> dict:
+    """Run core.train in this process on a config; return wall time and best val accuracy."""
+    from core.config import TrainConfig
+    from core.runs import read_metrics
+    from core.train import main as train_main
+
+    config = TrainConfig.from_dict(
+        {
+            "data": args.data,
+            "backbone": args.backbone,
+            "image_size": args.image_size,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "patience": 0,
+            **fields,
+        }
+    )
+    (workdir / "config.json").write_text(config.to_json())
+    started = time.perf_counter()
+    code = train_main(["--config", str(workdir / "config.json"), "--runs-dir", str(workdir / "runs")])
+    seconds = time.perf_counter() - started
+    assert code == 0, f"training failed ({code})"
+    run = sorted(p for p in (workdir / "runs").iterdir() if p.is_dir())[-1]
+    epochs, _ = read_metrics(run)
+    return {
+        "seconds": seconds,
+        "val_accuracy": max(e["val_accuracy"] for e in epochs),
+        "images": _image_count(args.data) * (1 if fields.get("mode") == "features" else args.epochs),
+    }
+
+
+def _image_count(data: str) -> int:
+    from core.data import scan_dataset
+
+    report = scan_dataset(data, validate=False)
+    return sum(len(s.paths) for s in report.splits.values())
+
+
+def _extractor(args):
+    from core.config import TrainConfig
+    from core.model import build_model, feature_extractor
+
+    config = TrainConfig(
+        data=args.data, backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size
+    )
+    return config, feature_extractor(build_model(config, 2))
+
+
+def _all_paths(data: str) -> list[str]:
+    from core.data import scan_dataset
+
+    return [p for s in scan_dataset(data, validate=False).splits.values() for p in s.paths]
+
+
+def variant_forward(args, workdir: Path) -> dict:
+    from core.pipeline import image_batches
+
+    config, extractor = _extractor(args)
+    paths = _all_paths(args.data)
+    started = time.perf_counter()
+    extractor.predict(image_batches(paths, args.image_size, args.batch_size), verbose=0)
+    return {"seconds": time.perf_counter() - started, "images": len(paths)}
+
+
+def variant_pipeline(args, workdir: Path) -> dict:
+    """Images/s of decode+resize+augment alone, and of the backbone on in-memory images."""
+    import numpy as np
+
+    from core.config import AugmentConfig
+    from core.data import scan_dataset
+    from core.pipeline import make_dataset
+
+    split = scan_dataset(args.data, validate=False).splits["train"]
+    dataset = make_dataset(
+        split, args.image_size, args.batch_size, 2, training=True, augment=AugmentConfig(**REFERENCE_AUGMENT)
+    )
+    started = time.perf_counter()
+    count = sum(int(x.shape[0]) for x, _ in dataset)  # first pass: nothing cached yet
+    pipeline_rate = count / (time.perf_counter() - started)
+    _, extractor = _extractor(args)
+    batch = np.random.default_rng(0).uniform(0, 255, (args.batch_size, args.image_size, args.image_size, 3))
+    extractor.predict_on_batch(batch.astype("float32"))  # warm-up
+    started, n = time.perf_counter(), 0
+    while time.perf_counter() - started < 10:
+        extractor.predict_on_batch(batch.astype("float32"))
+        n += args.batch_size
+    backbone_rate = n / (time.perf_counter() - started)
+    return {
+        "seconds": count / pipeline_rate,
+        "images": count,
+        "pipeline_images_per_s": pipeline_rate,
+        "backbone_images_per_s": backbone_rate,
+    }
+
+
+def variant_cache_hit(args, workdir: Path) -> dict:
+    from core.embeddings import EmbeddingCache, embed_paths
+
+    config, extractor = _extractor(args)
+    paths = _all_paths(args.data)
+    cache = EmbeddingCache(workdir / "cache")
+    timings = []
+    for _ in range(2):
+        started = time.perf_counter()
+        embed_paths(extractor, config, paths, cache)
+        timings.append(time.perf_counter() - started)
+    return {"seconds": timings[1], "cold_seconds": timings[0], "images": len(paths)}
+
+
+def run_variant(name: str, args) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    os.environ["TLS_CACHE_DIR"] = str(workdir / "cache")  # every variant starts with a cold cache
+    import core.embeddings
+
+    core.embeddings.CACHE_DIR = workdir / "cache"
+    try:
+        if name == "reference":
+            result = _train(args, workdir, head_training="live", augment=REFERENCE_AUGMENT)
+        elif name == "cached":
+            result = _train(args, workdir, head_training="cached")
+        elif name == "features":
+            result = _train(args, workdir, mode="features")
+        else:
+            result = globals()[f"variant_{name.replace('-', '_')}"](args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {**result, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _child(name: str, args) -> dict:
+    command = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "--variant",
+        name,
+        "--data",
+        args.data,
+        "--backbone",
+        args.backbone,
+        "--image-size",
+        str(args.image_size),
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+    ]
+    out = subprocess.run(command, cwd=PROJ_ROOT, capture_output=True, text=True, env=os.environ)
+    if out.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _table(args, results: dict) -> str:
+    ref, floor = results["reference"], results["forward"]
+    lines = [
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{platform.python_version()}; {args.backbone} at {args.image_size} px, {args.epochs} epochs, "
+        f"batch {args.batch_size}; data {args.data}",
+        "",
+        "| variant | wall s | images/s | peak RSS MB | val acc | vs reference | vs forward pass |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("reference", "cached", "features", "forward"):
+        r = results[name]
+        acc = f"{r['val_accuracy']:.3f}" if "val_accuracy" in r else "-"
+        lines.append(
+            f"| {name} | {r['seconds']:.1f} | {r['images'] / r['seconds']:.0f} | "
+            f"{r['peak_rss_mb']:.0f} | {acc} | {ref['seconds'] / r['seconds']:.1f}x faster | "
+            f"{r['seconds'] / floor['seconds']:.2f}x |"
+        )
+    pipe, hit = results["pipeline"], results["cache-hit"]
+    lines += [
+        "",
+        f"Input pipeline alone (decode + resize + reference augmentation): "
+        f"{pipe['pipeline_images_per_s']:.0f} images/s; backbone forward on in-memory batches: "
+        f"{pipe['backbone_images_per_s']:.0f} images/s; ratio "
+        f"{pipe['pipeline_images_per_s'] / pipe['backbone_images_per_s']:.1f}x.",
+        f"Embedding step over {hit['images']} images: cold {hit['cold_seconds']:.2f} s, from the cache "
+        f"{hit['seconds']:.3f} s: {hit['cold_seconds'] / hit['seconds']:.0f}x faster.",
+    ]
+    return "\n".join(lines)
+
+
+def _prepare_keras_home() -> None:
+    """Point Keras at a temp cache holding the shared ImageNet weights (offline machines)."""
+    if "KERAS_HOME" in os.environ:
+        return
+    home = Path(tempfile.mkdtemp(prefix="bench-keras-")) / "models"
+    home.mkdir()
+    for src, names in {
+        "mobilenet_v2_1.0_224_no_top.from-coral-tf2-ptq.h5": [
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{s}_no_top.h5"
+        ],
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5": [
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{s}_no_top.h5"
+        ],
+    }.items():
+        if (SHARED / "weights" / src).exists():
+            for size in (96, 128, 160, 192, 224):
+                for name in names:
+                    shutil.copy(SHARED / "weights" / src, home / name.format(s=size))
+    os.environ["KERAS_HOME"] = str(home.parent)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(SHARED / "datasets" / "horse-or-human"))
+    parser.add_argument("--backbone", default="mobilenet_v2")
+    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--variant", choices=VARIANTS, help="run one variant in this process")
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args.variant, args)))
+        return 0
+    _prepare_keras_home()
+    results = {}
+    for name in VARIANTS:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results[name] = _child(name, args)
+    print(_table(args, results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""Evaluate a trained run on one split of its dataset.
+
+    python -m core.evaluate --run RUN_DIR [--split validation|test|train] [--checkpoint best|last]
+
+Writes `RUN_DIR/evaluation.json` (keyed by split, merged with splits evaluated before)
+and small JPEG thumbnails of the worst images under `RUN_DIR/evaluation/<split>/`, so
+the dashboard can show them without the dataset. Prints a short summary; on bad input
+it exits with status 2 and a one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.config import PROJ_ROOT
+from core.data import DatasetError, load_image, scan_dataset
+from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, load_classifier
+from core.runs import read_json, write_json_atomic
+
+EVALUATION_FILE = "evaluation.json"
+THUMBNAIL_DIR = "evaluation"
+SPLITS = ("validation", "test", "train")
+GALLERY_SIZE = 24  # at most this many images in each of the misclassified and top-losses lists
+THUMBNAIL_PX = 128  # longest side of a gallery thumbnail
+CURVE_POINTS = 400  # ROC and PR curves are thinned to about this many points
+EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] for the loss
+
+
+class EvaluationError(ValueError):
+    """The run cannot be evaluated on this split; the message says why."""
+
+
+def evaluate_run(run_dir: str | Path, split: str = "validation", checkpoint: str = "best") -> dict:
+    """Predict every image of `split` with the run's model and measure how it did.
+
+    Args:
+        run_dir: a finished run (config.json, labels.json, checkpoints/<checkpoint>.keras).
+        split: "validation", "test" or "train".
+        checkpoint: "best" or "last".
+
+    Returns:
+        This split's results (also saved under `split` in `run_dir/evaluation.json`):
+        accuracy, mean loss, confusion matrix (rows = true, columns = predicted),
+        per-class and macro precision/recall/F1, ROC and precision-recall curves for 2
+        classes (positive class = index 1), and galleries of misclassified and
+        highest-loss images with thumbnails.
+
+    Raises:
+        EvaluationError: the split does not exist, the dataset is gone, or its classes
+            differ from the model's.
+        RunNotReadyError: the run has no such checkpoint or metadata.
+    """
+    run_dir = Path(run_dir)
+    classifier = load_classifier(run_dir, checkpoint)  # first: a bad run is named before its data
+    root = dataset_root(run_dir)
+    paths, labels = _split_images(root, split, classifier.class_names)
+    config = read_json(run_dir / "config.json", {}) or {}
+    probs, kept, skipped = _predict_all(classifier, paths, int(config.get("batch_size") or 32))
+    if not kept:
+        raise EvaluationError(f"none of the {len(paths)} images of {split} could be read")
+    y_true = np.asarray([labels[i] for i in kept])
+    files = [os.path.realpath(paths[i]) for i in kept]
+    result = {
+        "split": split,
+        "checkpoint": checkpoint,
+        "dataset": str(root),
+        "evaluated_at": time.time(),
+        "class_names": classifier.class_names,
+        **compute_metrics(y_true, probs, classifier.class_names),
+        "skipped": skipped,
+    }
+    result.update(_galleries(run_dir, split, files, y_true, probs, classifier.class_names))
+    evaluation = load_evaluation(run_dir)
+    evaluation[split] = result
+    write_json_atomic(run_dir / EVALUATION_FILE, evaluation)
+    return result
+
+
+def load_evaluation(run_dir: str | Path) -> dict:
+    """`run_dir/evaluation.json` as {split: results}; an empty dict if there is none."""
+    evaluation = read_json(Path(run_dir) / EVALUATION_FILE, {})
+    return evaluation if isinstance(evaluation, dict) else {}
+
+
+def dataset_root(run_dir: Path) -> Path:
+    """`run_dir/split` when the trainer split the dataset, else the run's `data` folder."""
+    if (run_dir / "split").is_dir():
+        return run_dir / "split"
+    data = (read_json(run_dir / "config.json", {}) or {}).get("data")
+    if not data:
+        raise EvaluationError(f"{run_dir.name}: config.json names no dataset")
+    root = Path(data)
+    if not root.is_absolute() and not root.is_dir():
+        root = PROJ_ROOT / root  # the dashboard launches training from the project root
+    return root
+
+
+def _split_images(root: Path, split: str, class_names: list[str]) -> tuple[list[str], list[int]]:
+    """Paths and label indices (in the model's class order) of one split, in scan order."""
+    try:
+        report = scan_dataset(root, validate=False)
+    except DatasetError as exc:
+        raise EvaluationError(f"cannot read the run's dataset: {exc}") from None
+    if split not in report.splits:
+        available = ", ".join(s for s in report.splits if s != "all") or "none (the dataset is not split)"
+        raise EvaluationError(f"the dataset has no {split} split; available: {available}")
+    unknown = sorted(set(report.class_names) - set(class_names))
+    if unknown:
+        raise EvaluationError(f"the dataset has classes the model does not know: {', '.join(unknown)}")
+    chosen = report.splits[split]
+    if not chosen.paths:
+        raise EvaluationError(f"the {split} split has no images")
+    index = {name: class_names.index(name) for name in report.class_names}
+    return chosen.paths, [index[report.class_names[label]] for label in chosen.labels]
+
+
+def _predict_all(classifier: Classifier, paths: list[str], batch_size: int):
+    """(probabilities of the readable images, their indices in `paths`, skipped files), in order."""
+    probs, kept, skipped = [], [], []
+    for start in range(0, len(paths), batch_size):
+        images = []
+        for i in range(start, min(start + batch_size, len(paths))):
+            try:
+                images.append(load_image(paths[i], classifier.image_size))
+                kept.append(i)
+            except Exception as exc:  # an unreadable file is reported, not fatal
+                skipped.append({"path": paths[i], "reason": f"{type(exc).__name__}: {exc}"})
+        if images:
+            probs.append(classifier.predict_arrays(np.stack(images)))
+    if not probs:
+        return np.zeros((0, len(classifier.class_names))), kept, skipped
+    return np.concatenate(probs).astype(np.float64), kept, skipped
+
+
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) -> dict:
+    """Accuracy, loss, confusion matrix, per-class/macro scores and (2 classes) curves."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    classes = list(range(len(class_names)))
+    y_pred = probs.argmax(axis=1)
+    losses = per_image_loss(y_true, probs)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0
+    )
+    metrics = {
+        "num_images": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "loss": float(losses.mean()),
+        "num_misclassified": int((y_pred != y_true).sum()),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(class_names)
+        },
+        "macro": {
+            "precision": float(precision.mean()),
+            "recall": float(recall.mean()),
+            "f1": float(f1.mean()),
+        },
+        "roc": None,
+        "pr": None,
+    }
+    if len(class_names) == 2 and len(set(y_true.tolist())) == 2:  # curves need both classes present
+        metrics.update(binary_curves(y_true, probs[:, 1]))
+    return metrics
+
+
+def per_image_loss(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Cross-entropy of each image: -log(probability of its true class)."""
+    true_probs = probs[np.arange(len(y_true)), y_true]
+    return -np.log(np.clip(true_probs, EPSILON, 1.0 - EPSILON))
+
+
+def binary_curves(y_true: np.ndarray, scores: np.ndarray) -> dict:
+    """ROC (+AUC) and precision-recall (+average precision) for positive class 1."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    fpr, tpr, _ = roc_curve(y_true, scores)
+    precision, recall, _ = precision_recall_curve(y_true, scores)
+    return {
+        "roc": {"fpr": _thin(fpr), "tpr": _thin(tpr), "auc": float(roc_auc_score(y_true, scores))},
+        "pr": {
+            "precision": _thin(precision),
+            "recall": _thin(recall),
+            "average_precision": float(average_precision_score(y_true, scores)),
+            "positive_rate": float(np.mean(y_true == 1)),
+        },
+    }
+
+
+def _thin(values: np.ndarray) -> list[float]:
+    """At most about CURVE_POINTS evenly spaced points, the first and last always kept."""
+    if len(values) > CURVE_POINTS:
+        values = values[np.unique(np.linspace(0, len(values) - 1, CURVE_POINTS).round().astype(int))]
+    return [float(v) for v in values]
+
+
+def _galleries(run_dir: Path, split: str, files: list[str], y_true, probs, class_names) -> dict:
+    """The worst misclassified images and the highest-loss images, with thumbnails."""
+    losses = per_image_loss(y_true, probs)
+    order = np.argsort(-losses, kind="stable")
+    wrong = [int(i) for i in order if probs[i].argmax() != y_true[i]][:GALLERY_SIZE]
+    top = [int(i) for i in order[:GALLERY_SIZE]]
+    folder = run_dir / THUMBNAIL_DIR / split
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.jpg"):  # thumbnails of an earlier evaluation
+        old.unlink()
+    entries = {}
+    for i in dict.fromkeys(wrong + top):
+        entries[i] = {
+            "file": files[i],
+            "thumbnail": _write_thumbnail(files[i], folder / f"{i:05d}.jpg", run_dir),
+            "true": class_names[int(y_true[i])],
+            "predicted": class_names[int(probs[i].argmax())],
+            "probabilities": {name: float(p) for name, p in zip(class_names, probs[i])},
+            "loss": float(losses[i]),
+        }
+    return {"misclassified": [entries[i] for i in wrong], "top_losses": [entries[i] for i in top]}
+
+
+def _write_thumbnail(source: str, target: Path, run_dir: Path) -> str | None:
+    """A small JPEG of `source`; its path relative to the run, or None if it cannot be read."""
+    try:
+        image = Image.fromarray(load_image(source))
+    except Exception:  # the image was predicted moments ago; a vanished file gets no thumbnail
+        return None
+    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), Image.Resampling.BILINEAR)
+    tmp = target.with_name(f".{target.name}.tmp")
+    image.save(tmp, "JPEG", quality=85)
+    os.replace(tmp, target)
+    return target.relative_to(run_dir).as_posix()
+
+
+def summary_line(result: dict) -> str:
+    """One line a person reads: accuracy, macro F1, AUC when there is one, mistakes."""
+    parts = [
+        f"{result['split']}: accuracy {result['accuracy']:.3f} "
+        f"({result['num_images'] - result['num_misclassified']}/{result['num_images']})",
+        f"macro F1 {result['macro']['f1']:.3f}",
+        f"loss {result['loss']:.4f}",
+    ]
+    if result.get("roc"):
+        parts.append(f"AUC {result['roc']['auc']:.3f}")
+    parts.append(f"{result['num_misclassified']} misclassified")
+    return ", ".join(parts)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and status 2, like every other bad input
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog="python -m core.evaluate", description=__doc__.split("\n")[1])
+    parser.add_argument("--run", required=True, type=Path, help="a run directory")
+    parser.add_argument("--split", choices=SPLITS, default="validation")
+    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
+    args = parser.parse_args(argv)
+    try:
+        if not args.run.is_dir():
+            raise EvaluationError(f"run directory not found: {args.run}")
+        result = evaluate_run(args.run, args.split, args.checkpoint)
+    except (EvaluationError, RunNotReadyError) as exc:
+        return _fail(str(exc))
+    except Exception as exc:  # an unexpected failure is still one line, never a traceback
+        return _fail(f"evaluation failed: {type(exc).__name__}: {exc}")
+    print(summary_line(result), flush=True)
+    for name, scores in result["per_class"].items():
+        print(
+            f"  {name}: precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
+            f"F1 {scores['f1']:.3f}  support {scores['support']}"
+        )
+    print(args.run / EVALUATION_FILE, flush=True)
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

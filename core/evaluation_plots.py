@@ -1,0 +1,116 @@
+"""Plotly figures of an evaluation: pure functions of `core.evaluate`'s results, tested via `fig.data`."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+METRIC_COLORS = {"precision": "#2f6fde", "recall": "#f28e2b", "f1": "#59a14f"}
+_LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10), height=360)
+_CHANCE_LINE = dict(dash="dash", color="#999999")
+
+
+def confusion_matrix_figure(
+    matrix: list[list[int]], class_names: list[str], title: str = "Confusion matrix"
+) -> go.Figure:
+    """A heatmap of counts: true class on y (first class on top), predicted class on x.
+
+    Each cell is annotated with its count; colour follows the count.
+    """
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=list(class_names),
+            y=list(class_names),
+            text=matrix,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
+        )
+    )
+    side = max(300, 60 * len(class_names) + 120)
+    fig.update_layout(**{**_LAYOUT, "height": side}, title=title)
+    fig.update_xaxes(title_text="predicted", type="category", side="bottom")
+    fig.update_yaxes(title_text="true", type="category", autorange="reversed")
+    return fig
+
+
+def per_class_metrics_figure(
+    per_class: dict[str, dict[str, float]], title: str = "Per-class scores"
+) -> go.Figure:
+    """Grouped bars: one trace each for precision, recall and F1; x = class names.
+
+    Args:
+        per_class: `evaluate_run(...)["per_class"]`, e.g. {"cat": {"precision": 0.9, ...}}.
+    """
+    names = list(per_class)
+    fig = go.Figure()
+    for metric, color in METRIC_COLORS.items():
+        values = [float(per_class[name][metric]) for name in names]
+        fig.add_trace(
+            go.Bar(
+                name=metric,
+                x=names,
+                y=values,
+                text=[f"{v:.2f}" for v in values],
+                marker_color=color,
+            )
+        )
+    fig.update_layout(**_LAYOUT, barmode="group", title=title, xaxis_title="class", legend_title="score")
+    fig.update_yaxes(range=[0, 1.05], title_text="score")
+    return fig
+
+
+def roc_figure(roc: dict, title: str = "ROC curve") -> go.Figure:
+    """The ROC curve (named with its AUC) over a dashed chance diagonal.
+
+    Args:
+        roc: `evaluate_run(...)["roc"]`: {"fpr": [...], "tpr": [...], "auc": float}.
+    """
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(name="chance", x=[0, 1], y=[0, 1], mode="lines", line=_CHANCE_LINE, hoverinfo="skip")
+    )
+    fig.add_trace(
+        go.Scatter(name=f"ROC (AUC = {roc['auc']:.3f})", x=list(roc["fpr"]), y=list(roc["tpr"]), mode="lines")
+    )
+    fig.update_layout(
+        **_LAYOUT, title=title, xaxis_title="false positive rate", yaxis_title="true positive rate"
+    )
+    _unit_square(fig)
+    return fig
+
+
+def pr_figure(pr: dict, title: str = "Precision-recall curve") -> go.Figure:
+    """The precision-recall curve (named with its average precision), and the chance level.
+
+    Args:
+        pr: `evaluate_run(...)["pr"]`: {"precision", "recall", "average_precision"} and
+            optionally "positive_rate" (the precision of guessing; drawn dashed).
+    """
+    fig = go.Figure()
+    if pr.get("positive_rate") is not None:
+        rate = float(pr["positive_rate"])
+        fig.add_trace(
+            go.Scatter(
+                name="chance", x=[0, 1], y=[rate, rate], mode="lines", line=_CHANCE_LINE, hoverinfo="skip"
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            name=f"PR (AP = {pr['average_precision']:.3f})",
+            x=list(pr["recall"]),
+            y=list(pr["precision"]),
+            mode="lines",
+            line_shape="hv",
+        )
+    )
+    fig.update_layout(**_LAYOUT, title=title, xaxis_title="recall", yaxis_title="precision")
+    _unit_square(fig)
+    return fig
+
+
+def _unit_square(fig: go.Figure) -> None:
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_layout(legend=dict(x=0.98, y=0.02, xanchor="right", yanchor="bottom"))

@@ -1,0 +1,153 @@
+"""Grad-CAM: which parts of an image made the model decide (Selvaraju et al., 2017).
+
+Works on the models `core.model.build_model` makes, trained or loaded from a checkpoint:
+raw pixels -> "preprocess" -> the nested "backbone" model -> pooling -> [hidden Dense]
+-> [Dropout] -> output Dense. The backbone's last feature map is computed inside a
+`tf.GradientTape`, the head layers are run on it by hand, and each channel is weighted
+by the mean gradient of the class's logit. For a single sigmoid unit (2 classes), class
+1's score is the logit and class 0's is its negation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.model import BACKBONE_LAYER
+
+# A jet-like ramp: dark blue -> blue -> cyan -> yellow -> red, interpolated in numpy.
+_RAMP_STOPS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+_RAMP_COLORS = np.array(
+    [[0, 0, 128], [0, 64, 255], [0, 224, 255], [255, 224, 0], [200, 0, 0]],
+    dtype=np.float64,
+)
+
+
+class GradCamUnavailableError(ValueError):
+    """The model is not built the way Grad-CAM expects (see `gradcam_available`)."""
+
+
+def gradcam_available(model) -> bool:
+    """True for a model with a nested 4-D "backbone" and a Dense output after it."""
+    try:
+        _parts(model)
+    except GradCamUnavailableError:
+        return False
+    return True
+
+
+def gradcam(model, image_uint8: np.ndarray, class_index: int | None = None) -> np.ndarray:
+    """A Grad-CAM heatmap of `image_uint8` for `class_index` (default: the predicted class).
+
+    Args:
+        model: a classifier from `core.model.build_model` or a loaded checkpoint.
+        image_uint8: an RGB image (H, W, 3) of any size; it is resized to the model's input.
+        class_index: the class to explain, in the run's label order.
+
+    Returns:
+        float32 array (H, W) in [0, 1], 1 where the evidence for the class is strongest;
+        all zeros when nothing in the image speaks for the class.
+
+    Raises:
+        GradCamUnavailableError: the model is not built as Grad-CAM expects.
+    """
+    from core.tf_setup import tf
+
+    before, base, head, output = _parts(model)
+    image = np.asarray(image_uint8)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+    size = model.input_shape[1:3]
+    x = tf.image.resize(tf.convert_to_tensor(image[None], tf.float32), size, method="bilinear")
+    for layer in before:
+        x = layer(x)
+    with tf.GradientTape() as tape:
+        features = base(x, training=False)
+        tape.watch(features)
+        logits = _head_logits(features, head, output)
+        score = _class_score(logits, class_index)
+    grads = tape.gradient(score, features)
+    features = tf.cast(features, tf.float32)[0]
+    weights = tf.reduce_mean(tf.cast(grads, tf.float32)[0], axis=(0, 1))  # one weight per channel
+    cam = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1)).numpy()
+    return _resize_unit(cam, image.shape[:2])
+
+
+def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """The image with the heatmap blended over it in a jet-like colour ramp; uint8 RGB.
+
+    `heatmap` may be of another size than the image; it is resized to fit.
+    """
+    image = np.asarray(image_uint8, dtype=np.float64)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    heat = np.asarray(heatmap, dtype=np.float64)
+    if heat.shape != image.shape[:2]:
+        heat = _resize_unit(heat, image.shape[:2], normalize=False)
+    blended = (1 - alpha) * image[..., :3] + alpha * colorize(heat).astype(np.float64)
+    return np.clip(blended.round(), 0, 255).astype(np.uint8)
+
+
+def colorize(heatmap: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] to uint8 RGB through the jet-like ramp (no matplotlib)."""
+    values = np.clip(np.asarray(heatmap, dtype=np.float64), 0.0, 1.0)
+    channels = [np.interp(values, _RAMP_STOPS, _RAMP_COLORS[:, c]) for c in range(3)]
+    return np.stack(channels, axis=-1).round().astype(np.uint8)
+
+
+def _parts(model):
+    """(layers before the backbone, the backbone, head layers, output Dense) of `model`."""
+    from core.tf_setup import keras
+
+    try:
+        base = model.get_layer(BACKBONE_LAYER)
+    except (ValueError, AttributeError):
+        raise GradCamUnavailableError(f"the model has no layer named {BACKBONE_LAYER!r}") from None
+    if not isinstance(base, keras.Model) or len(base.output.shape) != 4:
+        raise GradCamUnavailableError("the backbone is not a model with a spatial feature map")
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    index = layers.index(base)
+    before, head = layers[:index], layers[index + 1 :]
+    if not head or not isinstance(head[-1], keras.layers.Dense):
+        raise GradCamUnavailableError("the model does not end in a Dense classification layer")
+    return before, base, head[:-1], head[-1]
+
+
+def _head_logits(features, head, output):
+    """The head run by hand on the feature map, up to the output layer's logits."""
+    from core.tf_setup import keras
+
+    x = features
+    for layer in head:
+        x = layer(x, training=False)
+    x = keras.ops.cast(x, output.kernel.dtype)
+    return keras.ops.matmul(x, output.kernel) + output.bias  # before sigmoid/softmax: no saturation
+
+
+def _class_score(logits, class_index: int | None):
+    from core.tf_setup import tf
+
+    logits = tf.cast(logits[0], tf.float32)
+    if logits.shape[-1] == 1:  # one sigmoid unit: class 1 when the logit is positive
+        if class_index is None:
+            class_index = int(logits[0] > 0)
+        if class_index not in (0, 1):
+            raise ValueError(f"class_index must be 0 or 1 for a 2-class model, got {class_index}")
+        return logits[0] if class_index == 1 else -logits[0]
+    if class_index is None:
+        class_index = int(tf.argmax(logits))
+    if not 0 <= class_index < logits.shape[-1]:
+        raise ValueError(f"class_index must be between 0 and {logits.shape[-1] - 1}, got {class_index}")
+    return logits[class_index]
+
+
+def _resize_unit(values: np.ndarray, shape: tuple[int, int], normalize: bool = True) -> np.ndarray:
+    """Bilinear resize of a non-negative 2-D map to `shape`; with `normalize`, scaled so its max is 1."""
+    from PIL import Image
+
+    values = np.maximum(np.nan_to_num(np.asarray(values, dtype=np.float32)), 0.0)
+    resized = np.asarray(Image.fromarray(values).resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+    resized = np.maximum(resized.astype(np.float32), 0.0)
+    if normalize:
+        peak = float(resized.max())
+        resized = resized / peak if peak > 0 else np.zeros_like(resized)
+    return np.clip(resized, 0.0, 1.0)
