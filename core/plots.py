@@ -49,14 +49,25 @@ def metric_figure(epochs: list[dict], metric: str, title: str | None = None) -> 
             x, y = zip(*points)
             fig.add_trace(go.Scatter(name=name, x=list(x), y=list(y), mode="lines+markers"))
     fig.update_layout(**_LAYOUT, title=title or metric, xaxis_title="epoch", yaxis_title=metric)
-    fig.update_xaxes(tickformat="d", rangemode="tozero" if not epochs else "normal")
+    _epoch_ticks(fig, epochs)
     if metric == "accuracy":
         fig.update_yaxes(range=[0, 1.02])
     if not fig.data:
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
         fig.add_annotation(
             text="waiting for the first epoch", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper"
         )
     return fig
+
+
+def _epoch_ticks(fig: go.Figure, epochs: list[dict]) -> None:
+    """Whole epochs only: a tick per epoch for short runs (never "1, 1.5, 2" shown as "1 2 2")."""
+    last = max((r.get("epoch", 0) for r in epochs), default=0)
+    if last <= 15:
+        fig.update_xaxes(tick0=1, dtick=1)
+    else:
+        fig.update_xaxes(tickformat="d")
 
 
 def accuracy_figure(epochs: list[dict]) -> go.Figure:
@@ -75,8 +86,8 @@ def compare_runs_figure(runs: dict[str, list[dict]], metric: str = "val_accuracy
         x, y = zip(*points) if points else ((), ())
         fig.add_trace(go.Scatter(name=name, x=list(x), y=list(y), mode="lines+markers"))
     fig.update_layout(**_LAYOUT, title=f"{metric} per epoch", xaxis_title="epoch", yaxis_title=metric)
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2))
-    fig.update_xaxes(tickformat="d")
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25))
+    _epoch_ticks(fig, [r for epochs in runs.values() for r in epochs])
     return fig
 
 
@@ -97,6 +108,6 @@ def probability_figure(probabilities: dict[str, float]) -> go.Figure:
             textposition="auto",
         )
     )
-    fig.update_layout(**{**_LAYOUT, "height": 60 + 40 * len(ranked)}, margin=dict(l=10, r=10, t=10, b=10))
-    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_layout(**{**_LAYOUT, "height": 60 + 40 * len(ranked), "margin": dict(l=10, r=10, t=10, b=10)})
+    fig.update_xaxes(range=[0, 1.05], tick0=0, dtick=0.2, tickformat=".0%")
     return fig

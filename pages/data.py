@@ -194,12 +194,21 @@ def augment_ui() -> AugmentConfig:
     saved = st.session_state.get("augment") or {}
     for field, value in dataclasses.asdict(AugmentConfig(**saved)).items():
         st.session_state.setdefault(f"aug_{field}", value)
-    st.button("Use the reference recipe", on_click=_set_augment, args=(REFERENCE_AUGMENT,))
-    st.button("No augmentation", on_click=_set_augment, args=(AugmentConfig(),))
+    buttons = st.container(horizontal=True)
+    buttons.button("Use the reference recipe", on_click=_set_augment, args=(REFERENCE_AUGMENT,))
+    buttons.button("No augmentation", on_click=_set_augment, args=(AugmentConfig(),))
     values = {}
     columns = st.columns(3)
     for i, (field, (label, high, step, help_text)) in enumerate(AUGMENT_SLIDERS.items()):
-        values[field] = columns[i % 3].slider(label, 0.0, high, step=step, key=f"aug_{field}", help=help_text)
+        values[field] = columns[i % 3].slider(
+            label,
+            0.0,
+            high,
+            step=step,
+            format="%d" if step >= 1 else "%.2f",
+            key=f"aug_{field}",
+            help=help_text,
+        )
     values["fill_mode"] = columns[2].selectbox(
         "Fill mode", FILL_MODES, key="aug_fill_mode", help="how to fill pixels moved in from outside"
     )
@@ -222,9 +231,14 @@ def preview_ui(report: DatasetReport, augment: AugmentConfig) -> None:
         repeated = cached_repeated(samples[0][0], settings, seed)
         batch = cached_batch(tuple(p for p, _ in samples), settings, seed)
     st.markdown(f"**One image, augmented {PREVIEW_COUNT} times** ({Path(samples[0][0]).name})")
-    st.image(list(repeated), width=PREVIEW_SIZE)
+    image_row(list(repeated))
     st.markdown("**A random augmented batch**")
-    st.image(list(batch), caption=[name for _, name in samples], width=PREVIEW_SIZE)
+    image_row(list(batch), [name for _, name in samples])
+
+
+def image_row(images: list, captions: list[str] | None = None) -> None:
+    for i, column in enumerate(st.columns(len(images), gap="small")):
+        column.image(images[i], caption=captions[i] if captions else None, width="stretch")
 
 
 st.title("Data")

@@ -47,7 +47,7 @@ def images_ui() -> list:
 
 def result_ui(source, result: dict) -> None:
     if "error" in result:
-        st.warning(f"**{result['file']}**: cannot classify this file: {result['error']}")
+        st.warning(f"**{result['file']}** was skipped: {_reason(result['error'])}")
         return
     with st.container(border=True):
         left, right = st.columns([1, 2])
@@ -55,6 +55,12 @@ def result_ui(source, result: dict) -> None:
         confidence = result["probabilities"][result["label"]]
         right.markdown(f"### {result['label']}  \n{confidence:.1%} sure")
         right.plotly_chart(probability_figure(result["probabilities"]), key=f"probs_{result['index']}")
+
+
+def _reason(error: str) -> str:
+    if "UnidentifiedImageError" in error:  # its message repeats the upload object: say it plainly
+        return "it is not an image this app can read."
+    return error
 
 
 st.title("Predict")

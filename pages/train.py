@@ -12,7 +12,7 @@ from core import config
 from core.backbones import BACKBONES
 from core.config import MONITORS, OPTIMIZERS, POOLINGS, PRESETS, ConfigError, TrainConfig
 from core.plots import accuracy_figure, loss_figure
-from core.reports import format_duration, run_progress
+from core.reports import Progress, format_duration, run_progress
 from core.runs import (
     COMPLETED,
     STOPPED,
@@ -40,36 +40,37 @@ def knobs_ui(preset: dict, key: str) -> dict:
     k = lambda name: f"{key}:{name}"  # noqa: E731
     backbones = list(BACKBONES)
     values = {}
-    a, b, c = st.columns(3)
-    values["backbone"] = a.selectbox(
+    values["backbone"] = st.selectbox(
         "Backbone",
         backbones,
         index=backbones.index(preset["backbone"]),
         format_func=lambda name: f"{name}: {BACKBONES[name].description}",
         key=k("backbone"),
+        help="the network pretrained on ImageNet whose features the new head learns from",
     )
+    a, b, c = st.columns(3)  # filled row by row: a, b, c, a, b, c, ...
     values["image_size"] = int(
-        b.number_input("Image size (px)", 32, 1024, preset["image_size"], 32, key=k("image_size"))
+        a.number_input("Image size (px)", 32, 1024, preset["image_size"], 32, key=k("image_size"))
     )
-    values["pooling"] = c.radio(
+    values["pooling"] = b.radio(
         "Pooling", POOLINGS, POOLINGS.index(preset["pooling"]), horizontal=True, key=k("pooling")
     )
     values["dense_units"] = int(
-        a.number_input(
+        c.number_input(
             "Dense units", 0, 8192, preset["dense_units"], 64, key=k("dense"), help="0: no hidden layer"
         )
     )
-    values["dropout"] = b.slider("Dropout", 0.0, 0.9, float(preset["dropout"]), 0.05, key=k("dropout"))
-    values["optimizer"] = c.selectbox(
+    values["dropout"] = a.slider("Dropout", 0.0, 0.9, float(preset["dropout"]), 0.05, key=k("dropout"))
+    values["optimizer"] = b.selectbox(
         "Optimizer", OPTIMIZERS, OPTIMIZERS.index(preset["optimizer"]), key=k("optimizer")
     )
-    values["learning_rate"] = a.number_input(
+    values["learning_rate"] = c.number_input(
         "Learning rate", 1e-6, 1.0, float(preset["learning_rate"]), 1e-4, format="%.5f", key=k("lr")
     )
-    values["batch_size"] = int(b.number_input("Batch size", 1, 1024, preset["batch_size"], key=k("batch")))
-    values["epochs"] = int(c.number_input("Epochs", 1, 1000, preset["epochs"], key=k("epochs")))
+    values["batch_size"] = int(a.number_input("Batch size", 1, 1024, preset["batch_size"], key=k("batch")))
+    values["epochs"] = int(b.number_input("Epochs", 1, 1000, preset["epochs"], key=k("epochs")))
     values["patience"] = int(
-        a.number_input(
+        c.number_input(
             "Early-stopping patience",
             0,
             1000,
@@ -78,26 +79,28 @@ def knobs_ui(preset: dict, key: str) -> dict:
             help="stop after this many epochs without improvement; 0 never stops early",
         )
     )
-    monitor = preset.get("monitor", "val_accuracy")
-    values["monitor"] = b.selectbox(
+    values["monitor"] = a.selectbox(
         "Monitor",
         MONITORS,
-        MONITORS.index(monitor),
+        MONITORS.index(preset["monitor"]),
         key=k("monitor"),
         help="what best.keras and early stopping track",
     )
-    values["val_split"] = c.slider(
+    values["val_split"] = b.slider(
         "Validation split",
         0.05,
         0.5,
-        0.2,
+        float(preset["val_split"]),
         0.05,
         key=k("val_split"),
         help="used only for a dataset that is not split already",
     )
-    values["seed"] = int(a.number_input("Seed", 0, 2**31 - 1, 42, key=k("seed")))
-    pretrained = b.checkbox(
-        "ImageNet weights", True, key=k("weights"), help="off: random weights, only for testing the plumbing"
+    values["seed"] = int(c.number_input("Seed", 0, 2**31 - 1, preset["seed"], key=k("seed")))
+    pretrained = st.checkbox(
+        "Start from ImageNet weights",
+        True,
+        key=k("weights"),
+        help="off: random weights, only for testing the plumbing",
     )
     values["weights"] = "imagenet" if pretrained else None
     return values
@@ -110,7 +113,7 @@ def augment_ui(preset: dict, key: str) -> dict:
     choice = st.radio(
         "Augmentation", options, horizontal=True, key=f"{key}:augment", help="set it on the Data page"
     )
-    augment = from_data if choice == "Data page" else preset.get("augment", {})
+    augment = from_data if choice == "Data page" else preset["augment"]
     shown = {k: v for k, v in augment.items() if v and v != "nearest"} or "none"
     st.caption(f"Augmentation: {shown}")
     return augment
@@ -180,12 +183,16 @@ def live_view(run_dir: Path, polling: bool) -> None:
             st.code("\n".join(log.read_text(errors="replace").splitlines()[-40:]) or "(empty)", language=None)
 
 
-def status_line(progress) -> None:
+def status_line(progress: Progress) -> None:
+    if progress.phase:
+        st.progress(progress.fraction, text=f"{progress.phase[0].upper()}{progress.phase[1:]}...")
+        return
     if progress.state == "starting" or not progress.batches:
         st.progress(0.0, text="Starting: loading TensorFlow, the dataset and the backbone...")
         return
     eta = f" · about {format_duration(progress.eta_s)} left" if progress.eta_s is not None else ""
-    text = f"Epoch {progress.epoch}/{progress.epochs} · batch {progress.batch}/{progress.batches}{eta}"
+    stage = " · fine-tuning the backbone" if progress.stage == 2 else ""
+    text = f"Epoch {progress.epoch}/{progress.epochs} · batch {progress.batch}/{progress.batches}{stage}{eta}"
     st.progress(progress.fraction, text=text)
 
 
@@ -201,6 +208,7 @@ def _fmt(value) -> str:
 st.title("Train")
 dataset = st.session_state.get("dataset") or str(config.SAMPLE_DATASET)
 st.caption(f"Dataset: `{dataset}` (choose another on the Data page)")
+live_slot = st.container()  # drawn last, so a run started below shows at once
 running = active_run(config.RUNS_DIR)
 with st.expander("New run", expanded=running is None):
     preset_name = st.selectbox(
@@ -209,18 +217,19 @@ with st.expander("New run", expanded=running is None):
         index=list(PRESETS).index("quick"),
         format_func=lambda p: f"{p}: {PRESET_NOTES.get(p, '')}",
     )
-    preset = PRESETS[preset_name]
+    preset = {**TrainConfig().to_dict(), **PRESETS[preset_name]}  # a preset may leave fields out
     with st.form("train"):
         values = knobs_ui(preset, preset_name)
         values["augment"] = augment_ui(preset, preset_name)
         submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
     if submitted:
-        start({**values, "data": dataset})
+        start({**preset, **values, "data": dataset})  # fields without a widget keep the preset's
         running = active_run(config.RUNS_DIR)
 
 run_dir = watched_run()
-if run_dir is None:
-    st.info("No runs yet: start one above.")
-    st.stop()
-polling = running is not None
-st.fragment(live_view, run_every=POLL_SECONDS if polling else None)(run_dir, polling)
+with live_slot:
+    if run_dir is None:
+        st.info("No runs yet: start one below.")
+    else:
+        polling = running is not None
+        st.fragment(live_view, run_every=POLL_SECONDS if polling else None)(run_dir, polling)

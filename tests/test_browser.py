@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from dashboard_helpers import free_port
+from playwright.sync_api import expect, sync_playwright
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = PROJ_ROOT / "test-artifacts"
@@ -23,6 +24,10 @@ CHROMIUM = "/usr/bin/chromium"
 SAMPLE = PROJ_ROOT / "data" / "sample" / "horse-or-human"
 
 pytestmark = pytest.mark.browser
+PHOTOS_SHOWN = """() => {
+    const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
+    return imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth > 0);
+}"""
 DISTINCT_COPIES = """() => {
     const srcs = [...document.querySelectorAll('[data-testid="stImage"] img')].map(i => i.src);
     return srcs.length === 16 && new Set(srcs.slice(0, 8)).size === 8;
@@ -83,10 +88,9 @@ def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 60) -> No
 
 @pytest.fixture
 def page(app_url):
-    playwright_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium", pytrace=False)
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
@@ -151,17 +155,17 @@ def test_the_whole_app_in_chromium(page):
         pass
     page.get_by_text(re.compile("Completed: 2 epochs")).wait_for(timeout=150_000)
     accuracy = page.locator('[data-testid="stPlotlyChart"]').first
-    accuracy.locator(".scatterlayer .trace").first.wait_for()
-    assert accuracy.locator(".scatterlayer .trace").count() == 2  # train and validation
-    assert accuracy.locator(".scatterlayer .trace").first.locator(".point").count() == 2  # 2 epochs
+    expect(accuracy.locator(".scatterlayer .trace")).to_have_count(2)  # train and validation
+    expect(accuracy.locator(".scatterlayer .trace").first.locator(".point")).to_have_count(2)  # 2 epochs
     assert_no_exception(page)
     shot(page, "05-train-completed")
 
     # Checkpoints: the run, its checkpoints, downloads
     go(page, "Checkpoints")
-    page.locator('[data-testid="stSelectbox"]', has_text="mobilenet_v2_0.35-96").wait_for()
+    run_choice = page.get_by_role("combobox", name="Run")
+    expect(run_choice).to_have_value(re.compile(r"^\d{8}-\d{6}-mobilenet_v2_0\.35-96$"))
     page.get_by_role("button", name="Download best").wait_for()
-    assert page.get_by_text("best.keras").count() >= 1
+    expect(page.get_by_text("best.keras").first).to_be_visible()
     assert_no_exception(page)
     shot(page, "06-checkpoints")
 
@@ -173,9 +177,8 @@ def test_the_whole_app_in_chromium(page):
     ]
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(p) for p in photos])
     labels = page.locator("h3", has_text=re.compile("^(horses|humans)"))
-    page.wait_for_function("() => document.querySelectorAll('h3').length >= 2", timeout=60_000)
-    assert labels.count() == 2
-    assert page.locator('[data-testid="stPlotlyChart"]').count() == 2
-    page.locator('[data-testid="stPlotlyChart"] .barlayer').first.wait_for()
+    expect(labels).to_have_count(2, timeout=60_000)  # expect() retries while the page renders
+    expect(page.locator('[data-testid="stPlotlyChart"] .barlayer')).to_have_count(2)
+    page.wait_for_function(PHOTOS_SHOWN, timeout=30_000)  # each photo itself is displayed
     assert_no_exception(page)
     shot(page, "07-predict")

@@ -8,8 +8,12 @@ from core.config import AugmentConfig, ConfigError, TrainConfig, preset_config
 
 
 def test_json_round_trip_keeps_every_field():
-    config = TrainConfig(data="d", backbone="resnet50", dense_units=64,
-                         augment=AugmentConfig(rotation=10, horizontal_flip=True, fill_mode="wrap"))
+    config = TrainConfig(
+        data="d",
+        backbone="resnet50",
+        dense_units=64,
+        augment=AugmentConfig(rotation=10, horizontal_flip=True, fill_mode="wrap"),
+    )
     again = TrainConfig.from_json(config.to_json())
     assert again == config
     assert isinstance(again.augment, AugmentConfig)
@@ -60,12 +64,21 @@ def test_seed_preset_is_the_reference_recipe():
     config = preset_config("seed", data="d")
     config.validate()
     assert (config.backbone, config.image_size, config.pooling, config.dense_units) == (
-        "inception_v3", 224, "flatten", 1024)
+        "inception_v3",
+        224,
+        "flatten",
+        1024,
+    )
     assert (config.dropout, config.optimizer, config.learning_rate, config.batch_size) == (
-        0.2, "rmsprop", 1e-3, 16)
+        0.2,
+        "rmsprop",
+        1e-3,
+        16,
+    )
     assert (config.patience, config.monitor, config.epochs) == (5, "val_accuracy", 30)
-    assert config.augment == AugmentConfig(rotation=40, width_shift=0.2, height_shift=0.2,
-                                           shear=0.2, horizontal_flip=True, fill_mode="nearest")
+    assert config.augment == AugmentConfig(
+        rotation=40, width_shift=0.2, height_shift=0.2, shear=0.2, horizontal_flip=True, fill_mode="nearest"
+    )
 
 
 def test_unknown_preset():

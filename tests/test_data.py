@@ -91,8 +91,12 @@ def test_presplit_dataset_is_detected(tmp_path):
     [
         (lambda root: make_color_dataset(root, classes={"only": (1, 2, 3)}), "at least 2 class folders"),
         (lambda root: (make_color_dataset(root), (root / "empty").mkdir()), "no valid images in : empty"),
-        (lambda root: [(root / c).mkdir(parents=True) or (root / c / "x.jpg").write_text("x")
-                       for c in ("a", "b")], "no valid images found"),
+        (
+            lambda root: [
+                (root / c).mkdir(parents=True) or (root / c / "x.jpg").write_text("x") for c in ("a", "b")
+            ],
+            "no valid images found",
+        ),
         (lambda root: make_color_dataset(root / "train"), "no validation/ folder"),
     ],
     ids=["one-class", "empty-class", "only-bad-files", "train-without-validation"],

@@ -36,14 +36,32 @@ def test_class_weights_are_inverse_frequency():
     assert class_weights(TrainConfig(data="d"), [0, 1], 2) is None
 
 
-@pytest.mark.parametrize("extra", [[], ["--head-training", "live"], ["--mode", "features"]],
-                         ids=["cached", "live", "features"])
+@pytest.mark.parametrize(
+    "extra", [[], ["--head-training", "live"], ["--mode", "features"]], ids=["cached", "live", "features"]
+)
 def test_imbalanced_run_warns_weights_classes_and_monitors_macro_f1(tmp_path, capsys, use_keras_home, extra):
     data = make_color_dataset(tmp_path / "d", per_class=4)
     make_color_dataset(tmp_path / "d", per_class=16, classes={"red": (220, 40, 40)})  # red: 16, blue: 4
-    code = train_main(["--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--backbone",
-                       "mobilenet_v2_0.35", "--image-size", "96", "--epochs", "2", "--batch-size", "8",
-                       "--class-weights", "--monitor", "val_macro_f1", *extra])
+    code = train_main(
+        [
+            "--data",
+            str(data),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--backbone",
+            "mobilenet_v2_0.35",
+            "--image-size",
+            "96",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--class-weights",
+            "--monitor",
+            "val_macro_f1",
+            *extra,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "warning: classes are imbalanced (largest/smallest = 4.0)" in out

@@ -59,8 +59,9 @@ def test_unfreeze_top_rejects_bad_counts():
         unfreeze_top(model, 0, 1e-5)
 
 
-@pytest.mark.parametrize("mode, module", [("tf", "mobilenet_v2"), ("caffe", "resnet50"),
-                                          ("torch", "densenet")])
+@pytest.mark.parametrize(
+    "mode, module", [("tf", "mobilenet_v2"), ("caffe", "resnet50"), ("torch", "densenet")]
+)
 def test_preprocess_layer_matches_keras_preprocess_input(mode, module):
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
     expected = getattr(keras.applications, module).preprocess_input(pixels.copy())

@@ -416,3 +416,29 @@ def test_predict_labels_uploads_and_reports_an_unreadable_one(with_run, tmp_path
     probs = chart_spec(at, "probs_0")["data"][0]
     assert sorted(probs["y"]) == ["blue", "red"] and sum(probs["x"]) == pytest.approx(1.0, abs=1e-4)
     assert "junk.png" in texts(at.warning) and "not an image" in texts(at.warning)
+
+
+def test_predict_a_camera_photo(with_run):
+    at = open_page("pages/predict.py")
+    at.toggle[0].set_value(True).run()
+    photo = (SAMPLE_DATASET / "humans" / sorted(os.listdir(SAMPLE_DATASET / "humans"))[0]).read_bytes()
+    at.camera_input[0].set_value(("camera.jpg", photo, "image/jpeg")).run()
+    assert not at.exception and not at.error
+    labels = [m.value for m in at.markdown if m.value.startswith("### ")]
+    assert len(labels) == 1 and labels[0].split()[1] in {"blue", "red"}
+    assert chart_spec(at, "probs_0")["data"][0]["orientation"] == "h"
+
+
+def test_train_page_reattaches_to_the_active_run(with_run, dirs):
+    status = {"state": "running", "pid": os.getpid(), "epochs": 2, "started_at": time.time()}
+    active = _fake_run(dirs.runs, "20200101-000000-mobilenet_v2_0.35-96", status, [])
+    at = open_page("pages/train.py", {"train_run": str(with_run)})  # this session started another run
+    assert f"Run {active.name}" in texts(at.subheader)
+    assert "Starting" in at.get("progress")[0].proto.text
+
+
+def test_live_view_names_the_phase_between_epochs(dirs):
+    status = {"state": "running", "pid": os.getpid(), "epochs": 1, "phase": "computing embeddings (1/2)"}
+    _fake_run(dirs.runs, "20260101-000000-mobilenet_v2_0.35-96", status, [])
+    at = open_page("pages/train.py")
+    assert at.get("progress")[0].proto.text == "Computing embeddings (1/2)..."

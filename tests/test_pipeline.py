@@ -7,8 +7,9 @@ from core.config import AugmentConfig
 from core.data import scan_dataset
 from core.pipeline import augment_images, build_augmenter, make_dataset
 
-REFERENCE = AugmentConfig(rotation=40, width_shift=0.2, height_shift=0.2, shear=0.2,
-                          horizontal_flip=True, fill_mode="nearest")
+REFERENCE = AugmentConfig(
+    rotation=40, width_shift=0.2, height_shift=0.2, shear=0.2, horizontal_flip=True, fill_mode="nearest"
+)
 
 
 def _batch(n=4, size=32):
@@ -65,8 +66,9 @@ def test_training_data_is_augmented_and_shuffled_validation_is_not(color_dataset
 def test_multiclass_labels_are_integer_indices(tmp_path):
     from tests.conftest import make_color_dataset
 
-    root = make_color_dataset(tmp_path / "c", per_class=2,
-                              classes={"a": (255, 0, 0), "b": (0, 255, 0), "c": (0, 0, 255)})
+    root = make_color_dataset(
+        tmp_path / "c", per_class=2, classes={"a": (255, 0, 0), "b": (0, 255, 0), "c": (0, 0, 255)}
+    )
     split = scan_dataset(root).splits["all"]
     _, y = next(iter(make_dataset(split, 16, 6, 3, training=False)))
     assert y.dtype.name == "int32" and y.numpy().tolist() == [0, 0, 1, 1, 2, 2]

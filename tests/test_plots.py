@@ -38,6 +38,7 @@ def test_accuracy_figure_has_train_and_validation_curves_per_epoch():
     assert list(fig.data[0].y) == [0.6, 0.8, 0.9]
     assert list(fig.data[1].y) == [0.55, 0.75, 0.85]
     assert fig.layout.title.text == "Accuracy"
+    assert (fig.layout.xaxis.tick0, fig.layout.xaxis.dtick) == (1, 1)  # whole epochs only
 
 
 def test_loss_figure_reads_loss_keys():
@@ -86,4 +87,4 @@ def test_probability_figure_is_horizontal_with_the_winner_on_top():
     assert list(bar.y) == ["zebras", "horses", "humans"]  # plotly draws the last category on top
     assert list(bar.x) == [0.1, 0.2, 0.7]
     assert list(bar.text) == ["10.0%", "20.0%", "70.0%"]
-    assert tuple(fig.layout.xaxis.range) == (0, 1)
+    assert tuple(fig.layout.xaxis.range) == (0, 1.05) and fig.layout.xaxis.tickformat == ".0%"

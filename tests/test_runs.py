@@ -9,8 +9,16 @@ import pytest
 
 from core.config import TrainConfig
 from core.runs import (
-    INTERRUPTED, RunError, TrainingLock, append_jsonl, list_runs, new_run_dir, read_metrics,
-    read_status, write_json_atomic, write_status,
+    INTERRUPTED,
+    RunError,
+    TrainingLock,
+    append_jsonl,
+    list_runs,
+    new_run_dir,
+    read_metrics,
+    read_status,
+    write_json_atomic,
+    write_status,
 )
 
 
@@ -75,9 +83,11 @@ def test_training_lock_is_exclusive_and_names_its_holder(tmp_path):
     held = TrainingLock(tmp_path)
     held.acquire()
     held.name_holder(tmp_path / "run-a")
-    code = ("import sys; from core.runs import TrainingLock, RunError\n"
-            f"try: TrainingLock({str(tmp_path)!r}).acquire()\n"
-            "except RunError as e: print(e); sys.exit(3)")
+    code = (
+        "import sys; from core.runs import TrainingLock, RunError\n"
+        f"try: TrainingLock({str(tmp_path)!r}).acquire()\n"
+        "except RunError as e: print(e); sys.exit(3)"
+    )
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert other.returncode == 3 and "run-a" in other.stdout
     held.release()
@@ -86,7 +96,9 @@ def test_training_lock_is_exclusive_and_names_its_holder(tmp_path):
 
 
 def test_lock_is_released_when_its_process_dies(tmp_path):
-    code = (f"from core.runs import TrainingLock; TrainingLock({str(tmp_path)!r}).acquire(); "
-            "import os; os._exit(0)")
+    code = (
+        f"from core.runs import TrainingLock; TrainingLock({str(tmp_path)!r}).acquire(); "
+        "import os; os._exit(0)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
     TrainingLock(tmp_path).acquire()  # would raise if the dead process still held it

@@ -147,6 +147,18 @@ def test_run_progress_first_epoch_uses_batch_times():
     assert progress.eta_s == pytest.approx(6 + 10)  # 1 s per batch
 
 
+def test_run_progress_reports_phase_and_stage():
+    status = {
+        "state": "running",
+        "epochs": 4,
+        "batches": 2,
+        "stage": 2,
+        "phase": "computing embeddings (1/2)",
+    }
+    progress = run_progress(status, [{"epoch": 1}, {"epoch": 2}], [])
+    assert (progress.phase, progress.stage, progress.epoch) == ("computing embeddings (1/2)", 2, 3)
+
+
 def test_run_progress_finished_and_failed():
     done = run_progress({"state": "completed", "epochs": 2}, [{"epoch": 1}, {"epoch": 2}], [])
     assert (done.fraction, done.epoch, done.active) == (1.0, 2, False)
