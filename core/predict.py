@@ -102,8 +102,12 @@ def _name_of(source) -> str:
 
 
 def _describe(exc: Exception) -> str:
+    from PIL import UnidentifiedImageError
+
     if isinstance(exc, FileNotFoundError):
         return "file not found"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image Pillow can read"
     return f"cannot read image ({type(exc).__name__}: {exc})"
 
 

@@ -26,9 +26,7 @@ def load_batch(paths: list[str], size: int) -> np.ndarray:
 
 
 def augment_batch(images: np.ndarray, augment: AugmentConfig, seed: int) -> np.ndarray:
-    """`core.pipeline.augment_images`, passing images through when there is nothing to do."""
-    if augment.is_identity:  # an augmenter with no layers cannot be called
-        return images.copy()
+    """`core.pipeline.augment_images`, imported on first use: TensorFlow loads only when needed."""
     from core.pipeline import augment_images
 
     return augment_images(images, augment, seed=seed)

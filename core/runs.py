@@ -234,6 +234,10 @@ class TrainingLock:
         self._handle.write(str(holder))
         self._handle.flush()
 
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
     def release(self) -> None:
         if self._handle:
             self._handle.close()

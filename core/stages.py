@@ -83,9 +83,19 @@ def _targets(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def train_head(
-    config: TrainConfig, run_dir: Path, model: keras.Model, report: DatasetReport, stop, log
+    config: TrainConfig,
+    run_dir: Path,
+    model: keras.Model,
+    report: DatasetReport,
+    stop,
+    log,
+    initial_epoch: int = 0,
+    best: float | None = None,
 ) -> tuple[AtomicCheckpoint, int]:
-    """Stage 1: train the head with the base frozen. Returns the checkpoint and epochs done."""
+    """Stage 1: train the head with the base frozen. Returns the checkpoint and epochs done.
+
+    A resumed run passes the epochs already done and the best monitored value so far.
+    """
     path, why = head_training_path(config)
     log(f"head training: {path} ({why})")
     write_json_atomic(run_dir / "config.json", {**config.to_dict(), "head_training": path})
@@ -120,15 +130,17 @@ def train_head(
             ),
         )
     write_status(run_dir, batches=batches)
+    checkpoint.best = best
     logger = RunLogger(run_dir, total, batches, lambda: bool(stop), stage=1, log=log)
     history = fitted.fit(
+        initial_epoch=initial_epoch,
         epochs=config.epochs,
         verbose=0,
         class_weight=class_weights(config, train_split.labels, num_classes),
         callbacks=[checkpoint, logger, *early_stopping(config.monitor, config.patience)],
         **data,
     )
-    return checkpoint, len(history.epoch)
+    return checkpoint, initial_epoch + len(history.epoch)
 
 
 def _live_train(config: TrainConfig, split: Split, num_classes: int):
@@ -152,11 +164,16 @@ def fine_tune(
     checkpoint: AtomicCheckpoint,
     epochs_done: int,
     log,
+    stage2_start: int | None = None,
 ) -> None:
-    """Stage 2: from the best stage-1 weights, unfreeze the base's top layers and train on."""
+    """Stage 2: from the best stage-1 weights, unfreeze the base's top layers and train on.
+
+    A run resumed inside stage 2 passes `stage2_start` and keeps its current weights.
+    """
     best = run_dir / "checkpoints" / "best.keras"
-    if best.is_file():
+    if stage2_start is None and best.is_file():
         model.load_weights(best)
+    stage2_start = stage2_start or epochs_done + 1
     learning_rate = config.learning_rate * config.fine_tune_lr_factor
     trainable = unfreeze_top(model, config.fine_tune_layers, learning_rate, config.optimizer)
     log(
@@ -166,8 +183,8 @@ def fine_tune(
     num_classes = len(report.class_names)
     train_split, val_split = report.splits["train"], report.splits["validation"]
     batches = steps_per_epoch(train_split, config.batch_size)
-    write_status(run_dir, stage=2, batches=batches, stage2_start_epoch=epochs_done + 1)
-    total = epochs_done + config.fine_tune_epochs
+    write_status(run_dir, stage=2, batches=batches, stage2_start_epoch=stage2_start)
+    total = stage2_start - 1 + config.fine_tune_epochs
     logger = RunLogger(
         run_dir, config.epochs + config.fine_tune_epochs, batches, lambda: bool(stop), stage=2, log=log
     )

@@ -37,12 +37,14 @@ from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
 from core.runs import (
     COMPLETED,
     FAILED,
+    INTERRUPTED,
     RUNNING,
     STOP_FILE,
     STOPPED,
     RunError,
     TrainingLock,
     new_run_dir,
+    read_status,
     write_json_atomic,
     write_status,
 )
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--fine-tune-layers", type=int, help="stage 2: unfreeze this many top backbone layers")
     add("--fine-tune-epochs", type=int)
     add("--fine-tune-lr-factor", type=float, help="stage 2 learning rate factor (default 0.1)")
+    add("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped or interrupted run")
     add("--class-weights", action="store_true", default=None, help="weight classes by inverse frequency")
     return parser
 
@@ -115,6 +118,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def prepare_data(config: TrainConfig, run_dir: Path, log) -> DatasetReport:
     """Scan the dataset; split an unsplit one into `run_dir/split` (links, not copies)."""
+    if (run_dir / "split").is_dir():  # a resumed run keeps the split it started with
+        return scan_dataset(run_dir / "split", validate=False)
     report = scan_dataset(config.data)
     for skipped in report.skipped:
         log(f"skipped {skipped.path}: {skipped.reason}")
@@ -155,18 +160,22 @@ class StopRequest:
         return self.signalled or self.stop_file.exists()
 
 
-def train(config: TrainConfig, run_dir: Path, log=print) -> dict:
-    """Train `config` into `run_dir` (which holds config.json); return the final status."""
+def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False) -> dict:
+    """Train `config` into `run_dir` (which holds config.json); return the final status.
+
+    With `resume`, continue a stopped or interrupted run from its last checkpoint.
+    """
     stop = StopRequest(run_dir)
     total = config.epochs + (config.fine_tune_epochs if config.fine_tune_layers else 0)
+    started = {"resumed_at": time.time()} if resume else {"started_at": time.time(), "epoch": 0, "stage": 1}
     write_status(
         run_dir,
         state=RUNNING,
         pid=os.getpid(),
         epochs=1 if config.mode == "features" else total,
-        started_at=time.time(),
-        epoch=0,
-        stage=1,
+        error=None,
+        ended_at=None,
+        **started,
     )
     report = prepare_data(config, run_dir, log)
     write_json_atomic(run_dir / "labels.json", report.class_names)
@@ -178,24 +187,60 @@ def train(config: TrainConfig, run_dir: Path, log=print) -> dict:
     log(f"device: {'GPU (mixed precision)' if use_mixed_precision_if_gpu() else 'CPU'}")
     if config.mode == "features":  # the classifier replaces the Keras head
         config = dataclasses.replace(config, dense_units=0, dropout=0.0)
-    model = build_model(config, len(report.class_names))
     if config.mode == "features":
         from core.stages import train_features
 
-        train_features(config, run_dir, model, report, log)
+        train_features(config, run_dir, build_model(config, len(report.class_names)), report, log)
     else:
-        from core.stages import fine_tune, train_head
-
-        checkpoint, epochs_done = train_head(config, run_dir, model, report, stop, log)
-        if config.fine_tune_layers and not stop:
-            fine_tune(config, run_dir, model, report, stop, checkpoint, epochs_done, log)
+        _train_stages(config, run_dir, report, stop, log, resume)
     return write_status(run_dir, state=STOPPED if stop else COMPLETED, ended_at=time.time())
+
+
+def _train_stages(config: TrainConfig, run_dir: Path, report: DatasetReport, stop, log, resume: bool):
+    """Stage 1 (head), then stage 2 (fine-tuning) if asked; a resumed run picks up where it was."""
+    from core.model import build_model
+    from core.stages import fine_tune, train_head
+
+    done, stage2_start, best = 0, None, None
+    if resume:
+        model, done, stage2_start, best = _resume_point(run_dir)
+        log(f"resuming after epoch {done}" + (" (stage 2)" if stage2_start else ""))
+    else:
+        model = build_model(config, len(report.class_names))
+    checkpoint = None
+    if stage2_start is None and done < config.epochs:
+        checkpoint, done = train_head(config, run_dir, model, report, stop, log, done, best)
+    if config.fine_tune_layers and not stop:
+        if checkpoint is None:
+            from core.callbacks import AtomicCheckpoint
+
+            checkpoint = AtomicCheckpoint(run_dir, model, config.monitor)
+            checkpoint.best = best
+        fine_tune(config, run_dir, model, report, stop, checkpoint, done, log, stage2_start)
+
+
+def _resume_point(run_dir: Path):
+    """(model from last.keras, epochs done, stage-2 start epoch or None, best monitored value)."""
+    from core.model import ImagePreprocess  # noqa: F401  registers the custom layer and metric
+    from core.runs import read_json, read_metrics
+    from core.tf_setup import keras
+
+    last = run_dir / "checkpoints" / "last.keras"
+    if not last.is_file():
+        raise RunError(f"{run_dir.name} has no last checkpoint to resume from")
+    epochs, _ = read_metrics(run_dir)
+    stage2 = [e["epoch"] for e in epochs if e.get("stage") == 2]
+    best = (read_json(run_dir / "checkpoints" / "best.json") or {}).get("value")
+    model = keras.models.load_model(last, safe_mode=True)  # compiled: the optimizer state resumes too
+    return model, len(epochs), (min(stage2) if stage2 else None), best
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir, lock = None, None
     try:
+        if args.resume:
+            return _resume(args.resume)
         config = config_from_args(args)
         lock = TrainingLock(args.run_dir.parent if args.run_dir else args.runs_dir or RUNS_DIR)
         lock.acquire()  # before creating a run, so a refused start leaves no empty run behind
@@ -217,6 +262,31 @@ def main(argv: list[str] | None = None) -> int:
         if lock:
             lock.release()
     print(run_dir, flush=True)  # the contract: the last line of stdout is the run directory
+    return 0
+
+
+def _resume(run_dir: Path) -> int:
+    """Continue a stopped, interrupted or failed run from its last checkpoint."""
+    state = read_status(run_dir).get("state")
+    if state not in (STOPPED, INTERRUPTED, FAILED):  # refused: the run is left as it is
+        return _fail(
+            None, f"only a stopped, interrupted or failed run can be resumed ({run_dir.name}: {state})"
+        )
+    config = TrainConfig.from_json((run_dir / "config.json").read_text(encoding="utf-8"))
+    if config.mode == "features":
+        return _fail(None, "a features-mode run has nothing to resume: train it again")
+    lock = TrainingLock(run_dir.parent)
+    try:
+        lock.acquire()
+        lock.name_holder(run_dir)
+        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        status = train(config, run_dir, log=_log, resume=True)
+        _log(f"{status['state']}: {run_dir}")
+    except USER_ERRORS as exc:
+        return _fail(run_dir if lock.held else None, str(exc))
+    finally:
+        lock.release()
+    print(run_dir, flush=True)
     return 0
 
 

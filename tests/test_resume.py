@@ -1,0 +1,70 @@
+"""Resuming a stopped or interrupted run from its last checkpoint."""
+
+import json
+import os
+import signal
+
+import pytest
+
+from core.config import TrainConfig
+from core.runs import launch_training, read_metrics, read_status, request_stop
+from tests.conftest import make_color_dataset, run_cli
+from tests.test_train_cli import _wait_for
+
+
+def _launch(tmp_path, **fields):
+    data = make_color_dataset(tmp_path / "d", per_class=16)
+    config = TrainConfig(
+        data=str(data),
+        backbone="mobilenet_v2_0.35",
+        weights=None,
+        image_size=32,
+        batch_size=1,
+        patience=0,
+        head_training="live",
+        **fields,
+    )
+    return launch_training(config, tmp_path / "runs")
+
+
+def _epochs(run_dir):
+    return [(e["epoch"], e.get("stage", 1)) for e in read_metrics(run_dir)[0]]
+
+
+@pytest.mark.parametrize("how", ["stop-file", "sigkill"])
+def test_a_stopped_or_killed_run_resumes_to_completion(tmp_path, how):
+    run_dir = _launch(tmp_path, epochs=8)
+    _wait_for(lambda: len(read_metrics(run_dir)[0]) >= 1)
+    if how == "stop-file":
+        request_stop(run_dir)
+    else:
+        os.kill(read_status(run_dir)["pid"], signal.SIGKILL)
+    _wait_for(lambda: read_status(run_dir)["state"] in ("stopped", "interrupted"))
+    done = len(read_metrics(run_dir)[0])
+    assert done < 8
+    result = run_cli("core.train", "--resume", str(run_dir))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resuming after epoch {done}" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == str(run_dir)
+    assert _epochs(run_dir) == [(e, 1) for e in range(1, 9)]  # continuous, no epoch twice
+    status = read_status(run_dir)
+    assert status["state"] == "completed" and status["error"] is None
+    assert not (run_dir / "STOP").exists()
+
+
+def test_resume_inside_stage_two_keeps_fine_tuning(tmp_path):
+    run_dir = _launch(tmp_path, epochs=1, fine_tune_layers=5, fine_tune_epochs=10)
+    _wait_for(lambda: any(stage == 2 for _, stage in _epochs(run_dir)))
+    request_stop(run_dir)
+    _wait_for(lambda: read_status(run_dir)["state"] == "stopped")
+    result = run_cli("core.train", "--resume", str(run_dir))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(stage 2)" in result.stdout
+    assert _epochs(run_dir) == [(1, 1)] + [(e, 2) for e in range(2, 12)]
+    assert read_status(run_dir)["stage2_start_epoch"] == 2
+
+
+def test_completed_runs_are_not_resumed(trained_run):
+    result = run_cli("core.train", "--resume", str(trained_run))
+    assert result.returncode == 2 and "can resume" in result.stderr
+    assert json.loads((trained_run / "status.json").read_text())["state"] == "completed"
