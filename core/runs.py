@@ -6,6 +6,9 @@
         metrics.jsonl    one JSON object per epoch, plus per-batch progress lines
         status.json      state, process id, progress, error
         checkpoints/     best.keras, last.keras (+ best.json: epoch and metric)
+        dataset.json     the dataset's classes, counts per split and skipped files
+        evaluation.json  per split: confusion matrix, per-class metrics, curves, gallery
+        evaluation/      thumbnails of misclassified and least-confident images
         train.log        the training process's output, when launched by the dashboard
         STOP             created to ask the training process to stop
 
@@ -244,40 +247,46 @@ class TrainingLock:
             self._handle = None
 
 
-def launch_training(config: TrainConfig, runs_dir: Path, extra_args: list[str] = ()) -> Path:
+def launch_training(config: TrainConfig, runs_dir: Path) -> Path:
     """Start `python -m core.train` for `config` in the background; return its run folder.
 
     Raises:
         RunError: another run is still training (naming it), or the folder is unwritable.
     """
-    running = active_run(runs_dir)
-    if running:
-        raise RunError(f"a training is already running: {running.name}. Stop it or wait.")
+    _refuse_if_training(runs_dir)
     run_dir = new_run_dir(runs_dir, config)
     write_json_atomic(run_dir / "config.json", config.to_dict())
     # Counted as active from now on (this process's pid) until the child takes over.
     write_status(run_dir, state="starting", pid=os.getpid(), started_at=time.time())
-    log = open(run_dir / "train.log", "w")
-    command = [
-        sys.executable,
-        "-m",
-        "core.train",
-        "--config",
-        str(run_dir / "config.json"),
-        "--run-dir",
-        str(run_dir),
-        *extra_args,
-    ]
-    process = subprocess.Popen(
-        command,
-        cwd=PROJ_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    log.close()
-    write_status(run_dir, pid=process.pid)  # the child imports TF for seconds before writing
+    _spawn(run_dir, ["--config", str(run_dir / "config.json"), "--run-dir", str(run_dir)], "w")
+    return run_dir
+
+
+def launch_resume(run_dir: Path) -> None:
+    """Resume a stopped or interrupted run in the background (`python -m core.train --resume`)."""
+    _refuse_if_training(Path(run_dir).parent)
+    if read_status(run_dir).get("state") not in (STOPPED, INTERRUPTED, FAILED):
+        raise RunError(f"only a stopped, interrupted or failed run can resume: {Path(run_dir).name}")
+    _spawn(Path(run_dir), ["--resume", str(run_dir)], "a")
+
+
+def _refuse_if_training(runs_dir: Path) -> None:
+    running = active_run(runs_dir)
+    if running:
+        raise RunError(f"a training is already running: {running.name}. Stop it or wait.")
+
+
+def _spawn(run_dir: Path, args: list[str], log_mode: str) -> None:
+    with open(run_dir / "train.log", log_mode) as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "core.train", *args],
+            cwd=PROJ_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    if read_status(run_dir).get("state") == "starting":
+        write_status(run_dir, pid=process.pid)  # the child imports TF for seconds before writing
     # Reap the child when it exits so it never lingers as a zombie in the dashboard.
     threading.Thread(target=process.wait, daemon=True).start()
-    return run_dir

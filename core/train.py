@@ -193,7 +193,23 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False) -
         train_features(config, run_dir, build_model(config, len(report.class_names)), report, log)
     else:
         _train_stages(config, run_dir, report, stop, log, resume)
-    return write_status(run_dir, state=STOPPED if stop else COMPLETED, ended_at=time.time())
+    if stop:
+        return write_status(run_dir, state=STOPPED, ended_at=time.time())
+    write_status(run_dir, phase="evaluating")
+    _evaluate(run_dir, report, log)
+    return write_status(run_dir, state=COMPLETED, phase=None, ended_at=time.time())
+
+
+def _evaluate(run_dir: Path, report: DatasetReport, log) -> None:
+    """Evaluate the best checkpoint on validation (and test); a failure is logged, never fatal."""
+    from core.evaluate import evaluate_run, summary_line
+
+    for split in ("validation", "test"):
+        if split in report.splits:
+            try:
+                log(summary_line(evaluate_run(run_dir, split)))
+            except Exception as exc:  # the run itself succeeded; the page can evaluate again
+                log(f"evaluation of {split} failed: {type(exc).__name__}: {exc}")
 
 
 def _train_stages(config: TrainConfig, run_dir: Path, report: DatasetReport, stop, log, resume: bool):
@@ -269,9 +285,7 @@ def _resume(run_dir: Path) -> int:
     """Continue a stopped, interrupted or failed run from its last checkpoint."""
     state = read_status(run_dir).get("state")
     if state not in (STOPPED, INTERRUPTED, FAILED):  # refused: the run is left as it is
-        return _fail(
-            None, f"only a stopped, interrupted or failed run can be resumed ({run_dir.name}: {state})"
-        )
+        return _fail(None, f"only a stopped, interrupted or failed run can resume ({run_dir.name}: {state})")
     config = TrainConfig.from_json((run_dir / "config.json").read_text(encoding="utf-8"))
     if config.mode == "features":
         return _fail(None, "a features-mode run has nothing to resume: train it again")

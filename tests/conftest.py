@@ -63,9 +63,12 @@ def color_dataset(tmp_path: Path) -> Path:
 
 # Keras reads KERAS_HOME once, when it is first imported, so the whole test session uses
 # one private Keras home (never the user's ~/.keras); `keras_home` fills it with weights.
-SESSION_KERAS_HOME = Path(tempfile.mkdtemp(prefix="tls-keras-home-"))
+# This file also runs a second time when a test imports `tests.conftest`: keep one home.
+if "TLS_SESSION_KERAS_HOME" not in os.environ:
+    os.environ["TLS_SESSION_KERAS_HOME"] = tempfile.mkdtemp(prefix="tls-keras-home-")
+    atexit.register(shutil.rmtree, os.environ["TLS_SESSION_KERAS_HOME"], True)
+SESSION_KERAS_HOME = Path(os.environ["TLS_SESSION_KERAS_HOME"])
 os.environ["KERAS_HOME"] = str(SESSION_KERAS_HOME)
-atexit.register(shutil.rmtree, SESSION_KERAS_HOME, True)
 
 
 @pytest.fixture(scope="session")

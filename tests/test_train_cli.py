@@ -88,6 +88,8 @@ def test_completed_run_directory_contract(trained_run):
     best = json.loads((trained_run / "checkpoints" / "best.json").read_text())
     assert best["monitor"] == "val_accuracy" and best["epoch"] in (1, 2)
     assert not [p for p in (trained_run / "checkpoints").iterdir() if "tmp" in p.name]
+    evaluation = json.loads((trained_run / "evaluation.json").read_text())  # evaluated on completion
+    assert evaluation["validation"]["num_images"] == 4
 
 
 def test_predict_cli_prints_one_json_line_per_image(trained_run, tmp_path):
