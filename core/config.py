@@ -175,6 +175,20 @@ class TrainConfig:
         return cls.from_dict(values)
 
 
+def head_training_path(config: TrainConfig) -> tuple[str, str]:
+    """("cached" or "live", why) for training the head while the base is frozen."""
+    live_augment = not config.augment.is_identity and not config.augment_views
+    if config.head_training == "live":
+        return "live", "chosen in the config: the base runs on every image every epoch"
+    if config.head_training == "cached" or not live_augment:
+        views = f" plus {config.augment_views} augmented view(s) per image" if config.augment_views else ""
+        return "cached", f"the frozen base runs once per image{views}; the head trains on cached embeddings"
+    return "live", (
+        "live augmentation changes every image every epoch, so embeddings cannot be "
+        "cached; set augment_views > 0 to cache augmented views instead"
+    )
+
+
 REFERENCE_AUGMENT = AugmentConfig(
     rotation=40,
     width_shift=0.2,

@@ -22,7 +22,7 @@ from core.classical import (
     probabilities,
     save_classifier,
 )
-from core.config import TrainConfig
+from core.config import TrainConfig, head_training_path
 from core.data import DatasetReport, Split
 from core.embeddings import CacheStats, EmbeddingCache, augment_variant, embed_paths
 from core.model import feature_extractor, head_model, set_linear_head, unfreeze_top
@@ -31,20 +31,6 @@ from core.runs import append_jsonl, write_json_atomic, write_status
 from core.tf_setup import keras
 
 CACHED_LAST_SAVE_EVERY_S = 10.0  # head epochs take milliseconds; saving the model each one would dominate
-
-
-def head_training_path(config: TrainConfig) -> tuple[str, str]:
-    """("cached" or "live", why) for training the head while the base is frozen."""
-    live_augment = not config.augment.is_identity and not config.augment_views
-    if config.head_training == "live":
-        return "live", "chosen in the config: the base runs on every image every epoch"
-    if config.head_training == "cached" or not live_augment:
-        views = f" plus {config.augment_views} augmented view(s) per image" if config.augment_views else ""
-        return "cached", f"the frozen base runs once per image{views}; the head trains on cached embeddings"
-    return "live", (
-        "live augmentation changes every image every epoch, so embeddings cannot be "
-        "cached; set augment_views > 0 to cache augmented views instead"
-    )
 
 
 def embed_split(

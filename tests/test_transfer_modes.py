@@ -6,12 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from core.config import AugmentConfig, TrainConfig
+from core.config import AugmentConfig, TrainConfig, head_training_path
 from core.embeddings import CacheStats, EmbeddingCache, embed_paths
 from core.embeddings import main as embeddings_main
 from core.predict import load_classifier
 from core.runs import read_json, read_metrics, read_status
-from core.stages import head_training_path
 from core.train import main as train_main
 from tests.conftest import make_color_dataset, write_image
 
