@@ -37,6 +37,16 @@ with _quiet_native_stderr():
 
     _GPUS = tf.config.list_physical_devices("GPU")  # the CUDA probe logs here, once
 
+# TLS_CPU_REPLICAS=N splits the CPU into N logical devices, so the multi-device training
+# path (MirroredStrategy) can run, and be tested, on a machine without GPUs. It must be
+# set before TensorFlow's runtime starts, hence here at import.
+CPU_REPLICAS = int(os.environ.get("TLS_CPU_REPLICAS", "0") or 0)
+if CPU_REPLICAS > 1:
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration() for _ in range(CPU_REPLICAS)],
+    )
+
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
 keras.utils.disable_interactive_logging()  # our own progress lines replace Keras's bars
 # Our tf.data pipeline shuffles itself; Keras warns that fit's shuffle flag is ignored.
@@ -58,3 +68,15 @@ def use_mixed_precision_if_gpu() -> bool:
     on_gpu = bool(gpus())
     keras.mixed_precision.set_global_policy("mixed_float16" if on_gpu else "float32")
     return on_gpu
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy when TF_CONFIG names a cluster, MirroredStrategy over
+    several GPUs (or TLS_CPU_REPLICAS logical CPUs), else the default single-device one."""
+    if "TF_CONFIG" in os.environ:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(_GPUS) > 1:
+        return tf.distribute.MirroredStrategy()
+    if CPU_REPLICAS > 1:
+        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(CPU_REPLICAS)])
+    return tf.distribute.get_strategy()

@@ -180,19 +180,18 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False) -
     report = prepare_data(config, run_dir, log)
     write_json_atomic(run_dir / "labels.json", report.class_names)
 
-    from core.model import build_model
-    from core.tf_setup import keras, use_mixed_precision_if_gpu
+    from core.tf_setup import distribution_strategy, keras, use_mixed_precision_if_gpu
 
     keras.utils.set_random_seed(config.seed)
-    log(f"device: {'GPU (mixed precision)' if use_mixed_precision_if_gpu() else 'CPU'}")
-    if config.mode == "features":  # the classifier replaces the Keras head
-        config = dataclasses.replace(config, dense_units=0, dropout=0.0)
-    if config.mode == "features":
-        from core.stages import train_features
-
-        train_features(config, run_dir, build_model(config, len(report.class_names)), report, log)
-    else:
-        _train_stages(config, run_dir, report, stop, log, resume)
+    strategy = distribution_strategy()
+    replicas = strategy.num_replicas_in_sync
+    device = "GPU (mixed precision)" if use_mixed_precision_if_gpu() else "CPU"
+    log(f"device: {device}" + (f", {replicas} replicas ({type(strategy).__name__})" if replicas > 1 else ""))
+    write_status(run_dir, replicas=replicas)
+    if replicas > 1:  # batch_size is per replica; the pipeline feeds the global batch
+        config = dataclasses.replace(config, batch_size=config.batch_size * replicas)
+    with strategy.scope():
+        _train_model(config, run_dir, report, stop, log, resume)
     if stop:
         return write_status(run_dir, state=STOPPED, ended_at=time.time())
     write_status(run_dir, phase="evaluating")
@@ -210,6 +209,17 @@ def _evaluate(run_dir: Path, report: DatasetReport, log) -> None:
                 log(summary_line(evaluate_run(run_dir, split)))
             except Exception as exc:  # the run itself succeeded; the page can evaluate again
                 log(f"evaluation of {split} failed: {type(exc).__name__}: {exc}")
+
+
+def _train_model(config: TrainConfig, run_dir: Path, report: DatasetReport, stop, log, resume: bool):
+    if config.mode == "features":  # the classifier replaces the Keras head
+        from core.model import build_model
+        from core.stages import train_features
+
+        config = dataclasses.replace(config, dense_units=0, dropout=0.0)
+        train_features(config, run_dir, build_model(config, len(report.class_names)), report, log)
+    else:
+        _train_stages(config, run_dir, report, stop, log, resume)
 
 
 def _train_stages(config: TrainConfig, run_dir: Path, report: DatasetReport, stop, log, resume: bool):
