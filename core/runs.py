@@ -202,6 +202,10 @@ def active_run(runs_dir: Path) -> Path | None:
 
 
 def delete_run(run_dir: Path) -> None:
+    from core.demo import demo_mode
+
+    if demo_mode():
+        raise RunError("deleting runs is turned off in the demo")
     if read_status(run_dir).get("state") in ACTIVE_STATES:
         raise RunError(f"run {Path(run_dir).name} is still training: stop it first")
     shutil.rmtree(run_dir)

@@ -34,6 +34,7 @@ from core.config import (
     preset_config,
 )
 from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
+from core.demo import check_demo_limits, demo_mode
 from core.runs import (
     COMPLETED,
     FAILED,
@@ -178,6 +179,8 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False) -
         **started,
     )
     report = prepare_data(config, run_dir, log)
+    if demo_mode():
+        check_demo_limits(config, len(report.splits["train"].paths))
     write_json_atomic(run_dir / "labels.json", report.class_names)
 
     from core.tf_setup import distribution_strategy, keras, use_mixed_precision_if_gpu
@@ -268,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             return _resume(args.resume)
         config = config_from_args(args)
+        if demo_mode():
+            check_demo_limits(config)
         lock = TrainingLock(args.run_dir.parent if args.run_dir else args.runs_dir or RUNS_DIR)
         lock.acquire()  # before creating a run, so a refused start leaves no empty run behind
         run_dir = _make_run_dir(args, config)
