@@ -71,3 +71,11 @@ def test_the_shipped_model_is_installed_once_and_classifies_the_sample(tmp_path,
     photos = sorted(SAMPLE_DATASET.rglob("*.jpg"))[::10]
     results = classifier.predict([str(p) for p in photos])
     assert sum(r["label"] == p.parent.name for r, p in zip(results, photos)) / len(photos) >= 0.9
+
+
+def test_demo_requirements_are_the_app_pins_with_cpu_tensorflow():
+    from core.config import PROJ_ROOT
+
+    pins = lambda path: [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    app, demo = pins(PROJ_ROOT / "requirements.txt"), pins(PROJ_ROOT / "demo" / "requirements.txt")
+    assert demo == [line.replace("tensorflow==", "tensorflow-cpu==") for line in app]
