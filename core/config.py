@@ -185,7 +185,7 @@ def head_training_path(config: TrainConfig) -> tuple[str, str]:
         return "cached", f"the frozen base runs once per image{views}; the head trains on cached embeddings"
     return "live", (
         "live augmentation changes every image every epoch, so embeddings cannot be "
-        "cached; set augment_views > 0 to cache augmented views instead"
+        "cached; cache augmented views instead (augmented views > 0) to train on embeddings"
     )
 
 

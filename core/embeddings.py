@@ -13,6 +13,7 @@ changes its hash, so only that file is recomputed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -70,9 +71,9 @@ class CacheStats:
 class EmbeddingCache:
     """One .npy file per (extractor, file hash, variant), with a size limit."""
 
-    def __init__(self, root: str | os.PathLike = CACHE_DIR, limit_bytes: int = CACHE_LIMIT_BYTES):
-        self.root = Path(root)
-        self.limit_bytes = limit_bytes
+    def __init__(self, root: str | os.PathLike | None = None, limit_bytes: int | None = None):
+        self.root = Path(root or CACHE_DIR)  # read at call time, so tests and pages can move it
+        self.limit_bytes = CACHE_LIMIT_BYTES if limit_bytes is None else limit_bytes
 
     def _path(self, extractor: str, digest: str, variant: str) -> Path:
         return self.root / extractor / variant / digest[:2] / f"{digest}.npy"
@@ -99,11 +100,17 @@ class EmbeddingCache:
         return sum(p.stat().st_size for p in self.files())
 
     def clear(self) -> int:
-        """Delete every entry; return the bytes freed."""
+        """Delete every entry and the folders they leave empty; return the bytes freed."""
         freed = 0
         for path in self.files():
-            freed += path.stat().st_size
-            path.unlink()
+            try:
+                freed += path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:  # another process removed it meanwhile
+                continue
+        for folder in sorted((p for p in self.root.rglob("*") if p.is_dir()), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when empty
         return freed
 
     def enforce_limit(self) -> int:

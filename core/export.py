@@ -116,27 +116,27 @@ def export_run(
     out_dir = Path(out_dir) if out_dir else run_dir / EXPORTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=out_dir) as tmp:
-        stage, work = Path(tmp) / name, Path(tmp) / "work"
+        stage = Path(tmp) / name  # zipped and moved into place once verified
         stage.mkdir()
-        work.mkdir()
         artefact = stage / ARTEFACTS[fmt]
-        _write_artefact(classifier, fmt, quantize, artefact, work)
-        reference = classifier.predict_arrays(images)
+        _write_artefact(classifier, fmt, quantize, artefact, work=Path(tmp))
         exported = _predict(_export_predictor(artefact, fmt), images)
-        agreement, max_diff = compare(reference, exported)
+        agreement, max_diff = compare(classifier.predict_arrays(images), exported)
         result = ExportResult(
-            out_dir / f"{name}.zip",
-            out_dir / name / artefact.name,
-            fmt,
-            quantize,
-            agreement,
-            max_diff,
-            len(images),
-            _size_of(artefact),
+            path=out_dir / f"{name}.zip",
+            artefact_path=out_dir / name / artefact.name,
+            format=fmt,
+            quantize=quantize,
+            agreement=agreement,
+            max_prob_diff=max_diff,
+            n_images=len(images),
+            size_bytes=_size_of(artefact),
         )
         problem = verification_problem(result)
         if problem and not allow_mismatch:
-            raise VerificationError(f"verification failed: {problem}; nothing was written")
+            raise VerificationError(
+                f"verification failed: {problem}; nothing was written (--allow-mismatch keeps it anyway)"
+            )
         _write_companions(stage, classifier, result, fmt)
         _publish(stage, out_dir, name)
     return result
@@ -221,7 +221,15 @@ def _convert_tflite(saved_model: Path, quantize: str | None, calibration: np.nda
                 yield [image[None].astype(np.float32)]
 
         converter.representative_dataset = representative
-    return converter.convert()
+    return _quietly(converter.convert)  # its C++ side prints quantisation settings on stderr
+
+
+def _quietly(function: Callable, *args):
+    """Call `function` with native stderr silenced (our errors still come as exceptions)."""
+    from core.tf_setup import quiet_native_stderr  # TF's C++ logging ignores TF_CPP_MIN_LOG_LEVEL
+
+    with quiet_native_stderr():
+        return function(*args)
 
 
 def _export_predictor(artefact: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -232,12 +240,12 @@ def _export_predictor(artefact: Path, fmt: str) -> Callable[[np.ndarray], np.nda
         model = keras.models.load_model(artefact, compile=False, safe_mode=True)
         return lambda x: model.predict_on_batch(x)
     if fmt == "savedmodel":
-        serve = tf.saved_model.load(str(artefact)).serve
-        return lambda x: serve(tf.constant(x)).numpy()
+        loaded = tf.saved_model.load(str(artefact))  # kept: `serve` needs its variables alive
+        return lambda x: loaded.serve(tf.constant(x)).numpy()
     with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice (LiteRT has moved)
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
         interpreter = tf.lite.Interpreter(model_path=str(artefact))
-    return lambda x: run_tflite(interpreter, x)
+    return lambda x: _quietly(run_tflite, interpreter, x)  # XNNPACK announces itself on stderr
 
 
 def run_tflite(interpreter, images: np.ndarray) -> np.ndarray:
@@ -262,7 +270,8 @@ def compare(reference: np.ndarray, exported: np.ndarray) -> tuple[float, float]:
     """(top-1 agreement, largest absolute probability difference) of two (N, classes) arrays."""
     if reference.shape != exported.shape:
         raise VerificationError(
-            f"verification failed: the export outputs shape {exported.shape}, the Keras model {reference.shape}"
+            f"verification failed: the export's output has shape {exported.shape}, "
+            f"the Keras model's {reference.shape}"
         )
     agreement = float(np.mean(reference.argmax(axis=1) == exported.argmax(axis=1)))
     return agreement, float(np.max(np.abs(reference.astype(np.float64) - exported)))
@@ -307,7 +316,9 @@ def layer_source() -> str:
     """A standalone module defining ImagePreprocess, so a .keras export loads without this project."""
     import core.model as model
 
-    constants = "\n".join(f"{n} = {getattr(model, n)!r}" for n in ("_CAFFE_MEAN_BGR", "_TORCH_MEAN", "_TORCH_STD"))
+    constants = "\n".join(
+        f"{n} = {getattr(model, n)!r}" for n in ("_CAFFE_MEAN_BGR", "_TORCH_MEAN", "_TORCH_STD")
+    )
     return (
         '"""The custom preprocessing layer of Transfer Learning Studio models.\n\n'
         'Import this module before `keras.models.load_model`: importing it registers the layer."""\n\n'
@@ -336,26 +347,25 @@ def readme(classifier: Classifier, result: ExportResult) -> str:
     """How to load and call the export, with its class order, input and output."""
     names, size = classifier.class_names, classifier.image_size
     if len(names) == 2:
-        output = (
-            f"shape (N, 1): a sigmoid, the probability of class 1 ({names[1]!r}); "
-            f"1 - p is the probability of {names[0]!r}"
-        )
+        output = f"shape (N, 1), a sigmoid: the probability of class 1, {names[1]!r}"
+        answer = "label = labels[int(probs[0, 0] > 0.5)]  # one sigmoid unit: the probability of labels[1]"
     else:
-        output = f"shape (N, {len(names)}): softmax probabilities in labels.json order"
-    status = "passed" if verification_problem(result) is None else "FAILED (kept with --allow-mismatch)"
+        output = f"shape (N, {len(names)}), softmax probabilities in labels.json order"
+        answer = "label = labels[int(probs[0].argmax())]"
+    verified = "passed" if verification_problem(result) is None else "FAILED (kept with --allow-mismatch)"
+    intro, code = _LOADING[result.format]
     return f"""# {result.path.stem}
 
-A {variant_name(result.format, result.quantize)} export of the image classifier trained in run
-`{classifier.run_dir.name}` ({classifier.checkpoint} checkpoint) by Transfer Learning Studio.
+A {variant_name(result.format, result.quantize)} export of the image classifier of run
+`{classifier.run_dir.name}` ({classifier.checkpoint} checkpoint), made by Transfer Learning Studio.
 
-- Classes, in output order (labels.json): {", ".join(names)}
+- Classes in output order (labels.json): {", ".join(names)}
 - Input: float32, shape (N, {size}, {size}, 3), **raw RGB pixels 0-255**. Do not scale or
-  normalise: the backbone's preprocessing is inside the model. Resize images to
-  {size} x {size} (bilinear) after applying their EXIF orientation.
+  normalise them: the backbone's preprocessing is inside the model.
 - Output: {output}.
-- Verification {status}: on {result.n_images} validation images its top-1 answer agreed with
-  the Keras model's on {result.agreement:.1%}; the largest probability difference was
-  {result.max_prob_diff:.3g}. config.json is the training configuration; export.json holds these numbers.
+- Verification {verified}: top-1 agreement with the Keras model {result.agreement:.1%} on
+  {result.n_images} validation images, largest probability difference {result.max_prob_diff:.3g}
+  (export.json). config.json is the training configuration.
 
 ## Prepare images
 
@@ -366,44 +376,45 @@ import numpy as np
 from PIL import Image, ImageOps
 
 labels = json.load(open("labels.json"))
-image = ImageOps.exif_transpose(Image.open("photo.jpg")).convert("RGB")
+image = ImageOps.exif_transpose(Image.open("photo.jpg")).convert("RGB")  # upright, RGB
 images = np.asarray(image.resize(({size}, {size}), Image.BILINEAR), np.float32)[None]
 ```
 
 ## Load and predict
 
-{_LOADING[result.format]}
-{_ANSWER[len(names) == 2]}
+{intro}
+
+```python
+{code}
+{answer}
+```
 """
 
 
 _LOADING = {
-    "keras": """The model uses one custom layer, `ImagePreprocess`. Importing `image_preprocess.py`
-(shipped here) registers it; inside the Transfer Learning Studio project, `import core.model`
-does the same. Keras 3 and TensorFlow are needed.
-
-```python
-import keras
+    "keras": (
+        "The model has one custom layer, `ImagePreprocess`: importing `image_preprocess.py` (shipped\n"
+        "here) registers it; inside the Transfer Learning Studio project `import core.model` does the\n"
+        "same. Needs Keras 3 with TensorFlow.",
+        """import keras
 
 import image_preprocess  # noqa: F401  registers the custom layer
 
 model = keras.models.load_model("model.keras", compile=False)
-probs = model.predict(images)
-```""",
-    "savedmodel": """A TensorFlow SavedModel; no custom code is needed.
-
-```python
-import tensorflow as tf
+probs = model.predict(images)""",
+    ),
+    "savedmodel": (
+        "A TensorFlow SavedModel: no custom code is needed.",
+        """import tensorflow as tf
 
 model = tf.saved_model.load("saved_model")
-probs = model.serve(tf.constant(images)).numpy()
-```""",
-    "tflite": """A TensorFlow Lite model; input and output are float32 (also when int8-quantised).
-The interpreter's default batch is 1; resize its input for other batch sizes.
-`from ai_edge_litert.interpreter import Interpreter` (LiteRT) works the same way.
-
-```python
-import tensorflow as tf
+probs = model.serve(tf.constant(images)).numpy()""",
+    ),
+    "tflite": (
+        "A TensorFlow Lite model; its input and output are float32, also when it is int8-quantised.\n"
+        "The input's default batch is 1: resize it for other batch sizes. LiteRT's\n"
+        "`from ai_edge_litert.interpreter import Interpreter` works the same way.",
+        """import tensorflow as tf
 
 interpreter = tf.lite.Interpreter(model_path="model.tflite")
 input_index = interpreter.get_input_details()[0]["index"]
@@ -411,17 +422,8 @@ interpreter.resize_tensor_input(input_index, images.shape)
 interpreter.allocate_tensors()
 interpreter.set_tensor(input_index, images)
 interpreter.invoke()
-probs = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-```""",
-}
-
-_ANSWER = {
-    True: """```python
-label = labels[int(probs[0, 0] > 0.5)]  # one sigmoid unit: the probability of labels[1]
-```""",
-    False: """```python
-label = labels[int(probs[0].argmax())]
-```""",
+probs = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])""",
+    ),
 }
 
 
@@ -438,10 +440,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantize", choices=QUANTIZATIONS, help="tflite only (default: float32)")
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
     parser.add_argument("--out", type=Path, help="output folder (default: RUN/exports)")
-    parser.add_argument("--allow-mismatch", action="store_true", help="keep an export that fails verification")
+    parser.add_argument(
+        "--allow-mismatch", action="store_true", help="keep an export that fails verification"
+    )
     args = parser.parse_args(argv)
     try:
-        result = export_run(args.run, args.format, args.quantize, args.checkpoint, args.out, args.allow_mismatch)
+        result = export_run(
+            args.run, args.format, args.quantize, args.checkpoint, args.out, args.allow_mismatch
+        )
     except (ExportError, RunNotReadyError) as exc:
         return _fail(str(exc))
     except Exception as exc:  # an unexpected failure is still one line, never a traceback

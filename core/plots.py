@@ -36,18 +36,35 @@ def split_counts_figure(counts: dict[str, dict[str, int]], title: str = "Images 
     return fig
 
 
-def metric_figure(epochs: list[dict], metric: str, title: str | None = None) -> go.Figure:
+def metric_figure(
+    epochs: list[dict], metric: str, title: str | None = None, stage2_start: int | None = None
+) -> go.Figure:
     """Train and validation curves of `metric` per epoch, from `read_metrics`'s epoch records.
 
     Traces are named "train" (`metric`) and "validation" (`val_<metric>`); a trace is left
-    out when no record has its key. Missing values in some epochs are skipped.
+    out when no record has its key. Missing values in some epochs are skipped. A trace of
+    one point (a features-mode run fits once) is drawn as a large labelled marker.
+
+    Args:
+        stage2_start: the first epoch of stage 2 (fine-tuning the backbone's top layers),
+            as status.json's `stage2_start_epoch`; a dashed vertical line is drawn at the
+            boundary, half an epoch before it, labelled "fine-tuning".
     """
     fig = go.Figure()
-    for name, key in (("train", metric), ("validation", f"val_{metric}")):
+    for name, key, side in (("train", metric, "right"), ("validation", f"val_{metric}", "left")):
         points = [(r["epoch"], r[key]) for r in epochs if r.get(key) is not None and "epoch" in r]
-        if points:
-            x, y = zip(*points)
-            fig.add_trace(go.Scatter(name=name, x=list(x), y=list(y), mode="lines+markers"))
+        if not points:
+            continue
+        x, y = zip(*points)
+        trace = go.Scatter(name=name, x=list(x), y=list(y), mode="lines+markers")
+        if len(points) == 1:
+            trace.update(
+                mode="markers+text",
+                marker_size=14,
+                text=[f"{y[0]:.3f}"],
+                textposition=f"middle {side}",
+            )
+        fig.add_trace(trace)
     fig.update_layout(**_LAYOUT, title=title or metric, xaxis_title="epoch", yaxis_title=metric)
     _epoch_ticks(fig, epochs)
     if metric == "accuracy":
@@ -58,6 +75,19 @@ def metric_figure(epochs: list[dict], metric: str, title: str | None = None) -> 
         fig.add_annotation(
             text="waiting for the first epoch", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper"
         )
+        return fig
+    xs = [x for trace in fig.data for x in trace.x]
+    if stage2_start:
+        fig.add_vline(
+            x=stage2_start - 0.5,
+            line_dash="dash",
+            line_color="#888888",
+            annotation_text="fine-tuning",
+            annotation_position="top right",
+        )
+        xs.append(stage2_start)
+    if max(xs) == min(xs):  # one epoch: keep it in the middle, not at an axis edge
+        fig.update_xaxes(range=[min(xs) - 0.5, max(xs) + 0.5])
     return fig
 
 
@@ -70,12 +100,12 @@ def _epoch_ticks(fig: go.Figure, epochs: list[dict]) -> None:
         fig.update_xaxes(tickformat="d")
 
 
-def accuracy_figure(epochs: list[dict]) -> go.Figure:
-    return metric_figure(epochs, "accuracy", "Accuracy")
+def accuracy_figure(epochs: list[dict], stage2_start: int | None = None) -> go.Figure:
+    return metric_figure(epochs, "accuracy", "Accuracy", stage2_start)
 
 
-def loss_figure(epochs: list[dict]) -> go.Figure:
-    return metric_figure(epochs, "loss", "Loss")
+def loss_figure(epochs: list[dict], stage2_start: int | None = None) -> go.Figure:
+    return metric_figure(epochs, "loss", "Loss", stage2_start)
 
 
 def compare_runs_figure(runs: dict[str, list[dict]], metric: str = "val_accuracy") -> go.Figure:
@@ -92,7 +122,10 @@ def compare_runs_figure(runs: dict[str, list[dict]], metric: str = "val_accuracy
 
 
 def probability_figure(probabilities: dict[str, float]) -> go.Figure:
-    """Horizontal bars of class probabilities, the most likely class on top."""
+    """Horizontal bars of class probabilities, the most likely class on top.
+
+    Each bar is labelled with its percentage, inside a long bar and just outside a short one
+    (never rotated to fit)."""
     ranked = sorted(probabilities.items(), key=lambda item: item[1])
     labels = [name for name, _ in ranked]
     values = [float(p) for _, p in ranked]
@@ -105,7 +138,9 @@ def probability_figure(probabilities: dict[str, float]) -> go.Figure:
             orientation="h",
             marker_color=colors,
             text=[f"{v:.1%}" for v in values],
-            textposition="auto",
+            textposition=["inside" if v >= 0.15 else "outside" for v in values],
+            textangle=0,
+            cliponaxis=False,
         )
     )
     fig.update_layout(**{**_LAYOUT, "height": 60 + 40 * len(ranked), "margin": dict(l=10, r=10, t=10, b=10)})

@@ -9,8 +9,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.config import TrainConfig, head_training_path
 from core.predict import CHECKPOINTS, checkpoint_path
 from core.runs import ACTIVE_STATES, COMPLETED, RunSummary, read_json
+
+EVALUATION_SPLITS = ("validation", "test", "train")  # core.evaluate.SPLITS, in the order offered
+CLASSIFIER_NAMES = {
+    "logreg": "logistic regression",
+    "svm": "support vector machine",
+    "knn": "k nearest neighbours",
+    "tree": "decision tree",
+}
 
 
 @dataclass
@@ -45,8 +54,11 @@ def run_progress(status: dict, epoch_records: list[dict], batch_records: list[di
     batches = int(status.get("batches") or 0)
     current = [b for b in batch_records if b.get("epoch") == done + 1]
     batch = int(current[-1]["batch"]) if current else 0
-    if state == COMPLETED or (epochs and done >= epochs):
-        return Progress(state, done, epochs or done, batches, batches, 1.0, 0.0, status.get("error"))
+    phase, stage = status.get("phase"), int(status.get("stage") or 1)
+    if state == COMPLETED or (epochs and done >= epochs):  # still active while it is evaluating
+        return Progress(
+            state, done, epochs or done, batches, batches, 1.0, 0.0, status.get("error"), phase, stage
+        )
     epoch = done + 1 if state in ACTIVE_STATES else max(done, 1)
     fraction = (done + (batch / batches if batches else 0)) / epochs if epochs else 0.0
     eta = _eta(current, epoch_records, batch, batches, epochs - done) if state in ACTIVE_STATES else None
@@ -59,8 +71,8 @@ def run_progress(status: dict, epoch_records: list[dict], batch_records: list[di
         min(fraction, 1.0),
         eta,
         status.get("error"),
-        status.get("phase"),
-        int(status.get("stage") or 1),
+        phase,
+        stage,
     )
 
 
@@ -129,3 +141,83 @@ def predictable_runs(summaries: list[RunSummary]) -> list[RunSummary]:
     """Runs with at least one checkpoint, completed runs first (newest first within each)."""
     usable = [s for s in summaries if any(checkpoint_path(s.path, c).is_file() for c in CHECKPOINTS)]
     return sorted(usable, key=lambda s: s.state != COMPLETED)
+
+
+def stage2_start(status: dict, epoch_records: list[dict]) -> int | None:
+    """The first epoch of stage 2 (fine-tuning): status.json's `stage2_start_epoch`, else
+    the first epoch record marked stage 2; None for a run without stage 2."""
+    if status.get("stage2_start_epoch"):
+        return int(status["stage2_start_epoch"])
+    stage2 = [r["epoch"] for r in epoch_records if r.get("stage") == 2 and "epoch" in r]
+    return min(stage2) if stage2 else None
+
+
+def head_training_line(status: dict) -> str | None:
+    """How the run trained its head, from status.json: "cached: why", or None if not recorded."""
+    path = status.get("head_training")
+    if not path:
+        return None
+    why = status.get("head_training_reason")
+    return f"{path} ({why})" if why else path
+
+
+def cache_line(status: dict) -> str | None:
+    """ "38 read from the embedding cache, 2 computed", or None if the run recorded none."""
+    hits, misses = status.get("cache_hits"), status.get("cache_misses")
+    if hits is None and misses is None:
+        return None
+    return f"{hits or 0} read from the embedding cache, {misses or 0} computed"
+
+
+def training_plan(config: TrainConfig) -> list[str]:
+    """What a run of `config` will do, one Markdown line per stage, before it starts."""
+    views = config.augment_views if not config.augment.is_identity else 0
+    extra = f" plus {views} augmented view(s) of each training image" if views else ""
+    layer = f" (layer `{config.feature_layer}`)" if config.feature_layer else ""
+    if config.mode == "features":
+        classifier = CLASSIFIER_NAMES.get(config.classifier, config.classifier)
+        lines = [
+            f"**Feature extraction:** the frozen {config.backbone}{layer} embeds every image once{extra}; "
+            f"the embeddings are cached on disk, and a **{classifier}** classifier is fitted on them."
+        ]
+        if not config.augment.is_identity and not views:
+            lines.append(
+                "The augmentation is not used: feature extraction sees each image once. "
+                "Set augmented views above 0 to add augmented copies."
+            )
+        return lines
+    path, why = head_training_path(config)
+    lines = [f"**Stage 1, the head ({path}):** {why}."]
+    if config.fine_tune_layers:
+        rate = config.learning_rate * config.fine_tune_lr_factor
+        lines.append(
+            f"**Stage 2, fine-tuning:** the top {config.fine_tune_layers} backbone layers are unfrozen "
+            f"(BatchNormalization stays frozen) for {config.fine_tune_epochs} more epoch(s) at learning "
+            f"rate {rate:.2g}, on live images."
+        )
+    return lines
+
+
+def evaluable_splits(run_dir: Path) -> list[str]:
+    """The splits a run's dataset has (from dataset.json), in the order to offer them;
+    every split when the run recorded none (the evaluation then names what exists)."""
+    counts = (read_json(Path(run_dir) / "dataset.json", {}) or {}).get("counts") or {}
+    return [s for s in EVALUATION_SPLITS if s in counts] or list(EVALUATION_SPLITS)
+
+
+def gallery_caption(entry: dict) -> str:
+    """ "true horses · predicted humans 83%": an evaluation gallery image's classes and the
+    probability the model gave its prediction."""
+    predicted = entry.get("predicted", "?")
+    probability = (entry.get("probabilities") or {}).get(predicted)
+    sure = f" {probability:.0%}" if probability is not None else ""
+    return f"true {entry.get('true', '?')} · predicted {predicted}{sure}"
+
+
+def format_bytes(size: float) -> str:
+    """ "0 B", "12.3 KB", "4.5 MB", "4.0 GB", in powers of 1024 (as the cache limit is set)."""
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"

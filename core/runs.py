@@ -271,7 +271,25 @@ def launch_resume(run_dir: Path) -> None:
     _refuse_if_training(Path(run_dir).parent)
     if read_status(run_dir).get("state") not in (STOPPED, INTERRUPTED, FAILED):
         raise RunError(f"only a stopped, interrupted or failed run can resume: {Path(run_dir).name}")
+    # Active from now on, so the pages follow it and refuse a second start meanwhile.
+    write_status(run_dir, state="starting", pid=os.getpid(), error=None)
     _spawn(Path(run_dir), ["--resume", str(run_dir)], "a")
+
+
+def run_evaluation(run_dir: Path, split: str, timeout_s: float = 900) -> str:
+    """Evaluate a run on `split` in a `python -m core.evaluate` process (TensorFlow stays out
+    of the caller); return its summary line, or raise RunError with its one-line error."""
+    command = [sys.executable, "-m", "core.evaluate", "--run", str(run_dir), "--split", split]
+    try:
+        done = subprocess.run(command, cwd=PROJ_ROOT, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise RunError(f"the evaluation took longer than {timeout_s / 60:.0f} minutes") from None
+    except OSError as exc:
+        raise RunError(f"the evaluation could not start: {exc.strerror}") from None
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise RunError(lines[-1].removeprefix("error: ") if lines else f"exit status {done.returncode}")
+    return (done.stdout.splitlines() or [split])[0]
 
 
 def _refuse_if_training(runs_dir: Path) -> None:

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide INFO/WARNING from TF'
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr():
+def quiet_native_stderr():
     """Silence file descriptor 2 while TF starts: its C++ start-up lines (oneDNN, CUDA
     probing) ignore TF_CPP_MIN_LOG_LEVEL in TF 2.21 and bury our one-line errors."""
     sys.stderr.flush()
@@ -31,7 +31,7 @@ def _quiet_native_stderr():
         os.close(devnull)
 
 
-with _quiet_native_stderr():
+with quiet_native_stderr():
     import keras
     import tensorflow as tf
 

@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
 def _resume(run_dir: Path) -> int:
     """Continue a stopped, interrupted or failed run from its last checkpoint."""
     state = read_status(run_dir).get("state")
-    if state not in (STOPPED, INTERRUPTED, FAILED):  # refused: the run is left as it is
+    if state not in (STOPPED, INTERRUPTED, FAILED, "starting"):  # refused: the run is left as it is
         return _fail(None, f"only a stopped, interrupted or failed run can resume ({run_dir.name}: {state})")
     config = TrainConfig.from_json((run_dir / "config.json").read_text(encoding="utf-8"))
     if config.mode == "features":

@@ -1,4 +1,8 @@
-"""Checkpoints: every run in a table; one run's config, curves and checkpoints; compare; delete."""
+"""Checkpoints: every run in a table; one run's details, evaluation and checkpoints; resume;
+compare; delete.
+
+Never imports Keras: a split is evaluated by `python -m core.evaluate` in a subprocess.
+"""
 
 import functools
 import time
@@ -7,20 +11,91 @@ from pathlib import Path
 import streamlit as st
 
 from core import config
+from core.evaluate import load_evaluation
+from core.evaluation_plots import (
+    confusion_matrix_figure,
+    per_class_metrics_figure,
+    pr_figure,
+    roc_figure,
+)
 from core.plots import accuracy_figure, compare_runs_figure, loss_figure
-from core.reports import checkpoint_files, runs_table
-from core.runs import RunError, RunSummary, delete_run, list_runs, read_json, read_metrics
+from core.predict import checkpoint_path
+from core.reports import (
+    EVALUATION_SPLITS,
+    cache_line,
+    checkpoint_files,
+    evaluable_splits,
+    gallery_caption,
+    head_training_line,
+    runs_table,
+    stage2_start,
+)
+from core.runs import (
+    ACTIVE_STATES,
+    FAILED,
+    INTERRUPTED,
+    STOPPED,
+    RunError,
+    RunSummary,
+    delete_run,
+    launch_resume,
+    list_runs,
+    read_json,
+    read_metrics,
+    read_status,
+    run_evaluation,
+)
+
+EVALUATE_TIMEOUT_S = 1800
+GALLERY_COLUMNS = 6
 
 
 def run_ui(run: RunSummary) -> None:
-    """One run: its config, curves and checkpoints, with downloads."""
+    """One run: how it trained, its curves, config and checkpoints, with downloads."""
+    status = read_status(run.path)
+    run_config = read_json(run.path / "config.json", {}) or {}
     epochs, _ = read_metrics(run.path)
+    details = [f"Kind: **{'feature extraction' if run.mode == 'features' else 'fine-tune'}**"]
+    if head_training_line(status):
+        details.append(f"head training: **{head_training_line(status)}**")
+    if cache_line(status):
+        details.append(f"embeddings: {cache_line(status)}")
+    st.caption(" · ".join(details))
+    resume_ui(run, run_config)
+    start2 = stage2_start(status, epochs)
     left, right = st.columns(2)
-    left.plotly_chart(accuracy_figure(epochs), key="run_accuracy")
-    right.plotly_chart(loss_figure(epochs), key="run_loss")
+    left.plotly_chart(accuracy_figure(epochs, start2), key="run_accuracy")
+    right.plotly_chart(loss_figure(epochs, start2), key="run_loss")
     with st.expander("Config"):
-        st.json(read_json(run.path / "config.json", {}))
+        st.json(run_config)
         st.caption(f"Classes: {', '.join(run.classes) or 'not known yet'} · folder `{run.path}`")
+    checkpoints_ui(run)
+
+
+def resume_ui(run: RunSummary, run_config: dict) -> None:
+    """A Resume button for a fine-tune run that stopped, was interrupted or failed."""
+    if run.state not in (STOPPED, INTERRUPTED, FAILED):
+        return
+    if run_config.get("mode") == "features":
+        st.caption("A feature-extraction run has nothing to resume: train it again.")
+        return
+    if not checkpoint_path(run.path, "last").is_file():
+        st.caption("This run cannot resume: it saved no checkpoint before it ended.")
+        return
+    if not st.button("Resume", icon=":material/resume:", key="resume", help="continue from last.keras"):
+        return
+    try:
+        launch_resume(run.path)
+    except RunError as exc:
+        st.error(f"Cannot resume: {exc}")
+        return
+    st.session_state["train_run"] = str(run.path)
+    st.session_state["flash"] = f"Resuming {run.name} from its last checkpoint."
+    st.session_state["flash_train_link"] = True
+    st.rerun()
+
+
+def checkpoints_ui(run: RunSummary) -> None:
     checkpoints = checkpoint_files(run.path)
     if not checkpoints:
         st.info("This run has no checkpoint: it ended before its first epoch did.")
@@ -41,11 +116,125 @@ def run_ui(run: RunSummary) -> None:
         )
 
 
+def evaluation_ui(run: RunSummary) -> None:
+    """The run's evaluation per split, and a button for each split not evaluated yet."""
+    evaluation = load_evaluation(run.path)
+    done = [s for s in EVALUATION_SPLITS if s in evaluation]
+    choice, actions = st.columns([2, 1], vertical_alignment="bottom")
+    with actions:  # runs first: a new evaluation selects its split before the radio is drawn
+        evaluate_ui(run, [s for s in evaluable_splits(run.path) if s not in done])
+    if not done:
+        st.info("This run has not been evaluated yet.")
+        return
+    with choice:
+        split = st.radio("Split", done, horizontal=True, key="evaluation_split")
+    result_ui(run.path, evaluation[split])
+
+
+def evaluate_ui(run: RunSummary, splits: list[str]) -> None:
+    if not splits:
+        return
+    if run.state in ACTIVE_STATES:
+        st.caption("The run is still training: evaluate it once it has finished.")
+        return
+    if not checkpoint_path(run.path, "best").is_file():
+        st.caption("This run has no best checkpoint to evaluate.")
+        return
+    buttons = st.container(horizontal=True, horizontal_alignment="right")
+    clicked = [
+        s
+        for s in splits
+        if buttons.button(
+            f"Evaluate on {s}",
+            key=f"evaluate_{s}",
+            icon=":material/fact_check:",
+            help=f"classify every {s} image with the best checkpoint and measure how it did",
+        )
+    ]
+    if not clicked:
+        return
+    split = clicked[0]
+    with st.spinner(f"Evaluating the best checkpoint on {split} (TensorFlow loads first)..."):
+        try:
+            message = run_evaluation(run.path, split, EVALUATE_TIMEOUT_S)
+        except RunError as exc:
+            st.error(f"Cannot evaluate on {split}: {exc}")
+            return
+    st.session_state["flash"] = f"Evaluated {message}"
+    st.session_state["evaluation_split"] = split
+    st.rerun()
+
+
+def result_ui(run_dir: Path, result: dict) -> None:
+    """One split's scores, confusion matrix, per-class scores, curves and galleries."""
+    n, wrong = result["num_images"], result["num_misclassified"]
+    columns = st.columns(5 if result.get("roc") else 4)
+    columns[0].metric("Accuracy", f"{result['accuracy']:.3f}", help=f"{n - wrong} of {n} images right")
+    columns[1].metric("Macro F1", f"{result['macro']['f1']:.3f}", help="the mean of the classes' F1")
+    columns[2].metric("Loss", f"{result['loss']:.4f}", help="mean cross-entropy")
+    columns[3].metric("Misclassified", f"{wrong} of {n}")
+    if result.get("roc"):
+        columns[4].metric("ROC AUC", f"{result['roc']['auc']:.3f}")
+    evaluated = time.strftime("%Y-%m-%d %H:%M", time.localtime(result.get("evaluated_at") or 0))
+    skipped = f" · {len(result['skipped'])} unreadable image(s) left out" if result.get("skipped") else ""
+    st.caption(f"The {result['checkpoint']} checkpoint on the {result['split']} split, {evaluated}{skipped}")
+    left, right = st.columns(2)
+    left.plotly_chart(
+        confusion_matrix_figure(result["confusion_matrix"], result["class_names"]), key="confusion_matrix"
+    )
+    right.plotly_chart(per_class_metrics_figure(result["per_class"]), key="per_class_chart")
+    st.dataframe(
+        [{"class": name, **scores} for name, scores in result["per_class"].items()],
+        hide_index=True,
+        column_config={
+            m: st.column_config.NumberColumn(format="%.3f") for m in ("precision", "recall", "f1")
+        },
+    )
+    if result.get("roc") and result.get("pr"):
+        positive = result["class_names"][1]
+        st.caption(f"Curves for 2 classes: **{positive}** is the positive class.")
+        left, right = st.columns(2)
+        left.plotly_chart(roc_figure(result["roc"]), key="roc_chart")
+        right.plotly_chart(pr_figure(result["pr"]), key="pr_chart")
+    misclassified, top = result.get("misclassified") or [], result.get("top_losses") or []
+    wrong_tab, loss_tab = st.tabs([f"Misclassified ({len(misclassified)})", f"Highest loss ({len(top)})"])
+    with wrong_tab:
+        gallery_ui(run_dir, misclassified, f"No image of the {result['split']} split was misclassified.")
+    with loss_tab:
+        st.caption("The images the model was least sure of, right or wrong.")
+        gallery_ui(run_dir, top, "No images.")
+
+
+def gallery_ui(run_dir: Path, entries: list[dict], empty: str) -> None:
+    if not entries:
+        st.success(empty)
+        return
+    columns = st.columns(GALLERY_COLUMNS)
+    for i, entry in enumerate(entries):
+        column = columns[i % GALLERY_COLUMNS]
+        thumbnail = _thumbnail(run_dir, entry.get("thumbnail"))
+        if thumbnail:
+            column.image(str(thumbnail), caption=gallery_caption(entry), width="stretch")
+        else:
+            column.caption(f"{Path(entry.get('file', '?')).name}: {gallery_caption(entry)}")
+
+
+def _thumbnail(run_dir: Path, relative: str | None) -> Path | None:
+    """The thumbnail file, if it exists inside the run folder."""
+    if not relative:
+        return None
+    path = (run_dir / relative).resolve()
+    return path if path.is_relative_to(run_dir.resolve()) and path.is_file() else None
+
+
 def compare_ui(runs: list[RunSummary], selected: str) -> None:
     names = [r.name for r in runs]
     chosen = st.multiselect("Runs to compare", names, default=[selected])
     metric = st.radio(
-        "Metric", ["val_accuracy", "val_loss", "accuracy", "loss"], horizontal=True, key="compare_metric"
+        "Metric",
+        ["val_accuracy", "val_loss", "val_macro_f1", "accuracy", "loss"],
+        horizontal=True,
+        key="compare_metric",
     )
     curves = {name: read_metrics(runs[names.index(name)].path)[0] for name in chosen}
     st.plotly_chart(compare_runs_figure(curves, metric), key="compare_chart")
@@ -66,6 +255,8 @@ def delete_ui(run: RunSummary) -> None:
 st.title("Checkpoints")
 if "flash" in st.session_state:
     st.success(st.session_state.pop("flash"))
+    if st.session_state.pop("flash_train_link", False):
+        st.page_link("pages/train.py", label="Follow it on the Train page", icon=":material/monitoring:")
 runs = list_runs(config.RUNS_DIR)
 if not runs:
     st.info(f"No runs in `{config.RUNS_DIR}` yet: start one on the Train page.")
@@ -78,9 +269,11 @@ st.dataframe(
 names = [r.name for r in runs]
 selected = st.selectbox("Run", names, help="newest first")
 run = runs[names.index(selected)]
-details, compare, delete = st.tabs(["Details", "Compare runs", "Delete"])
+details, evaluation, compare, delete = st.tabs(["Details", "Evaluation", "Compare runs", "Delete"])
 with details:
     run_ui(run)
+with evaluation:
+    evaluation_ui(run)
 with compare:
     compare_ui(runs, selected)
 with delete:

@@ -1,7 +1,8 @@
-"""Data: choose a dataset, check it, split it, and preview the augmentation training will use.
+"""Data: choose a dataset, check it, split it, preview the augmentation training will use, and
+ask the strategy advisor which kind of transfer learning fits it.
 
-Remembers `dataset` (a folder) and `augment` (an AugmentConfig as a dict) in session state
-for the Train page.
+Remembers `dataset` (a folder), `augment` (an AugmentConfig as a dict) and, once asked,
+`advised` (the advisor's TrainConfig fields) in session state for the Train page.
 """
 
 import dataclasses
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import config
+from core import advisor, config
+from core.backbones import WeightsUnavailableError
 from core.catalog import dataset_signature, find_datasets, looks_like_dataset
 from core.config import FILL_MODES, REFERENCE_AUGMENT, AugmentConfig
 from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
@@ -44,6 +46,12 @@ def cached_repeated(path: str, augment: dict, seed: int):
 @st.cache_data(show_spinner=False, max_entries=32)
 def cached_batch(paths: tuple[str, ...], augment: dict, seed: int):
     return augment_batch(load_batch(list(paths), PREVIEW_SIZE), AugmentConfig(**augment), seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_advice(path: str, signature: float) -> advisor.Advice:
+    """`core.advisor.advise`, redone only for another dataset or when a class folder changed."""
+    return advisor.advise(path)
 
 
 def restore_choice() -> None:
@@ -236,6 +244,77 @@ def preview_ui(report: DatasetReport, augment: AugmentConfig) -> None:
     image_row(list(batch), [name for _, name in samples])
 
 
+def strategy_ui(dataset: Path) -> None:
+    """The advisor: measure the dataset, recommend a strategy, hand its settings to Train."""
+    st.write(
+        "Which kind of transfer learning fits this dataset depends on two things: how many "
+        "images each class has, and how much the images look like ImageNet's photos. The "
+        "advisor measures both and recommends a recipe."
+    )
+    key = (str(dataset), dataset_signature(dataset))
+    if st.button("Recommend a strategy", icon=":material/psychology:"):
+        st.session_state["advice_for"] = key
+    if st.session_state.get("advice_for") != key:
+        return
+    try:
+        with st.spinner("Measuring: a pretrained MobileNetV2 looks at a sample of the images..."):
+            advice = cached_advice(*key)
+    except WeightsUnavailableError as exc:
+        st.session_state.pop("advice_for")  # asked again only by the button
+        st.error(str(exc))
+        return
+    except (DatasetError, ValueError) as exc:
+        st.session_state.pop("advice_for")
+        st.error(f"The advisor cannot measure this dataset: {exc}")
+        return
+    advice_ui(dataset, advice)
+
+
+def advice_ui(dataset: Path, advice: advisor.Advice) -> None:
+    st.success(f"Recommended: **{advice.strategy}**", icon=":material/recommend:")
+    a, b, c = st.columns(3)
+    a.metric(
+        "Smallest class",
+        f"{advice.images_per_class_min:,} images",
+        help=f"the dataset is {advice.size_label}",
+    )
+    b.metric("Mean per class", f"{advice.images_per_class_mean:,.0f} images")
+    c.metric(
+        "Similarity to ImageNet",
+        f"{advice.similarity:.2f}",
+        help=f"{advice.similarity_label}; 1 = activations exactly like ImageNet's",
+    )
+    st.caption(
+        f"Size: **{advice.size_label}** · images: **{advice.similarity_label}** to ImageNet's. "
+        f"Measured as the {advice.similarity_method}."
+    )
+    st.write(advice.explanation)
+    left, right = st.columns(2)
+    with left.expander("Images per class"):
+        st.dataframe([{"class": c, "images": n} for c, n in advice.counts.items()], hide_index=True)
+    with right.expander("The settings it recommends"):
+        st.json(advice.preset)
+    st.button(
+        "Use this on the Train page",
+        type="primary",
+        icon=":material/input:",
+        on_click=_use_advice,
+        args=(dataset, advice),
+    )
+    if st.session_state.get("advised", {}).get("dataset") == str(dataset):
+        st.page_link("pages/train.py", label="The Train page opens with it", icon=":material/model_training:")
+
+
+def _use_advice(dataset: Path, advice: advisor.Advice) -> None:
+    st.session_state["advised"] = {
+        "dataset": str(dataset),
+        "dataset_name": dataset.name,
+        "strategy": advice.strategy,
+        "preset": dict(advice.preset),
+    }
+    st.session_state["preset_default"] = "advisor"
+
+
 def image_row(images: list, captions: list[str] | None = None) -> None:
     for i, column in enumerate(st.columns(len(images), gap="small")):
         column.image(images[i], caption=captions[i] if captions else None, width="stretch")
@@ -253,7 +332,9 @@ if report is None:
     st.stop()
 st.session_state["dataset"] = str(dataset)
 st.caption(f"The Train page uses this dataset: `{dataset}`")
-report_tab, split_tab, augment_tab = st.tabs(["Check", "Split", "Augmentation"])
+report_tab, split_tab, augment_tab, strategy_tab = st.tabs(
+    ["Check", "Split", "Augmentation", "Which strategy?"]
+)
 with report_tab:
     report_ui(report)
 with split_tab:
@@ -262,3 +343,5 @@ with augment_tab:
     augment = augment_ui()
     st.session_state["augment"] = dataclasses.asdict(augment)
     preview_ui(report, augment)
+with strategy_tab:
+    strategy_ui(dataset)

@@ -1,9 +1,11 @@
-"""Home: what the app does, this machine, where files live, and the full dataset's download."""
+"""Home: what the app does, this machine, where files live, the embedding cache, and the full
+dataset's download."""
 
 import streamlit as st
 
-from core import config
+from core import config, embeddings
 from core.downloads import DownloadError, download_horse_or_human, horse_or_human_dir
+from core.reports import format_bytes
 from core.runs import active_run
 from core.system import gpu_names
 
@@ -18,17 +20,20 @@ def steps_ui() -> None:
         (
             "pages/data.py",
             "1. Data",
-            "Pick the bundled sample, a folder or a zip; check it, split it, and preview the augmentation.",
+            "Pick the bundled sample, a folder or a zip; check it, split it, preview the augmentation, "
+            "and ask which transfer-learning strategy fits it.",
         ),
         (
             "pages/train.py",
             "2. Train",
-            "Choose a pretrained backbone and the head's settings, then follow accuracy and loss live.",
+            "Fine-tune a new head (and the backbone's top layers), or fit a classical classifier on "
+            "the backbone's features; follow accuracy and loss live.",
         ),
         (
             "pages/predict.py",
             "3. Predict",
-            "Upload photos or take one with the camera and see what the model thinks, class by class.",
+            "Upload photos or take one with the camera; see what the model thinks, class by class, "
+            "and where it looked.",
         ),
     ]
     for column, (page, label, text) in zip(st.columns(3), steps):
@@ -49,6 +54,38 @@ def machine_ui() -> None:
     if running:
         st.info(f"A training is running: **{running.name}**.")
         st.page_link("pages/train.py", label="Follow it on the Train page", icon=":material/monitoring:")
+
+
+def cache_ui() -> None:
+    """The embedding cache: where, how large, and a confirmed button that empties it."""
+    if "cache_flash" in st.session_state:
+        st.success(st.session_state.pop("cache_flash"))
+    cache = embeddings.EmbeddingCache(embeddings.CACHE_DIR)  # read now: TLS_CACHE_DIR or a test moves it
+    try:
+        files = cache.files()
+        size = sum(f.stat().st_size for f in files)
+    except OSError as exc:  # a training deleting old entries at this moment
+        st.warning(f"Cannot measure the cache right now: {exc}")
+        return
+    st.write(
+        "Feature extraction and cached head training keep every image's backbone embedding, so "
+        "a later run on the same images skips the backbone. "
+        f"**{len(files):,} embeddings, {format_bytes(size)}** in `{cache.root}` "
+        f"(the oldest are deleted above {format_bytes(cache.limit_bytes)})."
+    )
+    if not files:
+        return
+    confirmed = st.checkbox(f"Yes, delete all {len(files):,} cached embeddings", key="confirm_clear_cache")
+    if active_run(config.RUNS_DIR):
+        st.caption("A training is running: it recomputes any embedding it needs that is deleted.")
+    if st.button("Clear the embedding cache", disabled=not confirmed, icon=":material/delete_sweep:"):
+        try:
+            freed = cache.clear()
+        except OSError as exc:
+            st.error(f"Cannot clear the cache: {exc}")
+            return
+        st.session_state["cache_flash"] = f"Cleared the embedding cache: {format_bytes(freed)} freed."
+        st.rerun()
 
 
 def download_ui() -> None:
@@ -76,10 +113,13 @@ st.title("Transfer Learning Studio")
 st.markdown(
     "Train an image classifier on your own photos without writing code. The studio reuses a "
     "network pretrained on ImageNet (the *backbone*), freezes it, and trains a small new head "
-    "on your classes: a few minutes on a CPU, and accurate with a few hundred photos per class."
+    "on your classes, or a classical classifier on its features: a few minutes on a CPU, and "
+    "accurate with a few hundred photos per class. The Checkpoints page evaluates every run."
 )
 steps_ui()
 st.subheader("This machine")
 machine_ui()
+st.subheader("Embedding cache")
+cache_ui()
 st.subheader("The full horse-or-human dataset")
 download_ui()

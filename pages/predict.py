@@ -1,16 +1,20 @@
-"""Predict: classify uploaded photos, or one from the camera, with a trained run."""
+"""Predict: classify uploaded photos, or one from the camera, with a trained run, and show
+where the model looked (Grad-CAM)."""
 
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from core import config
+from core.data import load_image
 from core.plots import probability_figure
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, checkpoint_path, load_classifier
 from core.reports import predictable_runs
 from core.runs import RunSummary, list_runs
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]
+GRADCAM_MAX_SIDE = 480  # the overlay is drawn on the photo shrunk to at most this many pixels
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -38,23 +42,65 @@ def images_ui() -> list:
     """Uploaded files plus, when the camera is on, its photo."""
     files = st.file_uploader("Photos", type=IMAGE_TYPES, accept_multiple_files=True)
     sources = list(files or [])
-    if st.toggle("Use the camera"):
+    if st.toggle("Use the camera", key="camera"):
         photo = st.camera_input("Take a photo")
         if photo is not None:
             sources.append(photo)
     return sources
 
 
-def result_ui(source, result: dict) -> None:
+def gradcam_unavailable(classifier: Classifier) -> str | None:
+    """Why Grad-CAM cannot explain this classifier, or None when it can."""
+    from core.gradcam import gradcam_available  # imports Keras: only once the toggle is on
+
+    if classifier.estimator is not None:
+        return (
+            "this run's classifier is a scikit-learn model fitted on the embeddings, and Grad-CAM "
+            "needs the gradient of a Keras output layer"
+        )
+    if not gradcam_available(classifier.model):
+        return "the model is not a backbone with a spatial feature map followed by a Dense output layer"
+    return None
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_overlay(_classifier: Classifier, model_key: tuple, data: bytes, class_index: int) -> np.ndarray:
+    """The photo with its Grad-CAM heatmap for `class_index` blended over it."""
+    from PIL import Image
+
+    from core.gradcam import gradcam, overlay
+
+    image = Image.fromarray(load_image(data))
+    image.thumbnail((GRADCAM_MAX_SIDE, GRADCAM_MAX_SIDE), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image)
+    return overlay(pixels, gradcam(_classifier.model, pixels, class_index))
+
+
+def result_ui(source, result: dict, explain: Classifier | None = None) -> None:
+    """One photo: label and probabilities; with `explain`, its Grad-CAM overlay beside it."""
     if "error" in result:
         st.warning(f"**{result['file']}** was skipped: {_reason(result['error'])}")
         return
     with st.container(border=True):
-        left, right = st.columns([1, 2])
-        left.image(source.getvalue(), caption=result["file"], width=240)
+        columns = st.columns([1, 1, 1.5] if explain else [1, 2])
+        columns[0].image(source.getvalue(), caption=result["file"], width="stretch" if explain else 240)
+        if explain:
+            gradcam_ui(columns[1], source, result, explain)
+        right = columns[-1]
         confidence = result["probabilities"][result["label"]]
         right.markdown(f"### {result['label']}  \n{confidence:.1%} sure")
         right.plotly_chart(probability_figure(result["probabilities"]), key=f"probs_{result['index']}")
+
+
+def gradcam_ui(column, source, result: dict, classifier: Classifier) -> None:
+    index = classifier.class_names.index(result["label"])
+    model_key = (str(classifier.run_dir), classifier.checkpoint, id(classifier.model))
+    try:
+        heat = cached_overlay(classifier, model_key, source.getvalue(), index)
+    except Exception as exc:  # an explanation that fails must not hide the prediction
+        column.warning(f"Grad-CAM failed for this image: {type(exc).__name__}: {exc}")
+        return
+    column.image(heat, caption=f"Grad-CAM: where it saw {result['label']}", width="stretch")
 
 
 def _reason(error: str) -> str:
@@ -71,6 +117,11 @@ if not runs:
 run, checkpoint = model_ui(runs)
 st.caption(f"Classes: {', '.join(run.classes)}")
 sources = images_ui()
+explain = st.toggle(
+    "Show where the model looked (Grad-CAM)",
+    key="gradcam",
+    help="a heatmap of the regions that raised the predicted class's score most",
+)
 if not sources:
     st.info("Upload one or more photos, or turn on the camera.")
     st.stop()
@@ -84,7 +135,12 @@ except (RunNotReadyError, OSError) as exc:
 except Exception as exc:  # a damaged or incompatible .keras file
     st.error(f"Cannot load {Path(path).name} of {run.name}: {type(exc).__name__}: {exc}")
     st.stop()
+if explain:
+    reason = gradcam_unavailable(classifier)
+    if reason:
+        st.info(f"Grad-CAM is not available for this classifier: {reason}.")
+        explain = False
 with st.spinner(f"Classifying {len(sources)} image(s)..."):
     results = classifier.predict(sources)
 for index, (source, result) in enumerate(zip(sources, results)):
-    result_ui(source, {**result, "index": index})
+    result_ui(source, {**result, "index": index}, classifier if explain else None)

@@ -2,8 +2,8 @@
 
 One walk through the app as a person would: every page, the sample's augmented grid, a
 tiny real training run (MobileNetV2 x0.35 with ImageNet weights, 96 px, 2 epochs) watched
-live, the run on Checkpoints, and a photo classified on Predict. Screenshots go to
-test-artifacts/ for a human to look at.
+live, the run and its evaluation on Checkpoints, and photos classified on Predict, with
+Grad-CAM. Screenshots go to test-artifacts/ for a human to look at.
 """
 
 import os
@@ -24,9 +24,9 @@ CHROMIUM = "/usr/bin/chromium"
 SAMPLE = PROJ_ROOT / "data" / "sample" / "horse-or-human"
 
 pytestmark = pytest.mark.browser
-PHOTOS_SHOWN = """() => {
+IMAGES_SHOWN = """(count) => {
     const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
-    return imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth > 0);
+    return imgs.length === count && imgs.every(i => i.complete && i.naturalWidth > 0);
 }"""
 DISTINCT_COPIES = """() => {
     const srcs = [...document.querySelectorAll('[data-testid="stImage"] img')].map(i => i.src);
@@ -43,6 +43,7 @@ def app_url(tmp_path_factory, keras_home):
         "KERAS_HOME": str(keras_home),
         "TLS_DATA_ROOT": str(root / "data"),
         "TLS_RUNS_DIR": str(root / "runs"),
+        "TLS_CACHE_DIR": str(root / "cache"),
     }
     port = free_port()
     log = open(root / "streamlit.log", "w")
@@ -144,7 +145,7 @@ def test_the_whole_app_in_chromium(page):
     # Train: a tiny real run, watched live until it completes
     go(page, "Train")
     page.get_by_label("Image size (px)").fill("96")
-    page.get_by_label("Epochs").fill("2")
+    page.get_by_label("Epochs", exact=True).fill("2")
     page.get_by_label("Batch size").fill("16")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text(re.compile(r"^Run \d{8}-\d{6}-mobilenet_v2_0\.35-96")).wait_for()
@@ -160,16 +161,24 @@ def test_the_whole_app_in_chromium(page):
     assert_no_exception(page)
     shot(page, "05-train-completed")
 
-    # Checkpoints: the run, its checkpoints, downloads
+    # Checkpoints: the run, its checkpoints, downloads, and the evaluation made on completion
     go(page, "Checkpoints")
     run_choice = page.get_by_role("combobox", name="Run")
     expect(run_choice).to_have_value(re.compile(r"^\d{8}-\d{6}-mobilenet_v2_0\.35-96$"))
     page.get_by_role("button", name="Download best").wait_for()
     expect(page.get_by_text("best.keras").first).to_be_visible()
+    page.get_by_text("head training:").wait_for()
     assert_no_exception(page)
     shot(page, "06-checkpoints")
+    page.get_by_role("tab", name="Evaluation").click()
+    expect(page.locator(".heatmaplayer .hm")).to_have_count(1)  # the confusion matrix
+    expect(page.get_by_text("Confusion matrix")).to_be_visible()
+    expect(page.get_by_text("ROC curve")).to_be_visible()  # two classes: ROC and PR curves
+    page.get_by_role("button", name="Evaluate on train").wait_for()
+    assert_no_exception(page)
+    shot(page, "07-checkpoints-evaluation")
 
-    # Predict: two sample photos, each with a label and a probability chart
+    # Predict: two sample photos, each with a label and a probability chart, then Grad-CAM
     go(page, "Predict")
     photos = [
         SAMPLE / "horses" / "horse02-0.jpg",
@@ -179,6 +188,27 @@ def test_the_whole_app_in_chromium(page):
     labels = page.locator("h3", has_text=re.compile("^(horses|humans)"))
     expect(labels).to_have_count(2, timeout=60_000)  # expect() retries while the page renders
     expect(page.locator('[data-testid="stPlotlyChart"] .barlayer')).to_have_count(2)
-    page.wait_for_function(PHOTOS_SHOWN, timeout=30_000)  # each photo itself is displayed
+    page.wait_for_function(IMAGES_SHOWN, arg=2, timeout=30_000)  # each photo itself is displayed
     assert_no_exception(page)
-    shot(page, "07-predict")
+    shot(page, "08-predict")
+    page.get_by_text("Show where the model looked (Grad-CAM)").click()
+    page.wait_for_function(IMAGES_SHOWN, arg=4, timeout=60_000)  # each photo and its overlay
+    expect(page.get_by_text(re.compile("^Grad-CAM: where it saw"))).to_have_count(2)
+    assert_no_exception(page)
+    shot(page, "09-predict-gradcam")
+
+    # Data: the strategy advisor measures the sample for real, and hands its recipe to Train
+    go(page, "Data")
+    page.get_by_role("tab", name="Which strategy?").click()
+    page.get_by_role("button", name="Recommend a strategy").click()
+    page.get_by_text(re.compile("^Recommended: ")).wait_for(timeout=90_000)
+    expect(page.get_by_text("Similarity to ImageNet")).to_be_visible()
+    assert_no_exception(page)
+    shot(page, "10-data-strategy")
+    page.get_by_role("button", name="Use this on the Train page").click()
+    page.get_by_role("link", name="The Train page opens with it").click()
+    page.get_by_role("heading", name="Train", exact=True).wait_for()
+    expect(page.get_by_role("combobox", name="Preset")).to_have_value(re.compile("^advisor: "))
+    page.get_by_text(re.compile("^Feature extraction: the frozen mobilenet_v2 embeds")).wait_for()
+    assert_no_exception(page)
+    shot(page, "11-train-advised")

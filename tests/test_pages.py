@@ -1,24 +1,34 @@
 """AppTest tests of the dashboard: every page renders, and each page's widgets do their job.
 
-Paths: core.config.DATA_ROOT / RUNS_DIR are patched to temp folders (pages read them at
-run time), and TLS_DATA_ROOT / TLS_RUNS_DIR are set for any process they start.
+Paths: core.config.DATA_ROOT / RUNS_DIR and core.embeddings.CACHE_DIR are patched to temp
+folders (pages read them at run time), and TLS_DATA_ROOT / TLS_RUNS_DIR / TLS_CACHE_DIR are
+set for any process they start.
 """
 
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import streamlit as st
 from conftest import make_color_dataset, write_image
 from dashboard_helpers import class_zip_entries, free_port, make_zip, png_bytes, serve_directory
 from streamlit.testing.v1 import AppTest
 
+import core.advisor
 import core.config
+import core.embeddings
+import core.gradcam
+from core.backbones import WeightsUnavailableError
 from core.config import PRESETS, SAMPLE_DATASET
+from core.reports import format_bytes
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 APP = str(PROJ_ROOT / "streamlit_app.py")
@@ -29,14 +39,16 @@ UPLOAD = "Upload a zip"
 
 @pytest.fixture
 def dirs(tmp_path, monkeypatch) -> SimpleNamespace:
-    data, runs = tmp_path / "data", tmp_path / "runs"
+    data, runs, cache = tmp_path / "data", tmp_path / "runs", tmp_path / "cache"
     data.mkdir()
     runs.mkdir()
     monkeypatch.setattr(core.config, "DATA_ROOT", data)
     monkeypatch.setattr(core.config, "RUNS_DIR", runs)
+    monkeypatch.setattr(core.embeddings, "CACHE_DIR", cache)
     monkeypatch.setenv("TLS_DATA_ROOT", str(data))
     monkeypatch.setenv("TLS_RUNS_DIR", str(runs))
-    return SimpleNamespace(data=data, runs=runs)
+    monkeypatch.setenv("TLS_CACHE_DIR", str(cache))
+    return SimpleNamespace(data=data, runs=runs, cache=cache)
 
 
 @pytest.fixture
@@ -63,6 +75,11 @@ def chart_spec(at: AppTest, key: str) -> dict:
 
 def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
+
+
+def button(at: AppTest, label: str):
+    (found,) = [b for b in at.button if b.label == label]
+    return found
 
 
 # --- every page ----------------------------------------------------------------------------
@@ -102,7 +119,7 @@ def test_home_download_from_a_local_server(dirs, tmp_path, monkeypatch):
     at = open_page("pages/home.py")
     with serve_directory(served) as base:
         monkeypatch.setenv("TLS_HORSE_OR_HUMAN_URL_BASE", base)
-        at.button[0].click().run()
+        button(at, "Download the full horse-or-human dataset").click().run()
     assert not at.exception and not at.error
     target = dirs.data / "downloads" / "horse-or-human"
     assert "Downloaded and unpacked" in texts(at.success)
@@ -113,7 +130,7 @@ def test_home_download_from_a_local_server(dirs, tmp_path, monkeypatch):
 def test_home_download_offline_is_a_clear_error(dirs, monkeypatch):
     monkeypatch.setenv("TLS_HORSE_OR_HUMAN_URL_BASE", f"http://127.0.0.1:{free_port()}")
     at = open_page("pages/home.py")
-    at.button[0].click().run()
+    button(at, "Download the full horse-or-human dataset").click().run()
     assert not at.exception
     (error,) = at.error
     assert "The download failed: could not reach 127.0.0.1" in error.value
@@ -420,7 +437,7 @@ def test_predict_labels_uploads_and_reports_an_unreadable_one(with_run, tmp_path
 
 def test_predict_a_camera_photo(with_run):
     at = open_page("pages/predict.py")
-    at.toggle[0].set_value(True).run()
+    at.toggle(key="camera").set_value(True).run()
     photo = (SAMPLE_DATASET / "humans" / sorted(os.listdir(SAMPLE_DATASET / "humans"))[0]).read_bytes()
     at.camera_input[0].set_value(("camera.jpg", photo, "image/jpeg")).run()
     assert not at.exception and not at.error
@@ -442,3 +459,357 @@ def test_live_view_names_the_phase_between_epochs(dirs):
     _fake_run(dirs.runs, "20260101-000000-mobilenet_v2_0.35-96", status, [])
     at = open_page("pages/train.py")
     assert at.get("progress")[0].proto.text == "Computing embeddings (1/2)..."
+
+
+# --- Train: the two kinds of transfer learning ----------------------------------------------
+
+
+def _saved_config(runs: Path) -> dict:
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
+    return json.loads((run_dir / "config.json").read_text())
+
+
+def plan(at: AppTest) -> str:
+    return "\n".join(i.value for i in at.info if i.proto.icon == ":material/route:")
+
+
+def test_features_mode_with_knn_writes_its_config(dirs, fake_trainer):
+    data = make_color_dataset(dirs.data / "colors")
+    at = open_page("pages/train.py", {"dataset": str(data)})
+    assert at.radio(key="quick:mode").value == "finetune"
+    at.radio(key="quick:mode").set_value("features").run()
+    assert not [n for n in at.number_input if n.key == "quick:epochs"]  # a classifier fits once
+    assert at.number_input(key="quick:classifier_c").value == 1.0  # logistic regression's C
+    at.radio(key="quick:classifier").set_value("knn").run()
+    assert not [n for n in at.number_input if n.key == "quick:classifier_c"]
+    at.number_input(key="quick:knn").set_value(3).run()
+    assert "Feature extraction" in plan(at) and "**k nearest neighbours** classifier" in plan(at)
+    assert "augmentation is not used" in plan(at)  # the quick preset flips; no augmented views
+    _start(at)
+    assert not at.exception and not at.error
+    saved = _saved_config(dirs.runs)
+    assert (saved["mode"], saved["classifier"], saved["knn_neighbors"]) == ("features", "knn", 3)
+    assert saved["fine_tune_layers"] == 0
+
+
+def test_svm_and_tree_show_their_own_hyperparameters(dirs):
+    at = open_page("pages/train.py")
+    at.radio(key="quick:mode").set_value("features").run()
+    at.radio(key="quick:classifier").set_value("svm").run()
+    assert at.radio(key="quick:kernel").value == "rbf"
+    assert at.number_input(key="quick:classifier_c").value == 1.0
+    at.radio(key="quick:classifier").set_value("tree").run()
+    assert at.number_input(key="quick:depth").value == 0
+    assert not [r for r in at.radio if r.key == "quick:kernel"]
+
+
+def test_fine_tune_with_stage_2_shows_the_plan_and_writes_it(dirs, fake_trainer):
+    data = make_color_dataset(dirs.data / "colors")
+    at = open_page("pages/train.py", {"dataset": str(data)})
+    assert at.number_input(key="quick:ft_epochs").disabled  # 0 layers: no stage 2
+    assert "Stage 1, the head (live)" in plan(at)  # the quick preset's flip needs live images
+    assert "live augmentation" in plan(at)
+    at.number_input(key="quick:ft_layers").set_value(20).run()
+    at.number_input(key="quick:ft_factor").set_value(0.2).run()
+    assert "Stage-2 learning rate: 0.001 x 0.2 = 0.0002" in texts(at.caption)
+    assert "top 20 backbone layers" in plan(at) and "0.0002" in plan(at)
+    at.number_input(key="quick:views").set_value(2).run()
+    assert "Stage 1, the head (cached)" in plan(at) and "2 augmented view(s)" in plan(at)
+    at.radio(key="quick:head_training").set_value("live").run()
+    assert "the head (live):** chosen in the config" in plan(at)
+    at.checkbox(key="quick:class_weights").check()
+    at.selectbox(key="quick:monitor").set_value("val_macro_f1")
+    _start(at)
+    assert not at.exception and not at.error
+    saved = _saved_config(dirs.runs)
+    assert (saved["fine_tune_layers"], saved["fine_tune_lr_factor"], saved["augment_views"]) == (20, 0.2, 2)
+    assert saved["head_training"] == "live" and saved["class_weights"] is True
+    assert saved["monitor"] == "val_macro_f1" and saved["mode"] == "finetune"
+
+
+def test_live_view_shows_the_head_path_and_marks_stage_2(dirs):
+    lines = [
+        {"epoch": e, "accuracy": 0.5 + e / 10, "loss": 1 - e / 10, "val_accuracy": 0.5, "val_loss": 0.9}
+        | {"stage": 1 if e <= 2 else 2}
+        for e in (1, 2, 3)
+    ]
+    status = {
+        "state": "running",
+        "pid": os.getpid(),
+        "epochs": 4,
+        "batches": 4,
+        "stage": 2,
+        "stage2_start_epoch": 3,
+        "head_training": "cached",
+        "head_training_reason": "the frozen base runs once per image",
+        "cache_hits": 12,
+        "cache_misses": 4,
+    }
+    _fake_run(dirs.runs, "20260101-000000-mobilenet_v2_0.35-96", status, lines)
+    at = open_page("pages/train.py")
+    caption = texts(at.caption)
+    assert "head training: **cached (the frozen base runs once per image)**" in caption
+    assert "12 read from the embedding cache, 4 computed" in caption
+    for key in ("accuracy_chart", "loss_chart"):
+        (line,) = chart_spec(at, key)["layout"]["shapes"]
+        assert (line["x0"], line["x1"], line["line"]["dash"]) == (2.5, 2.5, "dash")
+
+
+def test_live_view_names_the_evaluating_phase_after_the_last_epoch(dirs):
+    lines = [{"epoch": 1, "accuracy": 0.6, "val_accuracy": 0.5}]
+    status = {"state": "running", "pid": os.getpid(), "epochs": 1, "batches": 2, "phase": "evaluating"}
+    _fake_run(dirs.runs, "20260101-000000-mobilenet_v2_0.35-96", status, lines)
+    at = open_page("pages/train.py")
+    assert at.get("progress")[0].proto.text == "Evaluating..."
+
+
+def test_a_completed_features_run_draws_one_labelled_point(dirs):
+    lines = [{"epoch": 1, "accuracy": 1.0, "loss": 0.01, "val_accuracy": 0.9, "val_loss": 0.2, "stage": 1}]
+    status = {"state": "completed", "epochs": 1, "started_at": 100.0, "ended_at": 112.0}
+    run_dir = _fake_run(dirs.runs, "20260101-000000-mobilenet_v2_0.35-96", status, lines)
+    (run_dir / "config.json").write_text(json.dumps({"mode": "features", "classifier": "svm"}))
+    at = open_page("pages/train.py")
+    assert "Completed: support vector machine fitted on the embeddings in 12 s." in texts(at.success)
+    spec = chart_spec(at, "accuracy_chart")
+    assert [(t["mode"], t["text"]) for t in spec["data"]] == [
+        ("markers+text", ["1.000"]),
+        ("markers+text", ["0.900"]),
+    ]
+    assert spec["layout"]["xaxis"]["range"] == [0.5, 1.5]
+
+
+# --- Data: the strategy advisor -------------------------------------------------------------
+
+
+def _advice(**changes) -> core.advisor.Advice:
+    advice = core.advisor.Advice(
+        images_per_class_min=8,
+        images_per_class_mean=8.0,
+        counts={"blue": 8, "red": 8},
+        similarity=0.31,
+        divergence=0.67,
+        sample_size=16,
+        similarity_method="activation statistics of mobilenet_v2_0.35's BatchNorm layers on 16 images",
+        size_label="small",
+        similarity_label="different",
+        strategy=core.advisor.SMALL_DIFFERENT,
+        explanation="Your smallest class has 8 images. Recommended: an earlier layer.",
+        preset=dict(core.advisor.PRESETS[core.advisor.SMALL_DIFFERENT]),
+    )
+    return dataclasses.replace(advice, **changes)
+
+
+@pytest.fixture
+def fresh_caches():
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+def _strategy_page(dirs) -> tuple[AppTest, Path]:
+    data = make_color_dataset(dirs.data / "colors")
+    at = open_page("pages/data.py")
+    at.radio(key="source").set_value(FOLDER).run()
+    return at, data
+
+
+def test_the_advisor_recommends_and_fills_the_train_form(dirs, fresh_caches, monkeypatch):
+    calls = []
+    monkeypatch.setattr(core.advisor, "advise", lambda path: calls.append(path) or _advice())
+    at, data = _strategy_page(dirs)
+    assert not calls  # nothing measured until asked
+    button(at, "Recommend a strategy").click().run()
+    assert not at.exception and not at.error
+    assert f"Recommended: **{core.advisor.SMALL_DIFFERENT}**" in texts(at.success)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Smallest class"] == "8 images" and metrics["Similarity to ImageNet"] == "0.31"
+    assert "BatchNorm layers on 16 images" in texts(at.caption)
+    assert "Recommended: an earlier layer." in texts(at.markdown)
+    button(at, "Use this on the Train page").click().run()
+    assert calls == [str(data)]  # measured once: the second run read the cache
+    assert at.session_state["advised"]["preset"]["feature_layer"] == "block_13_expand_relu"
+
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert at.selectbox[0].value == "advisor"
+    assert at.radio(key="advisor:mode").value == "features"
+    assert at.text_input(key="advisor:feature_layer").value == "block_13_expand_relu"
+    assert at.selectbox(key="advisor:backbone").value == "mobilenet_v2"
+    assert at.radio(key="advisor:classifier").value == "logreg"
+    assert "layer `block_13_expand_relu`" in plan(at)
+
+
+def test_the_advisor_offline_says_where_the_weights_go(dirs, fresh_caches, monkeypatch):
+    message = "Could not download the ImageNet weights for mobilenet_v2_0.35 (offline?): put the file there."
+
+    def offline(path):
+        raise WeightsUnavailableError(message)
+
+    monkeypatch.setattr(core.advisor, "advise", offline)
+    at, _ = _strategy_page(dirs)
+    button(at, "Recommend a strategy").click().run()
+    assert not at.exception
+    assert message in texts(at.error)
+    assert "advised" not in at.session_state
+
+
+# --- Checkpoints: evaluation and resume -----------------------------------------------------
+
+
+def test_the_evaluation_of_a_trained_run(with_run):
+    evaluation = json.loads((with_run / "evaluation.json").read_text())["validation"]
+    at = open_page("pages/checkpoints.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Accuracy"] == f"{evaluation['accuracy']:.3f}"
+    assert metrics["Macro F1"] == f"{evaluation['macro']['f1']:.3f}"
+    assert metrics["Misclassified"] == f"{evaluation['num_misclassified']} of {evaluation['num_images']}"
+    heatmap = chart_spec(at, "confusion_matrix")["data"][0]
+    assert heatmap["type"] == "heatmap" and heatmap["z"] == evaluation["confusion_matrix"]
+    assert heatmap["x"] == ["blue", "red"]
+    bars = chart_spec(at, "per_class_chart")["data"]
+    assert [b["name"] for b in bars] == ["precision", "recall", "f1"]
+    table = at.dataframe[1].value
+    assert list(table["class"]) == ["blue", "red"] and list(table["support"]) == [2, 2]
+    assert "AUC" in chart_spec(at, "roc_chart")["data"][1]["name"]
+    assert "AP" in chart_spec(at, "pr_chart")["data"][-1]["name"]
+    shown = len(evaluation["misclassified"]) + len(evaluation["top_losses"])
+    assert len(at.image) == shown
+    captions = [c for image in at.image for c in image.captions]
+    entry = evaluation["misclassified"][0]
+    assert f"true {entry['true']} · predicted {entry['predicted']}" in captions[0]
+    assert [b.label for b in at.button if b.label.startswith("Evaluate on")] == ["Evaluate on train"]
+
+
+def test_evaluate_on_another_split_runs_core_evaluate(with_run):
+    at = open_page("pages/checkpoints.py")
+    button(at, "Evaluate on train").click().run()
+    assert not at.exception and not at.error
+    assert "Evaluated train: accuracy" in texts(at.success)
+    assert set(json.loads((with_run / "evaluation.json").read_text())) == {"validation", "train"}
+    assert at.radio(key="evaluation_split").value == "train"
+    assert not [b for b in at.button if b.label.startswith("Evaluate on")]
+
+
+def test_a_failed_evaluation_shows_its_one_line_error(with_run, monkeypatch):
+    def failing(command, **kwargs):
+        assert command[1:3] == ["-m", "core.evaluate"] and command[-2:] == ["--split", "train"]
+        stderr = "some warning\nerror: the dataset has no train split; available: validation\n"
+        return subprocess.CompletedProcess(command, 2, "", stderr)
+
+    at = open_page("pages/checkpoints.py")
+    monkeypatch.setattr(subprocess, "run", failing)
+    button(at, "Evaluate on train").click().run()
+    assert not at.exception
+    assert (
+        texts(at.error) == "Cannot evaluate on train: the dataset has no train split; available: validation"
+    )
+
+
+def _set_state(run_dir: Path, **fields) -> None:
+    status = json.loads((run_dir / "status.json").read_text())
+    (run_dir / "status.json").write_text(json.dumps({**status, **fields}))
+
+
+def test_resume_a_stopped_run(with_run, fake_trainer):
+    at = open_page("pages/checkpoints.py")
+    assert not [b for b in at.button if b.key == "resume"]  # a completed run has nothing to resume
+    _set_state(with_run, state="stopped")
+    at = open_page("pages/checkpoints.py")
+    at.button(key="resume").click().run()
+    assert not at.exception and not at.error
+    (command,) = fake_trainer.commands
+    assert command[1:] == ["-m", "core.train", "--resume", str(with_run)]
+    assert f"Resuming {with_run.name}" in texts(at.success)
+    assert at.session_state["train_run"] == str(with_run)
+
+
+def test_resume_refused_while_another_run_trains(with_run, dirs, fake_trainer):
+    _set_state(with_run, state="interrupted")
+    at = open_page("pages/checkpoints.py")
+    status = {"state": "running", "pid": os.getpid(), "epochs": 2, "started_at": time.time()}
+    busy = _fake_run(dirs.runs, "20200101-000000-mobilenet_v2_0.35-96", status, [])
+    at.button(key="resume").click().run()
+    assert f"Cannot resume: a training is already running: {busy.name}" in texts(at.error)
+    assert not fake_trainer.commands
+
+
+def test_run_details_show_the_head_path_and_cache(with_run):
+    _set_state(
+        with_run, head_training="cached", head_training_reason="because", cache_hits=20, cache_misses=0
+    )
+    at = open_page("pages/checkpoints.py")
+    caption = texts(at.caption)
+    assert "head training: **cached (because)**" in caption
+    assert "20 read from the embedding cache, 0 computed" in caption
+
+
+# --- Predict: Grad-CAM ----------------------------------------------------------------------
+
+
+def test_gradcam_overlay_beside_each_photo(with_run, tmp_path):
+    red = write_image(tmp_path / "red.png", (220, 40, 40), size=48).read_bytes()
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value([("red.png", red, "image/png")]).run()
+    assert len(at.image) == 1
+    at.toggle(key="gradcam").set_value(True).run()
+    assert not at.exception and not at.error and not at.warning
+    original, overlay = at.image
+    assert original.captions == ["red.png"]
+    label = [m.value for m in at.markdown if m.value.startswith("### ")][0].split()[1]
+    assert overlay.captions == [f"Grad-CAM: where it saw {label}"]
+    assert original.value[0] != overlay.value[0]  # another picture, not the photo again
+
+
+def test_gradcam_not_available_says_so(with_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(core.gradcam, "gradcam_available", lambda model: False)
+    red = write_image(tmp_path / "red.png", (220, 40, 40), size=48).read_bytes()
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value([("red.png", red, "image/png")])
+    at.toggle(key="gradcam").set_value(True).run()
+    assert not at.exception
+    assert "Grad-CAM is not available for this classifier" in texts(at.info)
+    assert len(at.image) == 1 and [m for m in at.markdown if m.value.startswith("### ")]
+
+
+# --- Home: the embedding cache --------------------------------------------------------------
+
+
+def test_clear_the_embedding_cache_after_confirming(dirs):
+    for i in range(3):
+        path = dirs.cache / "mobilenet_v2-imagenet-224-top-avg" / "plain" / f"{i:02d}" / f"{i:02d}.npy"
+        path.parent.mkdir(parents=True)
+        np.save(path, np.zeros(256, np.float32))
+    size = format_bytes(sum(p.stat().st_size for p in dirs.cache.rglob("*.npy")))
+    at = open_page("pages/home.py")
+    assert f"**3 embeddings, {size}**" in texts(at.markdown) and str(dirs.cache) in texts(at.markdown)
+    assert button(at, "Clear the embedding cache").disabled
+    at.checkbox(key="confirm_clear_cache").check().run()
+    button(at, "Clear the embedding cache").click().run()
+    assert not at.exception and not at.error
+    assert not list(dirs.cache.rglob("*.npy"))
+    assert f"Cleared the embedding cache: {size} freed." in texts(at.success)
+    assert "**0 embeddings, 0 B**" in texts(at.markdown)
+    assert not [b for b in at.button if b.label == "Clear the embedding cache"]
+
+
+# --- TensorFlow stays out of the pages that only read run files ---------------------------
+
+NO_TENSORFLOW = """
+import sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file("streamlit_app.py", default_timeout=60)
+at.run()
+for page in ("pages/train.py", "pages/checkpoints.py"):
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules), len(at.get("plotly_chart")))
+"""
+
+
+def test_home_train_and_checkpoints_never_import_keras(with_run):
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TENSORFLOW], cwd=PROJ_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported, charts = result.stdout.strip().rsplit(" ", 1)
+    assert imported == "[]" and int(charts) >= 6  # the evaluation's charts were drawn too

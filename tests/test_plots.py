@@ -87,4 +87,36 @@ def test_probability_figure_is_horizontal_with_the_winner_on_top():
     assert list(bar.y) == ["zebras", "horses", "humans"]  # plotly draws the last category on top
     assert list(bar.x) == [0.1, 0.2, 0.7]
     assert list(bar.text) == ["10.0%", "20.0%", "70.0%"]
+    assert list(bar.textposition) == ["outside", "inside", "inside"]  # a short bar: label beside it
+    assert bar.textangle == 0  # never rotated to squeeze into a bar
     assert tuple(fig.layout.xaxis.range) == (0, 1.05) and fig.layout.xaxis.tickformat == ".0%"
+
+
+def test_stage2_start_draws_a_dashed_line_at_the_boundary():
+    fig = accuracy_figure(EPOCHS, stage2_start=3)
+    (line,) = fig.layout.shapes
+    assert (line.x0, line.x1, line.line.dash) == (2.5, 2.5, "dash")  # between epochs 2 and 3
+    assert (line.yref, line.y0, line.y1) == ("y domain", 0, 1)  # the full height
+    assert fig.layout.annotations[0].text == "fine-tuning"
+    assert [t.name for t in fig.data] == ["train", "validation"]  # the curves are unchanged
+    assert loss_figure(EPOCHS, stage2_start=2).layout.shapes[0].x0 == 1.5
+
+
+def test_no_stage2_no_line():
+    assert not accuracy_figure(EPOCHS).layout.shapes
+    assert not accuracy_figure([], stage2_start=3).layout.shapes  # nothing to mark yet
+
+
+def test_stage2_not_begun_still_shows_where_it_will():
+    fig = metric_figure(EPOCHS[:2], "accuracy", stage2_start=3)
+    assert fig.layout.shapes[0].x0 == 2.5 and fig.layout.xaxis.range is None
+
+
+def test_a_single_epoch_is_a_labelled_marker_in_the_middle():
+    fig = accuracy_figure([{"epoch": 1, "accuracy": 1.0, "val_accuracy": 0.875}])
+    train, validation = fig.data
+    assert (train.mode, train.marker.size, list(train.text)) == ("markers+text", 14, ["1.000"])
+    assert list(validation.text) == ["0.875"]
+    assert (train.textposition, validation.textposition) == ("middle right", "middle left")
+    assert tuple(fig.layout.xaxis.range) == (0.5, 1.5)
+    assert accuracy_figure(EPOCHS).data[0].mode == "lines+markers"

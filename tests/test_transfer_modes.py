@@ -23,7 +23,6 @@ TINY = ["--backbone", "mobilenet_v2_0.35", "--image-size", "96", "--batch-size",
 def private_cache(tmp_path, monkeypatch, use_keras_home):
     """Each test gets its own embedding cache folder."""
     monkeypatch.setattr("core.embeddings.CACHE_DIR", tmp_path / "cache")
-    monkeypatch.setattr(EmbeddingCache.__init__, "__defaults__", (tmp_path / "cache", 1 << 40))
     return tmp_path / "cache"
 
 
@@ -180,9 +179,10 @@ def test_cache_size_limit_and_clear(tmp_path, capsys, monkeypatch):
     cache.enforce_limit()
     assert 0 < cache.size_bytes() <= 3000
     assert cache.get("x", f"{4:064d}", "plain") is not None  # the newest survive
-    monkeypatch.setattr(EmbeddingCache.__init__, "__defaults__", (tmp_path / "c", 1 << 40))
+    monkeypatch.setattr("core.embeddings.CACHE_DIR", tmp_path / "c")
     assert embeddings_main(["--clear"]) == 0
     assert "cleared" in capsys.readouterr().out and cache.size_bytes() == 0
+    assert not list((tmp_path / "c").iterdir())  # the emptied folders are gone too
 
 
 def test_features_mode_rejects_fine_tuning(tmp_path, capsys):
