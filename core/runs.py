@@ -279,17 +279,33 @@ def launch_resume(run_dir: Path) -> None:
 def run_evaluation(run_dir: Path, split: str, timeout_s: float = 900) -> str:
     """Evaluate a run on `split` in a `python -m core.evaluate` process (TensorFlow stays out
     of the caller); return its summary line, or raise RunError with its one-line error."""
-    command = [sys.executable, "-m", "core.evaluate", "--run", str(run_dir), "--split", split]
+    lines = _run_module("core.evaluate", ["--run", str(run_dir), "--split", split], timeout_s, "evaluation")
+    return (lines or [split])[0]
+
+
+def run_export(
+    run_dir: Path, fmt: str, quantize: str | None = None, timeout_s: float = 900
+) -> tuple[str, Path]:
+    """Export and verify a run's best checkpoint in a `python -m core.export` process;
+    return (its summary line, the zip's path), or raise RunError with its one-line error."""
+    args = ["--run", str(run_dir), "--format", fmt, *(["--quantize", quantize] if quantize else [])]
+    lines = _run_module("core.export", args, timeout_s, "export")
+    return lines[0], Path(lines[-1])
+
+
+def _run_module(module: str, args: list[str], timeout_s: float, what: str) -> list[str]:
+    """Run `python -m module args`; its stdout lines, or RunError with its last stderr line."""
+    command = [sys.executable, "-m", module, *args]
     try:
         done = subprocess.run(command, cwd=PROJ_ROOT, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        raise RunError(f"the evaluation took longer than {timeout_s / 60:.0f} minutes") from None
+        raise RunError(f"the {what} took longer than {timeout_s / 60:.0f} minutes") from None
     except OSError as exc:
-        raise RunError(f"the evaluation could not start: {exc.strerror}") from None
+        raise RunError(f"the {what} could not start: {exc.strerror}") from None
     if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise RunError(lines[-1].removeprefix("error: ") if lines else f"exit status {done.returncode}")
-    return (done.stdout.splitlines() or [split])[0]
+        errors = [line for line in done.stderr.splitlines() if line.strip()]
+        raise RunError(errors[-1].removeprefix("error: ") if errors else f"exit status {done.returncode}")
+    return [line for line in done.stdout.splitlines() if line.strip()]
 
 
 def _refuse_if_training(runs_dir: Path) -> None:

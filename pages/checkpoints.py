@@ -11,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import config
+from core.demo import demo_mode
 from core.evaluate import load_evaluation
 from core.evaluation_plots import (
     confusion_matrix_figure,
@@ -44,6 +45,7 @@ from core.runs import (
     read_metrics,
     read_status,
     run_evaluation,
+    run_export,
 )
 
 EVALUATE_TIMEOUT_S = 1800
@@ -240,7 +242,51 @@ def compare_ui(runs: list[RunSummary], selected: str) -> None:
     st.plotly_chart(compare_runs_figure(curves, metric), key="compare_chart")
 
 
+EXPORT_FORMATS = {
+    "Keras (.keras)": ("keras", None),
+    "TensorFlow SavedModel": ("savedmodel", None),
+    "TFLite, float32": ("tflite", None),
+    "TFLite, float16 (half the size)": ("tflite", "float16"),
+    "TFLite, int8 (a quarter of the size; refused if it disagrees)": ("tflite", "int8"),
+}
+
+
+def export_ui(run: RunSummary) -> None:
+    """Export the best checkpoint, verified against the Keras model, as a zip to download."""
+    if run.state != "completed":
+        st.info("Export a completed run.")
+        return
+    st.caption(
+        "Each export is checked on validation images: it must agree with the Keras model on at "
+        "least 99% of them. The zip holds the model, labels.json and a README on loading it."
+    )
+    choice = st.selectbox("Format", list(EXPORT_FORMATS), key=f"export_format_{run.name}")
+    if st.button("Export and verify", icon=":material/package_2:", key=f"export_{run.name}"):
+        fmt, quantize = EXPORT_FORMATS[choice]
+        with st.spinner(f"Exporting {run.name} as {choice} and verifying it..."):
+            try:
+                summary, zip_path = run_export(run.path, fmt, quantize, EVALUATE_TIMEOUT_S)
+            except RunError as exc:
+                st.error(f"Cannot export: {exc}")
+                return
+        st.session_state[f"export_{run.name}_result"] = (summary, str(zip_path))
+    if result := st.session_state.get(f"export_{run.name}_result"):
+        summary, zip_path = result
+        st.success(summary)
+        st.download_button(
+            "Download the zip",
+            data=functools.partial(Path.read_bytes, Path(zip_path)),
+            file_name=Path(zip_path).name,
+            mime="application/zip",
+            icon=":material/download:",
+            key=f"export_download_{run.name}",
+        )
+
+
 def delete_ui(run: RunSummary) -> None:
+    if demo_mode():
+        st.info("Deleting runs is turned off in this demo.")
+        return
     confirmed = st.checkbox(f"Yes, delete {run.name} and its checkpoints", key=f"confirm_{run.name}")
     if st.button("Delete run", type="primary", disabled=not confirmed, icon=":material/delete:"):
         try:
@@ -269,12 +315,16 @@ st.dataframe(
 names = [r.name for r in runs]
 selected = st.selectbox("Run", names, help="newest first")
 run = runs[names.index(selected)]
-details, evaluation, compare, delete = st.tabs(["Details", "Evaluation", "Compare runs", "Delete"])
+details, evaluation, compare, export, delete = st.tabs(
+    ["Details", "Evaluation", "Compare runs", "Export", "Delete"]
+)
 with details:
     run_ui(run)
 with evaluation:
     evaluation_ui(run)
 with compare:
     compare_ui(runs, selected)
+with export:
+    export_ui(run)
 with delete:
     delete_ui(run)

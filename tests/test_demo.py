@@ -79,3 +79,23 @@ def test_demo_requirements_are_the_app_pins_with_cpu_tensorflow():
     pins = lambda path: [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
     app, demo = pins(PROJ_ROOT / "requirements.txt"), pins(PROJ_ROOT / "demo" / "requirements.txt")
     assert demo == [line.replace("tensorflow==", "tensorflow-cpu==") for line in app]
+
+
+def test_the_hosted_demo_starts_and_predicts_from_the_repository_alone(tmp_path, monkeypatch):
+    """The demo entrypoint, with an empty runs folder: the shipped model classifies a photo."""
+    from streamlit.testing.v1 import AppTest
+
+    import core.config
+
+    monkeypatch.setattr(core.config, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setenv("TLS_DEMO_MODE", "1")  # as the entrypoint sets it; restored after the test
+    at = AppTest.from_file(str(core.config.PROJ_ROOT / "demo" / "streamlit_app.py"), default_timeout=90)
+    at.run()
+    assert not at.exception
+    assert [r.name for r in list_runs(tmp_path / "runs")] == [DEMO_RUN.name]
+    at.switch_page("pages/predict.py").run()
+    photo = sorted((SAMPLE_DATASET / "humans").glob("*.jpg"))[0]
+    at.file_uploader[0].set_value([(photo.name, photo.read_bytes(), "image/jpeg")]).run()
+    assert not at.exception and not at.error
+    labels = [m.value for m in at.markdown if m.value.startswith("### ")]
+    assert len(labels) == 1 and labels[0].split()[1] == "humans"

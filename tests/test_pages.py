@@ -813,3 +813,34 @@ def test_home_train_and_checkpoints_never_import_keras(with_run):
     assert result.returncode == 0, result.stderr[-2000:]
     imported, charts = result.stdout.strip().rsplit(" ", 1)
     assert imported == "[]" and int(charts) >= 6  # the evaluation's charts were drawn too
+
+
+def test_export_a_run_as_a_verified_zip_to_download(with_run):
+    at = open_page("pages/checkpoints.py")
+    at.selectbox(key=f"export_format_{with_run.name}").set_value("Keras (.keras)").run()
+    button(at, "Export and verify").click().run()
+    assert not at.exception and not at.error
+    assert "agree" in texts(at.success).lower()
+    [archive] = (with_run / "exports").glob("*.zip")
+    names = __import__("zipfile").ZipFile(archive).namelist()
+    assert any(n.endswith("model.keras") for n in names) and any(n.endswith("labels.json") for n in names)
+    assert [b for b in at.get("download_button") if "zip" in str(b.proto.label).lower()]
+
+
+def test_a_refused_export_shows_its_one_line_error(with_run, monkeypatch):
+    def failing(command, **kwargs):
+        assert command[1:3] == ["-m", "core.export"]
+        return subprocess.CompletedProcess(command, 2, "", "error: verification failed: agrees on 97.0%\n")
+
+    at = open_page("pages/checkpoints.py")
+    monkeypatch.setattr(subprocess, "run", failing)
+    button(at, "Export and verify").click().run()
+    assert texts(at.error) == "Cannot export: verification failed: agrees on 97.0%"
+
+
+def test_demo_mode_turns_deleting_off(with_run, monkeypatch):
+    monkeypatch.setenv("TLS_DEMO_MODE", "1")
+    at = open_page("pages/checkpoints.py")
+    assert "turned off in this demo" in texts(at.info)
+    assert not [b for b in at.button if b.label == "Delete run"]
+    assert with_run.is_dir()
