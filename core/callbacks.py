@@ -85,39 +85,60 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     `full_model` may differ from the model being fitted (a head trained on cached
     embeddings shares its layers), so the saved file is always the whole classifier.
     One instance spans both fine-tuning stages: stage 2 only replaces best.keras if it
-    beats stage 1. last.keras is written at most every `last_every_s` seconds and at the end.
+    beats stage 1. With `every_s`, files are written at most that often (the first time
+    at once) and at the end: an epoch on cached embeddings takes milliseconds, a save half
+    a second; in between, the best weights wait in memory.
     """
 
-    def __init__(self, run_dir: Path, full_model: keras.Model, monitor: str, last_every_s: float = 0.0):
+    def __init__(self, run_dir: Path, full_model: keras.Model, monitor: str, every_s: float = 0.0):
         super().__init__()
         self.dir, self.full_model, self.monitor = run_dir / "checkpoints", full_model, monitor
         self.higher_is_better = monitor.endswith("accuracy") or monitor.endswith("f1")
-        self.last_every_s, self.last_saved, self.best, self.unsaved = last_every_s, 0.0, None, False
+        self.every_s, self.best = every_s, None
+        self.saved_at = {"last": 0.0, "best": 0.0}
+        self.pending_last, self.pending_best = False, None  # (weights, epoch) not on disk yet
 
     def improves(self, value: float) -> bool:
         if self.best is None:
             return True
         return value > self.best if self.higher_is_better else value < self.best
 
+    def _due(self, which: str) -> bool:
+        return time.time() - self.saved_at[which] >= self.every_s
+
     def on_epoch_end(self, epoch, logs=None):
-        self.unsaved = True
-        if time.time() - self.last_saved >= self.last_every_s:
-            self.save_last()
+        self.pending_last = True
         value = (logs or {}).get(self.monitor)
         if value is not None and self.improves(float(value)):
             self.best = float(value)
-            save_atomic(self.full_model, self.dir / "best.keras")
-            write_json_atomic(
-                self.dir / "best.json", {"epoch": epoch + 1, "monitor": self.monitor, "value": self.best}
-            )
+            if self._due("best"):
+                self._save_best(epoch + 1)
+            else:
+                self.pending_best = (self.full_model.get_weights(), epoch + 1)
+        if self._due("last"):
+            self._save_last()
 
     def on_train_end(self, logs=None):
-        if self.unsaved:  # runs before EarlyStopping restores the best weights (list order)
-            self.save_last()
+        # Runs before EarlyStopping restores the best weights (list order): last is the last.
+        if self.pending_last:
+            self._save_last()
+        if self.pending_best:
+            current = self.full_model.get_weights()
+            weights, epoch = self.pending_best
+            self.full_model.set_weights(weights)
+            self._save_best(epoch)
+            self.full_model.set_weights(current)
 
-    def save_last(self) -> None:
+    def _save_best(self, epoch: int) -> None:
+        save_atomic(self.full_model, self.dir / "best.keras")
+        write_json_atomic(
+            self.dir / "best.json", {"epoch": epoch, "monitor": self.monitor, "value": self.best}
+        )
+        self.saved_at["best"], self.pending_best = time.time(), None
+
+    def _save_last(self) -> None:
         save_atomic(self.full_model, self.dir / "last.keras")
-        self.last_saved, self.unsaved = time.time(), False
+        self.saved_at["last"], self.pending_last = time.time(), False
 
 
 def early_stopping(monitor: str, patience: int) -> list[keras.callbacks.Callback]:

@@ -13,6 +13,7 @@ import os
 import tempfile
 import warnings
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,21 +172,20 @@ def scan_dataset(root: str | os.PathLike, validate: bool = True) -> DatasetRepor
         raise DatasetError(f"dataset folder not found: {root}")
     split_dirs = detect_splits(root)
     class_names = _class_names(split_dirs)
-    splits, skipped, sizes = {}, [], Counter()
-    for split_name, split_dir in split_dirs.items():
-        split = Split()
-        for index, name in enumerate(class_names):
-            class_dir = split_dir / name
-            for path in _files_in(class_dir) if class_dir.is_dir() else []:
-                reason = _reason_to_skip(path, validate)
-                if reason:
-                    skipped.append(SkippedFile(str(path), reason))
-                    continue
-                split.paths.append(str(path))
-                split.labels.append(index)
-                if validate:
-                    sizes[image_size_of(path)] += 1
-        splits[split_name] = split
+    found = [(split_name, index, path) for split_name, split_dir in split_dirs.items()
+             for index, name in enumerate(class_names) if (split_dir / name).is_dir()
+             for path in _files_in(split_dir / name)]  # fmt: skip
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # Pillow decodes without the GIL
+        checks = list(pool.map(lambda item: _check(item[2], validate), found))
+    splits, skipped, sizes = {name: Split() for name in split_dirs}, [], Counter()
+    for (split_name, index, path), (reason, size) in zip(found, checks):
+        if reason:
+            skipped.append(SkippedFile(str(path), reason))
+            continue
+        splits[split_name].paths.append(str(path))
+        splits[split_name].labels.append(index)
+        if size:
+            sizes[size] += 1
     report = DatasetReport(str(root), class_names, splits, skipped, sizes)
     _check_usable(report)
     return report
@@ -202,10 +202,14 @@ def _class_names(split_dirs: dict[str, Path]) -> list[str]:
     return sorted(names)
 
 
-def _reason_to_skip(path: Path, validate: bool) -> str | None:
+def _check(path: Path, validate: bool) -> tuple[str | None, tuple[int, int] | None]:
+    """(why the file is skipped or None, its size when validated)."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
-        return f"not an image file type ({path.suffix or 'no extension'})"
-    return check_image(path) if validate else None
+        return f"not an image file type ({path.suffix or 'no extension'})", None
+    if not validate:
+        return None, None
+    reason = check_image(path)
+    return reason, None if reason else image_size_of(path)
 
 
 def _check_usable(report: DatasetReport) -> None:

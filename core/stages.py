@@ -9,6 +9,8 @@ only after the head has trained, with a ~10x smaller learning rate, BatchNorm fr
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -30,30 +32,27 @@ from core.pipeline import make_dataset, steps_per_epoch
 from core.runs import append_jsonl, write_json_atomic, write_status
 from core.tf_setup import keras
 
-CACHED_LAST_SAVE_EVERY_S = 10.0  # head epochs take milliseconds; saving the model each one would dominate
+CACHED_SAVE_EVERY_S = 10.0  # head epochs take milliseconds; saving the model each one would dominate
 
 
-def embed_split(
-    config: TrainConfig,
-    extractor,
-    split: Split,
-    run_dir: Path,
-    views: int = 0,
-    stats: CacheStats | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings and labels of a split: each image once, plus `views` augmented views."""
+def embed_splits(
+    config: TrainConfig, extractor, report: DatasetReport, run_dir: Path, stats: CacheStats
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_val, y_val) embeddings: every image once, in one pass of the base
+    (one pass traces and warms up once), plus `augment_views` augmented views of training images."""
     cache = EmbeddingCache()
-    views = 0 if config.augment.is_identity else views  # identical views would only weigh double
-    variants = [("plain", None)] + [
-        (augment_variant(config.augment, k), config.augment) for k in range(views)
-    ]
-    features, labels = [], []
-    for index, (variant, augment) in enumerate(variants):
-        write_status(run_dir, phase=f"computing embeddings ({index + 1}/{len(variants)})")
-        features.append(embed_paths(extractor, config, split.paths, cache, variant, augment, stats))
-        labels.extend(split.labels)
+    train, val = report.splits["train"], report.splits["validation"]
+    views = 0 if config.augment.is_identity else config.augment_views  # identical views: no new data
+    write_status(run_dir, phase=f"computing embeddings (1/{1 + views})")
+    plain = embed_paths(extractor, config, train.paths + val.paths, cache, stats=stats)
+    x_train, x_val = [plain[: len(train.paths)]], plain[len(train.paths) :]
+    for view in range(views):
+        write_status(run_dir, phase=f"computing embeddings ({view + 2}/{1 + views})")
+        variant = augment_variant(config.augment, view)
+        x_train.append(embed_paths(extractor, config, train.paths, cache, variant, config.augment, stats))
     write_status(run_dir, phase=None)
-    return np.concatenate(features), np.asarray(labels)
+    y_train = np.asarray(train.labels * (1 + views))
+    return np.concatenate(x_train), y_train, x_val, np.asarray(val.labels)
 
 
 def class_weights(config: TrainConfig, labels, num_classes: int) -> dict[int, float] | None:
@@ -92,12 +91,11 @@ def train_head(
     if path == "cached":
         stats = CacheStats()
         extractor = feature_extractor(model)
-        x_train, y_train = embed_split(config, extractor, train_split, run_dir, config.augment_views, stats)
-        x_val, y_val = embed_split(config, extractor, val_split, run_dir, stats=stats)
+        x_train, y_train, x_val, y_val = embed_splits(config, extractor, report, run_dir, stats)
         log(f"embeddings: {stats.hits} from cache, {stats.misses} computed")
         write_status(run_dir, cache_hits=stats.hits, cache_misses=stats.misses)
         fitted = head_model(model, config.optimizer, config.learning_rate)
-        checkpoint = AtomicCheckpoint(run_dir, model, config.monitor, CACHED_LAST_SAVE_EVERY_S)
+        checkpoint = AtomicCheckpoint(run_dir, model, config.monitor, CACHED_SAVE_EVERY_S)
         batches = math.ceil(len(x_train) / config.batch_size)
         data = dict(
             x=x_train,
@@ -174,7 +172,7 @@ def fine_tune(
     logger = RunLogger(
         run_dir, config.epochs + config.fine_tune_epochs, batches, lambda: bool(stop), stage=2, log=log
     )
-    checkpoint.last_every_s = 0.0
+    checkpoint.every_s = 0.0  # stage 2 epochs are slow: save every one
     model.fit(
         _live_train(config, train_split, num_classes),
         validation_data=make_dataset(
@@ -197,10 +195,7 @@ def train_features(
     started, stats = time.time(), CacheStats()
     num_classes = len(report.class_names)
     extractor = feature_extractor(model)
-    x_train, y_train = embed_split(
-        config, extractor, report.splits["train"], run_dir, config.augment_views, stats
-    )
-    x_val, y_val = embed_split(config, extractor, report.splits["validation"], run_dir, stats=stats)
+    x_train, y_train, x_val, y_val = embed_splits(config, extractor, report, run_dir, stats)
     log(f"embeddings: {stats.hits} from cache, {stats.misses} computed")
     estimator = make_classifier(config).fit(x_train, y_train)
     labels = list(range(num_classes))
@@ -239,4 +234,14 @@ def _save_features_model(config, run_dir, model, extractor, estimator, num_class
     else:
         save_atomic(extractor, folder / "best.keras")
         save_classifier(estimator, folder / CLASSIFIER_FILE)
-    save_atomic(model if weights is not None else extractor, folder / "last.keras")
+    _link_or_copy(folder / "best.keras", folder / "last.keras")  # one fit: the last model is the best
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # no hard links on this filesystem
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)

@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--fine-tune-layers", type=int, help="stage 2: unfreeze this many top backbone layers")
     add("--fine-tune-epochs", type=int)
     add("--fine-tune-lr-factor", type=float, help="stage 2 learning rate factor (default 0.1)")
+    add("--no-evaluate", action="store_true", help="skip evaluating the best checkpoint at the end")
     add("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped or interrupted run")
     add("--class-weights", action="store_true", default=None, help="weight classes by inverse frequency")
     return parser
@@ -161,7 +162,7 @@ class StopRequest:
         return self.signalled or self.stop_file.exists()
 
 
-def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False) -> dict:
+def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, evaluate: bool = True) -> dict:
     """Train `config` into `run_dir` (which holds config.json); return the final status.
 
     With `resume`, continue a stopped or interrupted run from its last checkpoint.
@@ -197,8 +198,9 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False) -
         _train_model(config, run_dir, report, stop, log, resume)
     if stop:
         return write_status(run_dir, state=STOPPED, ended_at=time.time())
-    write_status(run_dir, phase="evaluating")
-    _evaluate(run_dir, report, log)
+    if evaluate:
+        write_status(run_dir, phase="evaluating")
+        _evaluate(run_dir, report, log)
     return write_status(run_dir, state=COMPLETED, phase=None, ended_at=time.time())
 
 
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         lock.acquire()  # before creating a run, so a refused start leaves no empty run behind
         run_dir = _make_run_dir(args, config)
         lock.name_holder(run_dir)
-        status = train(config, run_dir, log=_log)
+        status = train(config, run_dir, log=_log, evaluate=not args.no_evaluate)
         _log(f"{status['state']}: {run_dir}")
     except USER_ERRORS as exc:
         return _fail(run_dir, str(exc))
