@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cli import fail
 from core.data import load_image, scan_dataset
 
 LARGE_DATASET_PER_CLASS = 1000  # a class with fewer images than this makes the dataset "small"
@@ -308,8 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         advice = advise(args.dataset, args.sample_per_class)
     except (DatasetError, WeightsUnavailableError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return fail(str(exc))
     print(advice.explanation)
     print(json.dumps({"strategy": advice.strategy, "preset": advice.preset}), flush=True)
     return 0

@@ -10,7 +10,6 @@ it exits with status 2 and a one-line error.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.cli import OneLineParser, fail
 from core.config import PROJ_ROOT
 from core.data import DatasetError, load_image, scan_dataset
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, load_classifier
@@ -257,14 +257,8 @@ def summary_line(result: dict) -> str:
     return ", ".join(parts)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and status 2, like every other bad input
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        sys.exit(2)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m core.evaluate", description=__doc__.split("\n")[1])
+    parser = OneLineParser(prog="python -m core.evaluate", description=__doc__.split("\n")[1])
     parser.add_argument("--run", required=True, type=Path, help="a run directory")
     parser.add_argument("--split", choices=SPLITS, default="validation")
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
@@ -274,9 +268,9 @@ def main(argv: list[str] | None = None) -> int:
             raise EvaluationError(f"run directory not found: {args.run}")
         result = evaluate_run(args.run, args.split, args.checkpoint)
     except (EvaluationError, RunNotReadyError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except Exception as exc:  # an unexpected failure is still one line, never a traceback
-        return _fail(f"evaluation failed: {type(exc).__name__}: {exc}")
+        return fail(f"evaluation failed: {type(exc).__name__}: {exc}")
     print(summary_line(result), flush=True)
     for name, scores in result["per_class"].items():
         print(
@@ -285,11 +279,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(args.run / EVALUATION_FILE, flush=True)
     return 0
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    return 2
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ with status 2 and a one-line error.
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import os
 import shutil
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from core.classical import CLASSIFIER_FILE
+from core.cli import OneLineParser, fail
 from core.data import DatasetError, load_image, scan_dataset
 from core.evaluate import EvaluationError, dataset_root
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, checkpoint_path, load_classifier
@@ -427,14 +427,8 @@ probs = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])""",
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and status 2, like every other bad input
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        sys.exit(2)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m core.export", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="python -m core.export", description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, type=Path, help="a run directory")
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--quantize", choices=QUANTIZATIONS, help="tflite only (default: float32)")
@@ -449,18 +443,13 @@ def main(argv: list[str] | None = None) -> int:
             args.run, args.format, args.quantize, args.checkpoint, args.out, args.allow_mismatch
         )
     except (ExportError, RunNotReadyError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except Exception as exc:  # an unexpected failure is still one line, never a traceback
-        return _fail(f"export failed: {type(exc).__name__}: {exc}")
+        return fail(f"export failed: {type(exc).__name__}: {exc}")
     problem = verification_problem(result)
     print(result.summary() + (f" (MISMATCH allowed: {problem})" if problem else ""), flush=True)
     print(result.path, flush=True)
     return 0
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    return 2
 
 
 if __name__ == "__main__":

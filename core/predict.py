@@ -8,7 +8,6 @@ Prints one JSON object per image and line: {"file", "label", "probabilities"}, o
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from core.classical import CLASSIFIER_FILE, load_classifier_file, probabilities
+from core.cli import OneLineParser, fail
 from core.data import load_image
 from core.runs import read_json
 
@@ -112,7 +112,7 @@ def _describe(exc: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.predict", description=__doc__.split("\n")[1])
+    parser = OneLineParser(prog="python -m core.predict", description=__doc__.split("\n")[1])
     parser.add_argument("--run", required=True, type=Path, help="a run directory")
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
     parser.add_argument("images", nargs="+", type=Path)
@@ -120,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         classifier = load_classifier(args.run, args.checkpoint)
     except RunNotReadyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     for result in classifier.predict([str(p) for p in args.images]):
         print(json.dumps(result), flush=True)
     return 0

@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 
 from core.backbones import BACKBONES, WeightsUnavailableError
+from core.cli import OneLineParser, fail
 from core.config import (
     CLASSIFIERS,
     HEAD_TRAINING,
@@ -54,7 +55,7 @@ USER_ERRORS = (ConfigError, DatasetError, RunError, WeightsUnavailableError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.split("\n")[1])
+    parser = OneLineParser(prog="python -m core.train", description=__doc__.split("\n")[1])
     add = parser.add_argument
     add("--data", help="a folder of class folders, or one with train/ and validation/")
     add("--runs-dir", type=Path, default=None, help=f"where runs are created (default {RUNS_DIR})")
@@ -338,8 +339,7 @@ def _make_run_dir(args: argparse.Namespace, config: TrainConfig) -> Path:
 def _fail(run_dir: Path | None, message: str) -> int:
     if run_dir and run_dir.is_dir():
         write_status(run_dir, state=FAILED, error=message, ended_at=time.time())
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    return 2
+    return fail(message)
 
 
 def _log(message: str) -> None:
