@@ -53,6 +53,10 @@ def _make_dataset(root: Path) -> Path:
     return root
 
 
+def _training_processes() -> str:
+    return subprocess.run(["pgrep", "-f", "core.train --config"], capture_output=True, text=True).stdout
+
+
 def soak(runs: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     data = _make_dataset(work / "data")
@@ -81,8 +85,9 @@ def soak(runs: int) -> dict:
             f"launcher RSS {rss[-1]:.0f} MB",
             flush=True,
         )
-    time.sleep(1)
-    leftovers = subprocess.run(["pgrep", "-f", "core.train --config"], capture_output=True, text=True).stdout
+    deadline = time.time() + 30  # a stopped run writes its status, then TensorFlow takes a moment to exit
+    while (leftovers := _training_processes()) and time.time() < deadline:
+        time.sleep(0.5)
     lock = TrainingLock(work / "runs")
     lock.acquire()  # raises if a dead or live process still held it
     lock.release()
