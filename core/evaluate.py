@@ -76,7 +76,7 @@ def evaluate_run(run_dir: str | Path, split: str = "validation", checkpoint: str
         **compute_metrics(y_true, probs, classifier.class_names),
         "skipped": skipped,
     }
-    result.update(_galleries(run_dir, split, files, y_true, probs, classifier.class_names))
+    result.update(_galleries(run_dir, split, files, y_true, probs, classifier))
     evaluation = load_evaluation(run_dir)
     evaluation[split] = result
     write_json_atomic(run_dir / EVALUATION_FILE, evaluation)
@@ -207,8 +207,11 @@ def _thin(values: np.ndarray) -> list[float]:
     return [float(v) for v in values]
 
 
-def _galleries(run_dir: Path, split: str, files: list[str], y_true, probs, class_names) -> dict:
-    """The worst misclassified images and the highest-loss images, with thumbnails."""
+def _galleries(run_dir: Path, split: str, files: list[str], y_true, probs, classifier) -> dict:
+    """The worst misclassified images and the highest-loss images, with thumbnails (and
+    Grad-CAM overlays where the model allows, so a page can show them without TensorFlow)."""
+    class_names = classifier.class_names
+    with_gradcam = classifier.estimator is None and _gradcam_available(classifier.model)
     losses = per_image_loss(y_true, probs)
     order = np.argsort(-losses, kind="stable")
     wrong = [int(i) for i in order if probs[i].argmax() != y_true[i]][:GALLERY_SIZE]
@@ -222,12 +225,42 @@ def _galleries(run_dir: Path, split: str, files: list[str], y_true, probs, class
         entries[i] = {
             "file": files[i],
             "thumbnail": _write_thumbnail(files[i], folder / f"{i:05d}.jpg", run_dir),
+            "gradcam_thumbnail": _write_gradcam_thumbnail(
+                classifier, files[i], int(probs[i].argmax()), folder / f"{i:05d}-gradcam.jpg", run_dir
+            )
+            if with_gradcam
+            else None,
             "true": class_names[int(y_true[i])],
             "predicted": class_names[int(probs[i].argmax())],
             "probabilities": {name: float(p) for name, p in zip(class_names, probs[i])},
             "loss": float(losses[i]),
         }
     return {"misclassified": [entries[i] for i in wrong], "top_losses": [entries[i] for i in top]}
+
+
+def _gradcam_available(model) -> bool:
+    from core.gradcam import gradcam_available
+
+    return gradcam_available(model)
+
+
+def _write_gradcam_thumbnail(
+    classifier, source: str, class_index: int, target: Path, run_dir: Path
+) -> str | None:
+    """Where the model looked for the class it predicted, over a thumbnail of `source`."""
+    from core.gradcam import gradcam, overlay
+
+    try:
+        image = load_image(source, classifier.image_size)
+        heatmap = gradcam(classifier.model, image, class_index)
+    except Exception:  # a gallery without one overlay is still a gallery
+        return None
+    picture = Image.fromarray(overlay(image, heatmap))
+    picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), Image.Resampling.BILINEAR)
+    tmp = target.with_name(f".{target.name}.tmp")
+    picture.save(tmp, "JPEG", quality=85)
+    os.replace(tmp, target)
+    return target.relative_to(run_dir).as_posix()
 
 
 def _write_thumbnail(source: str, target: Path, run_dir: Path) -> str | None:

@@ -199,15 +199,22 @@ def result_ui(run_dir: Path, result: dict) -> None:
         left.plotly_chart(roc_figure(result["roc"]), key="roc_chart")
         right.plotly_chart(pr_figure(result["pr"]), key="pr_chart")
     misclassified, top = result.get("misclassified") or [], result.get("top_losses") or []
+    has_gradcam = any(entry.get("gradcam_thumbnail") for entry in misclassified + top)
+    show_gradcam = has_gradcam and st.toggle("Show where the model looked (Grad-CAM)", key="gallery_gradcam")
     wrong_tab, loss_tab = st.tabs([f"Misclassified ({len(misclassified)})", f"Highest loss ({len(top)})"])
     with wrong_tab:
-        gallery_ui(run_dir, misclassified, f"No image of the {result['split']} split was misclassified.")
+        gallery_ui(
+            run_dir,
+            misclassified,
+            f"No image of the {result['split']} split was misclassified.",
+            show_gradcam,
+        )
     with loss_tab:
         st.caption("The images the model was least sure of, right or wrong.")
-        gallery_ui(run_dir, top, "No images.")
+        gallery_ui(run_dir, top, "No images.", show_gradcam)
 
 
-def gallery_ui(run_dir: Path, entries: list[dict], empty: str) -> None:
+def gallery_ui(run_dir: Path, entries: list[dict], empty: str, show_gradcam: bool = False) -> None:
     if not entries:
         st.success(empty)
         return
@@ -215,8 +222,11 @@ def gallery_ui(run_dir: Path, entries: list[dict], empty: str) -> None:
     for i, entry in enumerate(entries):
         column = columns[i % GALLERY_COLUMNS]
         thumbnail = _thumbnail(run_dir, entry.get("thumbnail"))
+        gradcam = _thumbnail(run_dir, entry.get("gradcam_thumbnail")) if show_gradcam else None
         if thumbnail:
             column.image(str(thumbnail), caption=gallery_caption(entry), width="stretch")
+        if gradcam:
+            column.image(str(gradcam), caption="Grad-CAM: where it looked", width="stretch")
         else:
             column.caption(f"{Path(entry.get('file', '?')).name}: {gallery_caption(entry)}")
 

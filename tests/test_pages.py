@@ -680,6 +680,17 @@ def test_the_evaluation_of_a_trained_run(with_run):
     assert [b.label for b in at.button if b.label.startswith("Evaluate on")] == ["Evaluate on train"]
 
 
+def test_the_gallery_shows_grad_cam_overlays_made_at_evaluation(with_run):
+    evaluation = json.loads((with_run / "evaluation.json").read_text())["validation"]
+    entries = evaluation["misclassified"] + evaluation["top_losses"]
+    assert all((with_run / e["gradcam_thumbnail"]).is_file() for e in entries)  # written by the engine
+    at = open_page("pages/checkpoints.py")
+    shown = len(at.image)
+    at.toggle(key="gallery_gradcam").set_value(True).run()
+    assert not at.exception and len(at.image) == 2 * shown
+    assert "Grad-CAM: where it looked" in [c for image in at.image for c in image.captions]
+
+
 def test_evaluate_on_another_split_runs_core_evaluate(with_run):
     at = open_page("pages/checkpoints.py")
     button(at, "Evaluate on train").click().run()
