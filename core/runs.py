@@ -222,8 +222,11 @@ class TrainingLock:
         """Take the lock or raise `RunError` naming the run that holds it."""
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+")
+        except OSError as exc:  # not a folder, read-only, full disk
+            raise RunError(f"cannot create a run in {self.path.parent}: {exc.strerror}") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

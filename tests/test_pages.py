@@ -364,6 +364,30 @@ def test_live_view_of_a_running_run(dirs):
     assert [b.label for b in at.button if b.key == "stop"] == ["Stop"]
 
 
+def test_two_sessions_watching_one_run_see_the_same_curves(dirs):
+    now = time.time()
+    lines = [
+        {
+            "epoch": e,
+            "accuracy": 0.5 + e / 10,
+            "loss": 1 - e / 10,
+            "val_accuracy": 0.4 + e / 10,
+            "val_loss": 1.1 - e / 10,
+            "seconds": 5.0,
+        }
+        for e in (1, 2)
+    ]
+    status = {"state": "running", "pid": os.getpid(), "epochs": 5, "batches": 4, "started_at": now - 10}
+    _fake_run(dirs.runs, "20260101-000000-mobilenet_v2_0.35-96", status, lines)
+    first, second = open_page("pages/train.py"), open_page("pages/train.py")  # two browser tabs
+    for key in ("accuracy_chart", "loss_chart"):
+        assert chart_spec(first, key)["data"] == chart_spec(second, key)["data"]
+    assert [t["y"] for t in chart_spec(second, "accuracy_chart")["data"]] == [
+        [0.6, 0.7],
+        pytest.approx([0.5, 0.6]),
+    ]
+
+
 def test_a_failed_run_shows_its_error(dirs):
     status = {"state": "failed", "error": "dataset folder not found: /nowhere", "started_at": 1.0}
     _fake_run(dirs.runs, "20260101-000000-mobilenet_v2_0.35-96", status, [])

@@ -102,3 +102,13 @@ def test_lock_is_released_when_its_process_dies(tmp_path):
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     TrainingLock(tmp_path).acquire()  # would raise if the dead process still held it
+
+
+def test_cli_reports_an_unusable_runs_folder_in_one_line(tmp_path, color_dataset):
+    from tests.conftest import run_cli
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_cli("core.train", "--data", str(color_dataset), "--runs-dir", str(blocker / "runs"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot create a run in")
