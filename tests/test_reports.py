@@ -25,7 +25,7 @@ def test_plan_of_a_cached_head_and_stage_2():
 
 def test_plan_of_live_augmentation_says_why_it_is_live():
     (line,) = training_plan(TrainConfig(augment=FLIP))
-    assert "(live)" in line and "set augment_views > 0" in line
+    assert "(live)" in line and "cache augmented views instead (augmented views > 0)" in line
 
 
 def test_plan_of_feature_extraction():
