@@ -25,35 +25,23 @@ def small_horse_or_human(tmp_path_factory, horse_or_human):
     return root
 
 
-def _train(root, keras_home, *extra):
-    result = run_cli(
-        "core.train",
-        "--data",
-        str(root / "data"),
-        "--runs-dir",
-        str(root / "runs"),
-        "--backbone",
-        "mobilenet_v2_0.35",
-        "--image-size",
-        "160",
-        "--epochs",
-        "6",
-        "--batch-size",
-        "8",
-        "--learning-rate",
-        "0.003",
-        "--patience",
-        "0",
-        *extra,
-        env={"KERAS_HOME": str(keras_home)},
-    )
+# MobileNetV2 x0.35 at 160 px; the head recipe (6 epochs, batch 8, learning rate 0.003)
+# reached 0.95-1.0 validation accuracy over four seeds when it was chosen.
+RECIPE = ["--epochs", "6", "--batch-size", "8", "--learning-rate", "0.003", "--patience", "0"]
+
+
+def _train(root, keras_home, *args, runs: str = "runs", env: dict | None = None):
+    """`python -m core.train` on the subset with the real weights; the completed process."""
+    result = run_cli("core.train", "--data", str(root / "data"), "--runs-dir", str(root / runs),
+                     "--backbone", "mobilenet_v2_0.35", "--image-size", "160", *args,
+                     env={"KERAS_HOME": str(keras_home), **(env or {})})  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
 def test_frozen_pretrained_backbone_learns_and_predicts(small_horse_or_human, keras_home):
     root = small_horse_or_human
-    result = _train(root, keras_home)
+    result = _train(root, keras_home, *RECIPE)
     run_dir = result.stdout.strip().splitlines()[-1]
     assert "epoch 6/6" in result.stdout  # live progress on stdout
     epochs = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl") if '"batch"' not in line]
@@ -71,7 +59,7 @@ def test_frozen_pretrained_backbone_learns_and_predicts(small_horse_or_human, ke
 
 def test_random_weights_do_not_reach_the_same_accuracy(small_horse_or_human, keras_home):
     """The control: the same recipe without ImageNet weights stays far below 0.9."""
-    result = _train(small_horse_or_human, keras_home, "--weights", "none")
+    result = _train(small_horse_or_human, keras_home, *RECIPE, "--weights", "none")
     run_dir = result.stdout.strip().splitlines()[-1]
     epochs = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl") if '"batch"' not in line]
     assert max(e["val_accuracy"] for e in epochs) < 0.9
@@ -80,21 +68,8 @@ def test_random_weights_do_not_reach_the_same_accuracy(small_horse_or_human, ker
 def test_features_mode_with_real_weights(small_horse_or_human, keras_home):
     """Feature extraction: logistic regression on pretrained embeddings, one pass, >= 0.95."""
     root = small_horse_or_human
-    result = run_cli(
-        "core.train",
-        "--data",
-        str(root / "data"),
-        "--runs-dir",
-        str(root / "runs-features"),
-        "--backbone",
-        "mobilenet_v2_0.35",
-        "--image-size",
-        "160",
-        "--mode",
-        "features",
-        env={"KERAS_HOME": str(keras_home), "TLS_CACHE_DIR": str(root / "cache")},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = _train(root, keras_home, "--mode", "features", runs="runs-features",
+                    env={"TLS_CACHE_DIR": str(root / "cache")})  # fmt: skip
     run_dir = result.stdout.strip().splitlines()[-1]
     [epoch] = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl")]
     assert epoch["val_accuracy"] >= 0.95, epoch
@@ -103,27 +78,8 @@ def test_features_mode_with_real_weights(small_horse_or_human, keras_home):
 def test_multi_device_training_on_two_logical_cpus(small_horse_or_human, keras_home):
     """MirroredStrategy over the CPU split in two: same run contract, comparable accuracy."""
     root = small_horse_or_human
-    result = run_cli(
-        "core.train",
-        "--data",
-        str(root / "data"),
-        "--runs-dir",
-        str(root / "runs-mirrored"),
-        "--backbone",
-        "mobilenet_v2_0.35",
-        "--image-size",
-        "160",
-        "--epochs",
-        "6",
-        "--batch-size",
-        "4",
-        "--learning-rate",
-        "0.003",
-        "--patience",
-        "0",
-        env={"KERAS_HOME": str(keras_home), "TLS_CPU_REPLICAS": "2"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    recipe = [*RECIPE[:2], "--batch-size", "4", *RECIPE[4:]]  # 4 per replica: the same global batch
+    result = _train(root, keras_home, *recipe, runs="runs-mirrored", env={"TLS_CPU_REPLICAS": "2"})
     assert "2 replicas (MirroredStrategy)" in result.stdout
     run_dir = Path(result.stdout.strip().splitlines()[-1])
     assert read_status(run_dir)["replicas"] == 2
