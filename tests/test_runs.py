@@ -112,3 +112,22 @@ def test_cli_reports_an_unusable_runs_folder_in_one_line(tmp_path, color_dataset
     result = run_cli("core.train", "--data", str(color_dataset), "--runs-dir", str(blocker / "runs"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: cannot create a run in")
+
+
+def test_a_full_disk_is_a_clear_error_not_a_traceback(tmp_path, color_dataset, monkeypatch, capsys):
+    import errno
+    from pathlib import Path
+
+    from core.train import main as train_main
+
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "mkdir", no_space)
+    code = train_main(["--data", str(color_dataset), "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert (
+        err.strip().splitlines()[-1]
+        == f"error: cannot create a run in {tmp_path / 'runs'}: No space left on device"
+    )
