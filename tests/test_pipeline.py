@@ -17,11 +17,35 @@ def _batch(n=4, size=32):
     return rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
-def test_augmenter_has_one_layer_per_knob():
-    names = [type(layer).__name__ for layer in build_augmenter(REFERENCE).layers]
-    assert names == ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomShear"]
-    zoom = build_augmenter(AugmentConfig(zoom=0.3)).layers
-    assert [type(layer).__name__ for layer in zoom] == ["RandomZoom"]
+def test_one_fused_transform_carries_every_knob():
+    [layer] = build_augmenter(REFERENCE).layers
+    assert type(layer).__name__ == "RandomAffine" and layer.config == REFERENCE
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        AugmentConfig(rotation=30),
+        AugmentConfig(width_shift=0.3),
+        AugmentConfig(height_shift=0.3),
+        AugmentConfig(shear=0.3),
+        AugmentConfig(zoom=0.3),
+        AugmentConfig(horizontal_flip=True),
+    ],
+    ids=["rotation", "width_shift", "height_shift", "shear", "zoom", "flip"],
+)
+def test_each_knob_alone_changes_the_images(config):
+    images = _batch(8)
+    assert not np.array_equal(augment_images(images, config, seed=3), images)
+
+
+def test_a_flip_mirrors_exactly():
+    image = np.zeros((1, 8, 8, 3), np.uint8)
+    image[0, :, :2] = 255  # a bright stripe on the left
+    outs = augment_images(np.repeat(image, 16, 0), AugmentConfig(horizontal_flip=True), seed=0)
+    flipped = [o for o in outs if o[:, -2:].mean() > 200]
+    assert flipped and all(np.array_equal(o, image[0, :, ::-1]) for o in flipped)
+    assert len(flipped) < 16  # about half
 
 
 def test_augmentation_keeps_shape_and_changes_pixels():
