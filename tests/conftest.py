@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +158,26 @@ def trained_run(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+def wait_for(predicate, timeout: float = 120.0):
+    """Poll `predicate` until it returns something truthy; return that, or fail after `timeout`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+def launch_tiny_run(tmp_path: Path, **fields) -> Path:
+    """Launch a background training as the dashboard does: random weights, 32 px, batch 1,
+    on 16 colour images per class (slow enough per epoch to be stopped mid-run)."""
+    from core.config import TrainConfig
+    from core.runs import launch_training
+
+    data = make_color_dataset(tmp_path / "d", per_class=16)
+    config = TrainConfig(data=str(data), backbone="mobilenet_v2_0.35", weights=None, image_size=32,
+                         batch_size=1, patience=0, **fields)  # fmt: skip
+    return launch_training(config, tmp_path / "runs")

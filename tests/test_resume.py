@@ -6,25 +6,8 @@ import signal
 
 import pytest
 
-from core.config import TrainConfig
-from core.runs import RunError, launch_resume, launch_training, read_metrics, read_status, request_stop
-from tests.conftest import make_color_dataset, run_cli
-from tests.test_train_cli import _wait_for
-
-
-def _launch(tmp_path, **fields):
-    data = make_color_dataset(tmp_path / "d", per_class=16)
-    config = TrainConfig(
-        data=str(data),
-        backbone="mobilenet_v2_0.35",
-        weights=None,
-        image_size=32,
-        batch_size=1,
-        patience=0,
-        head_training="live",
-        **fields,
-    )
-    return launch_training(config, tmp_path / "runs")
+from core.runs import RunError, launch_resume, read_metrics, read_status, request_stop
+from tests.conftest import launch_tiny_run, run_cli, wait_for
 
 
 def _epochs(run_dir):
@@ -33,13 +16,13 @@ def _epochs(run_dir):
 
 @pytest.mark.parametrize("how", ["stop-file", "sigkill"])
 def test_a_stopped_or_killed_run_resumes_to_completion(tmp_path, how):
-    run_dir = _launch(tmp_path, epochs=8)
-    _wait_for(lambda: len(read_metrics(run_dir)[0]) >= 1)
+    run_dir = launch_tiny_run(tmp_path, head_training="live", epochs=8)
+    wait_for(lambda: len(read_metrics(run_dir)[0]) >= 1)
     if how == "stop-file":
         request_stop(run_dir)
     else:
         os.kill(read_status(run_dir)["pid"], signal.SIGKILL)
-    _wait_for(lambda: read_status(run_dir)["state"] in ("stopped", "interrupted"))
+    wait_for(lambda: read_status(run_dir)["state"] in ("stopped", "interrupted"))
     done = len(read_metrics(run_dir)[0])
     assert done < 8
     result = run_cli("core.train", "--resume", str(run_dir))
@@ -53,12 +36,14 @@ def test_a_stopped_or_killed_run_resumes_to_completion(tmp_path, how):
 
 
 def test_resume_inside_stage_two_keeps_fine_tuning(tmp_path):
-    run_dir = _launch(tmp_path, epochs=1, fine_tune_layers=5, fine_tune_epochs=10)
-    _wait_for(lambda: any(stage == 2 for _, stage in _epochs(run_dir)))
+    run_dir = launch_tiny_run(
+        tmp_path, head_training="live", epochs=1, fine_tune_layers=5, fine_tune_epochs=10
+    )
+    wait_for(lambda: any(stage == 2 for _, stage in _epochs(run_dir)))
     request_stop(run_dir)
-    _wait_for(lambda: read_status(run_dir)["state"] == "stopped")
+    wait_for(lambda: read_status(run_dir)["state"] == "stopped")
     launch_resume(run_dir)  # as the dashboard's Resume button does
-    _wait_for(lambda: read_status(run_dir)["state"] == "completed")
+    wait_for(lambda: read_status(run_dir)["state"] == "completed")
     assert "resuming after epoch" in (run_dir / "train.log").read_text()
     assert _epochs(run_dir) == [(1, 1)] + [(e, 2) for e in range(2, 12)]
     assert read_status(run_dir)["stage2_start_epoch"] == 2

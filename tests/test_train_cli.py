@@ -3,14 +3,13 @@
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from core.config import TrainConfig
-from core.runs import TrainingLock, launch_training, read_metrics, read_status, request_stop
-from tests.conftest import make_color_dataset, run_cli, write_image
+from core.runs import TrainingLock, read_metrics, read_status, request_stop
+from tests.conftest import launch_tiny_run, make_color_dataset, run_cli, wait_for, write_image
 
 
 def _assert_one_line_error(result, message):
@@ -128,37 +127,17 @@ def test_checkpoint_save_is_atomic(tmp_path):
     assert target.read_bytes() == b"the previous good checkpoint"
 
 
-def _wait_for(predicate, timeout=120.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting")
-
-
 @pytest.mark.parametrize("how", ["stop-file", "sigterm", "sigkill"])
 def test_stopping_a_launched_run(tmp_path, how):
-    data = make_color_dataset(tmp_path / "d", per_class=16)
-    config = TrainConfig(
-        data=str(data),
-        backbone="mobilenet_v2_0.35",
-        weights=None,
-        image_size=32,
-        batch_size=1,
-        epochs=200,
-        patience=0,
-    )
-    run_dir = launch_training(config, tmp_path / "runs")
-    _wait_for(lambda: len(read_metrics(run_dir)[0]) >= 1)  # an epoch done, so checkpoints exist
+    run_dir = launch_tiny_run(tmp_path, epochs=200)
+    wait_for(lambda: len(read_metrics(run_dir)[0]) >= 1)  # an epoch done, so checkpoints exist
     pid = read_status(run_dir)["pid"]
     if how == "stop-file":
         request_stop(run_dir)
     else:
         os.kill(pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
     expected = "interrupted" if how == "sigkill" else "stopped"
-    status = _wait_for(lambda: (s := read_status(run_dir))["state"] == expected and s)
+    status = wait_for(lambda: (s := read_status(run_dir))["state"] == expected and s)
     assert len(read_metrics(run_dir)[0]) < 200
     assert (run_dir / "checkpoints" / "best.keras").is_file()
     if how != "sigkill":
