@@ -3,14 +3,18 @@
     python -m bench.run [--data DIR] [--backbone mobilenet_v2] [--image-size 160] [--epochs 10]
 
 Each variant runs in its own process (clean memory, its own peak RSS):
-  reference  the reference recipe, ImageDataGenerator-style: every epoch re-reads and decodes
-             the photos, augments them and recomputes the frozen base
-  live       our live path: the same, but decoded images stay in memory after the first epoch
+  reference  the reference recipe (the seed preset: Flatten -> Dense(1024) -> Dropout(0.2),
+             RMSprop 1e-3, its augmentation), ImageDataGenerator-style: every epoch re-reads
+             and decodes the photos, augments them and recomputes the frozen base
+  live       our default head (average pooling -> Dropout -> Dense) trained live: the base recomputed
+             every epoch, decoded images kept in memory after the first epoch
   cached     fine-tune mode, head trained on cached embeddings (cold cache: one base pass)
   features   features mode: logistic regression on embeddings (cold cache)
   forward    one pure forward pass of the backbone over the data: the floor
   pipeline   the input pipeline alone (decode + resize + augment), vs the backbone's appetite
   cache-hit  the embedding step cold, then again from the cache
+Times are the work alone: each process imports TensorFlow before its clock starts (the
+import is the same for every variant and is reported on its own line).
 Timings on a shared machine are noisy: compare the ratios within one run.
 """
 
@@ -31,13 +35,29 @@ from pathlib import Path
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJ_ROOT.parent / "shared"
 VARIANTS = ("reference", "live", "cached", "features", "forward", "pipeline", "cache-hit")
-REFERENCE_AUGMENT = dict(
-    rotation=40, width_shift=0.2, height_shift=0.2, shear=0.2, horizontal_flip=True, fill_mode="nearest"
-)
+REPEATED = ("cached", "features", "forward")  # short enough to repeat: the median tames the noise
+# The variants share backbone, image size, epochs and batch size; the reference takes the
+# rest of its recipe (head, optimizer, learning rate, augmentation, monitor) from the seed preset.
+SHARED_FIELDS = ("backbone", "image_size", "epochs", "batch_size", "patience")
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reference_recipe() -> dict:
+    from core.config import PRESETS
+
+    return {k: v for k, v in PRESETS["seed"].items() if k not in SHARED_FIELDS}
+
+
+def _import_framework() -> float:
+    """Import TensorFlow and the training modules; return the seconds it took."""
+    started = time.perf_counter()
+    import core.model  # noqa: F401
+    import core.stages  # noqa: F401
+
+    return time.perf_counter() - started
 
 
 def _train(args, workdir: Path, **fields) -> dict:
@@ -116,9 +136,8 @@ def variant_pipeline(args, workdir: Path) -> dict:
     from core.pipeline import make_dataset
 
     split = scan_dataset(args.data, validate=False).splits["train"]
-    dataset = make_dataset(
-        split, args.image_size, args.batch_size, 2, training=True, augment=AugmentConfig(**REFERENCE_AUGMENT)
-    )
+    augment = AugmentConfig(**_reference_recipe()["augment"])
+    dataset = make_dataset(split, args.image_size, args.batch_size, 2, training=True, augment=augment)
     rates = []
     for _ in range(2):  # first pass decodes; later epochs read decoded images from memory
         started = time.perf_counter()
@@ -158,18 +177,24 @@ def variant_cache_hit(args, workdir: Path) -> dict:
 
 def run_variant(name: str, args) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    import_seconds = _import_framework()
     os.environ["TLS_CACHE_DIR"] = str(workdir / "cache")  # every variant starts with a cold cache
     import core.embeddings
 
     core.embeddings.CACHE_DIR = workdir / "cache"
     try:
         if name == "reference":
+            import core.callbacks
             import core.pipeline
 
             core.pipeline.CACHE_BUDGET_BYTES = 0  # decode every epoch, as ImageDataGenerator does
-            result = _train(args, workdir, head_training="live", augment=REFERENCE_AUGMENT)
+            # Save only improved checkpoints, as the recipe's ModelCheckpoint(save_best_only=True):
+            # our last.keras (for resuming) would add a 140 MB save per epoch to the reference.
+            core.callbacks.AtomicCheckpoint._save_last = lambda self: None
+            result = _train(args, workdir, head_training="live", **_reference_recipe())
         elif name == "live":
-            result = _train(args, workdir, head_training="live", augment=REFERENCE_AUGMENT)
+            augment = _reference_recipe()["augment"]
+            result = _train(args, workdir, head_training="live", augment=augment)
         elif name == "cached":
             result = _train(args, workdir, head_training="cached")
         elif name == "features":
@@ -178,7 +203,7 @@ def run_variant(name: str, args) -> dict:
             result = globals()[f"variant_{name.replace('-', '_')}"](args, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return {**result, "peak_rss_mb": _peak_rss_mb()}
+    return {**result, "peak_rss_mb": _peak_rss_mb(), "import_seconds": import_seconds}
 
 
 def _child(name: str, args) -> dict:
@@ -205,6 +230,12 @@ def _child(name: str, args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _median(runs: list[dict]) -> dict:
+    """The run with the median time, plus the range over all runs."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    return {**ordered[len(ordered) // 2], "range": (ordered[0]["seconds"], ordered[-1]["seconds"])}
+
+
 def _table(args, results: dict) -> str:
     ref, floor = results["reference"], results["forward"]
     lines = [
@@ -212,14 +243,18 @@ def _table(args, results: dict) -> str:
         f"{platform.python_version()}; {args.backbone} at {args.image_size} px, {args.epochs} epochs, "
         f"batch {args.batch_size}; data {args.data}",
         "",
+        f"Short variants ran {args.repeat} times each: the median, with the range in brackets.",
+        "",
         "| variant | wall s | images/s | peak RSS MB | val acc | vs reference | vs forward pass |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in ("reference", "live", "cached", "features", "forward"):
         r = results[name]
         acc = f"{r['val_accuracy']:.3f}" if "val_accuracy" in r else "-"
+        low, high = r["range"]
+        spread = f" ({low:.1f}-{high:.1f})" if high > low else ""
         lines.append(
-            f"| {name} | {r['seconds']:.1f} | {r['images'] / r['seconds']:.0f} | "
+            f"| {name} | {r['seconds']:.1f}{spread} | {r['images'] / r['seconds']:.0f} | "
             f"{r['peak_rss_mb']:.0f} | {acc} | {ref['seconds'] / r['seconds']:.1f}x faster | "
             f"{r['seconds'] / floor['seconds']:.2f}x |"
         )
@@ -234,6 +269,9 @@ def _table(args, results: dict) -> str:
         f"{pipe['pipeline_cached_images_per_s'] / pipe['backbone_images_per_s']:.1f}x.",
         f"Embedding step over {hit['images']} images: cold {hit['cold_seconds']:.2f} s, from the cache "
         f"{hit['seconds']:.3f} s: {hit['cold_seconds'] / hit['seconds']:.0f}x faster.",
+        f"Importing TensorFlow and the training code, before each variant's clock: "
+        f"{min(r['import_seconds'] for r in results.values()):.1f}-"
+        f"{max(r['import_seconds'] for r in results.values()):.1f} s.",
     ]
     return "\n".join(lines)
 
@@ -266,6 +304,7 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=160)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each short variant (median)")
     parser.add_argument("--variant", choices=VARIANTS, help="run one variant in this process")
     args = parser.parse_args()
     if args.variant:
@@ -274,8 +313,9 @@ def main() -> int:
     _prepare_keras_home()
     results = {}
     for name in VARIANTS:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        results[name] = _child(name, args)
+        repeats = args.repeat if name in REPEATED else 1
+        print(f"running {name} x{repeats} ...", file=sys.stderr, flush=True)
+        results[name] = _median([_child(name, args) for _ in range(repeats)])
     print(_table(args, results))
     return 0
 

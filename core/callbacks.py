@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,17 @@ def save_atomic(model: keras.Model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     model.save(tmp)
     os.replace(tmp, path)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Make `target` the same file as `source` (a hard link, else a copy), atomically."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # no hard links on this filesystem
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
 
 
 def _floats(logs: dict | None) -> dict[str, float]:
@@ -107,19 +119,25 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         return time.time() - self.saved_at[which] >= self.every_s
 
     def on_epoch_end(self, epoch, logs=None):
-        self.pending_last = True
+        self.pending_last, self.epoch = True, epoch + 1
         value = (logs or {}).get(self.monitor)
+        saved_best = False
         if value is not None and self.improves(float(value)):
             self.best = float(value)
             if self._due("best"):
                 self._save_best(epoch + 1)
+                saved_best = True
             else:
                 self.pending_best = (self.full_model.get_weights(), epoch + 1)
         if self._due("last"):
-            self._save_last()
+            self._save_last(same_as_best=saved_best)
 
     def on_train_end(self, logs=None):
         # Runs before EarlyStopping restores the best weights (list order): last is the last.
+        if self.pending_best and self.pending_best[1] == getattr(self, "epoch", None):
+            self._save_best(self.epoch)  # the last epoch was the best: one file, two names
+            self._save_last(same_as_best=True)
+            return
         if self.pending_last:
             self._save_last()
         if self.pending_best:
@@ -136,8 +154,11 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         )
         self.saved_at["best"], self.pending_best = time.time(), None
 
-    def _save_last(self) -> None:
-        save_atomic(self.full_model, self.dir / "last.keras")
+    def _save_last(self, same_as_best: bool = False) -> None:
+        if same_as_best:  # saving a model takes ~0.3 s; a link takes nothing
+            link_or_copy(self.dir / "best.keras", self.dir / "last.keras")
+        else:
+            save_atomic(self.full_model, self.dir / "last.keras")
         self.saved_at["last"], self.pending_last = time.time(), False
 
 

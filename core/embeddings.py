@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from core.config import PROJ_ROOT, AugmentConfig, TrainConfig
 
 CACHE_DIR = Path(os.environ.get("TLS_CACHE_DIR", PROJ_ROOT / "cache" / "embeddings"))
 CACHE_LIMIT_BYTES = int(float(os.environ.get("TLS_CACHE_LIMIT_GB", "4")) * 1024**3)
+WRITE_THREADS = 8
 _digests: dict[tuple[str, int, int], str] = {}
 
 
@@ -155,8 +157,9 @@ def embed_paths(
         computed = extractor_model.predict(batches, verbose=0)
         for i, embedding in zip(missing, computed):
             found[i] = embedding
-            if cache:
-                cache.put(key, digests[i], variant, embedding)
+        if cache:  # small-file writes wait on the disk, not the CPU: overlap them
+            with ThreadPoolExecutor(WRITE_THREADS) as pool:
+                list(pool.map(lambda i: cache.put(key, digests[i], variant, found[i]), missing))
     if cache and missing:
         cache.enforce_limit()
     return np.stack(found).astype(np.float32) if found else np.zeros((0, 0), np.float32)

@@ -9,14 +9,12 @@ only after the head has trained, with a ~10x smaller learning rate, BatchNorm fr
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-from core.callbacks import AtomicCheckpoint, RunLogger, early_stopping, save_atomic
+from core.callbacks import AtomicCheckpoint, RunLogger, early_stopping, link_or_copy, save_atomic
 from core.classical import (
     CLASSIFIER_FILE,
     linear_weights,
@@ -234,14 +232,4 @@ def _save_features_model(config, run_dir, model, extractor, estimator, num_class
     else:
         save_atomic(extractor, folder / "best.keras")
         save_classifier(estimator, folder / CLASSIFIER_FILE)
-    _link_or_copy(folder / "best.keras", folder / "last.keras")  # one fit: the last model is the best
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:  # no hard links on this filesystem
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    link_or_copy(folder / "best.keras", folder / "last.keras")  # one fit: the last model is the best

@@ -11,6 +11,7 @@ class FakeModel:
 
     def __init__(self):
         self.weights = [0]
+        self.saves = 0
 
     def get_weights(self):
         return list(self.weights)
@@ -19,6 +20,7 @@ class FakeModel:
         self.weights = list(weights)
 
     def save(self, path):
+        self.saves += 1
         Path(path).write_text(json.dumps(self.weights))
 
 
@@ -58,3 +60,19 @@ def test_a_lower_loss_is_better(tmp_path):
         model.weights = [epoch + 1]
         checkpoint.on_epoch_end(epoch, {"val_loss": loss})
     assert _saved(tmp_path, "best.keras") == [2]
+
+
+def test_when_the_last_epoch_is_the_best_one_save_serves_both_names(tmp_path):
+    model = FakeModel()
+    checkpoint = AtomicCheckpoint(tmp_path, model, "val_accuracy", every_s=3600)
+    _epochs(checkpoint, model, [0.5, 0.6, 0.9])
+    assert model.saves == 1  # epoch 1: best.keras written, last.keras linked to it
+    checkpoint.on_train_end()
+    assert model.saves == 2  # the end: epoch 3 is both the best and the last
+    best, last = tmp_path / "checkpoints" / "best.keras", tmp_path / "checkpoints" / "last.keras"
+    assert _saved(tmp_path, "best.keras") == [3] == _saved(tmp_path, "last.keras")
+    assert best.stat().st_ino == last.stat().st_ino
+    assert _saved(tmp_path, "best.json")["epoch"] == 3
+    checkpoint.every_s, model.weights = 0.0, [4]  # saving last again must leave best alone
+    checkpoint.on_epoch_end(3, {"val_accuracy": 0.1})
+    assert _saved(tmp_path, "last.keras") == [4] and _saved(tmp_path, "best.keras") == [3]
