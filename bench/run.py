@@ -190,7 +190,7 @@ def run_variant(name: str, args) -> dict:
             core.pipeline.CACHE_BUDGET_BYTES = 0  # decode every epoch, as ImageDataGenerator does
             # Save only improved checkpoints, as the recipe's ModelCheckpoint(save_best_only=True):
             # our last.keras (for resuming) would add a 140 MB save per epoch to the reference.
-            core.callbacks.AtomicCheckpoint._save_last = lambda self: None
+            core.callbacks.AtomicCheckpoint._save_last = lambda self, **kwargs: None
             result = _train(args, workdir, head_training="live", **_reference_recipe())
         elif name == "live":
             augment = _reference_recipe()["augment"]

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -135,8 +136,13 @@ def embed_paths(
     variant: str = "plain",
     augment: AugmentConfig | None = None,
     stats: CacheStats | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Embeddings (N, D) for `paths` in order: cached ones read, the others computed and stored."""
+    """Embeddings (N, D) for `paths` in order: cached ones read, the others computed and stored.
+
+    `progress(done, total)` is called after each computed batch.
+    """
+    from core.callbacks import BatchOutputs
     from core.pipeline import image_batches
 
     stats = stats if stats is not None else CacheStats()
@@ -154,12 +160,22 @@ def embed_paths(
             augment=augment,
             seed=config.seed + zlib.crc32(variant.encode()) % 1000,
         )
-        computed = extractor_model.predict(batches, verbose=0)
-        for i, embedding in zip(missing, computed):
-            found[i] = embedding
-        if cache:  # small-file writes wait on the disk, not the CPU: overlap them
-            with ThreadPoolExecutor(WRITE_THREADS) as pool:
-                list(pool.map(lambda i: cache.put(key, digests[i], variant, found[i]), missing))
+        done, writes = [], []
+        with ThreadPoolExecutor(WRITE_THREADS) as pool:  # writes overlap the batches computing
+
+            def store(outputs: np.ndarray) -> None:
+                for embedding in outputs:
+                    i = missing[len(done)]
+                    found[i] = embedding
+                    done.append(i)
+                    if cache:
+                        writes.append(pool.submit(cache.put, key, digests[i], variant, embedding))
+                if progress:
+                    progress(len(done), len(missing))
+
+            extractor_model.predict(batches, verbose=0, callbacks=[BatchOutputs(store)])
+            for write in writes:
+                write.result()  # a failed write (a full disk) fails here, not silently
     if cache and missing:
         cache.enforce_limit()
     return np.stack(found).astype(np.float32) if found else np.zeros((0, 0), np.float32)

@@ -26,7 +26,7 @@ from core.config import TrainConfig, head_training_path
 from core.data import DatasetReport, Split
 from core.embeddings import CacheStats, EmbeddingCache, augment_variant, embed_paths
 from core.model import feature_extractor, head_model, set_linear_head, unfreeze_top
-from core.pipeline import make_dataset, steps_per_epoch
+from core.pipeline import embedding_dataset, make_dataset, steps_per_epoch
 from core.runs import append_jsonl, write_json_atomic, write_status
 from core.tf_setup import keras
 
@@ -42,15 +42,33 @@ def embed_splits(
     train, val = report.splits["train"], report.splits["validation"]
     views = 0 if config.augment.is_identity else config.augment_views  # identical views: no new data
     write_status(run_dir, phase=f"computing embeddings (1/{1 + views})")
-    plain = embed_paths(extractor, config, train.paths + val.paths, cache, stats=stats)
+    plain = embed_paths(
+        extractor, config, train.paths + val.paths, cache, stats=stats,
+        progress=_embedding_progress(run_dir, f"1/{1 + views}"),
+    )  # fmt: skip
     x_train, x_val = [plain[: len(train.paths)]], plain[len(train.paths) :]
     for view in range(views):
         write_status(run_dir, phase=f"computing embeddings ({view + 2}/{1 + views})")
         variant = augment_variant(config.augment, view)
-        x_train.append(embed_paths(extractor, config, train.paths, cache, variant, config.augment, stats))
+        progress = _embedding_progress(run_dir, f"{view + 2}/{1 + views}")
+        x_train.append(
+            embed_paths(extractor, config, train.paths, cache, variant, config.augment, stats, progress)
+        )
     write_status(run_dir, phase=None)
     y_train = np.asarray(train.labels * (1 + views))
     return np.concatenate(x_train), y_train, x_val, np.asarray(val.labels)
+
+
+def _embedding_progress(run_dir: Path, label: str):
+    """Reports "computing embeddings (1/2): 640/1283 images" in status.json, twice a second."""
+    reported_at = [0.0]
+
+    def report(done: int, total: int) -> None:
+        if done == total or time.time() - reported_at[0] >= 0.5:
+            reported_at[0] = time.time()
+            write_status(run_dir, phase=f"computing embeddings ({label}): {done}/{total} images")
+
+    return report
 
 
 def class_weights(config: TrainConfig, labels, num_classes: int) -> dict[int, float] | None:
@@ -96,11 +114,12 @@ def train_head(
         checkpoint = AtomicCheckpoint(run_dir, model, config.monitor, CACHED_SAVE_EVERY_S)
         batches = math.ceil(len(x_train) / config.batch_size)
         data = dict(
-            x=x_train,
-            y=_targets(y_train, num_classes),
-            batch_size=config.batch_size,
-            shuffle=True,
-            validation_data=(x_val, _targets(y_val, num_classes)),
+            x=embedding_dataset(
+                x_train, _targets(y_train, num_classes), config.batch_size, training=True, seed=config.seed
+            ),
+            validation_data=embedding_dataset(
+                x_val, _targets(y_val, num_classes), config.batch_size, training=False
+            ),
         )
     else:
         fitted, checkpoint = model, AtomicCheckpoint(run_dir, model, config.monitor)

@@ -152,14 +152,18 @@ def test_embedding_cache_hits_misses_and_invalidation(tmp_path):
     config = TrainConfig(data=str(data), backbone="mobilenet_v2_0.35", image_size=96)
     extractor = feature_extractor(build_model(config, 2))
     cache = EmbeddingCache(tmp_path / "c")
-    first, stats = embed_paths(extractor, config, paths, cache), CacheStats()
+    reports = []
+    first = embed_paths(extractor, config.__class__(**{**config.to_dict(), "batch_size": 4}), paths, cache,
+                        progress=lambda *a: reports.append(a))  # fmt: skip
+    assert reports == [(4, 6), (6, 6)]  # after each batch
+    stats = CacheStats()
     again = embed_paths(extractor, config, paths, cache, stats=stats)
     assert (stats.hits, stats.misses) == (6, 0)
     np.testing.assert_array_equal(first, again)
     write_image(__import__("pathlib").Path(paths[0]), (0, 255, 0), seed=5)  # change one file
-    stats = CacheStats()
-    changed = embed_paths(extractor, config, paths, cache, stats=stats)
-    assert (stats.hits, stats.misses) == (5, 1)
+    stats, reports = CacheStats(), []
+    changed = embed_paths(extractor, config, paths, cache, stats=stats, progress=lambda *a: reports.append(a))
+    assert (stats.hits, stats.misses) == (5, 1) and reports == [(1, 1)]  # progress counts computed images
     assert not np.allclose(changed[0], first[0]) and np.allclose(changed[1:], first[1:])
     other = CacheStats()
     embed_paths(
