@@ -142,3 +142,17 @@ def test_split_with_links_and_test_part(color_dataset, tmp_path):
     files = [p for p in out.rglob("*.png")]
     assert files and all(p.is_symlink() for p in files)
     assert all(os.path.realpath(p).startswith(str(color_dataset)) for p in files)
+
+
+def test_a_large_photo_is_checked_whole_and_reported_at_full_size(tmp_path):
+    # The check decodes JPEGs at 1/8 scale for speed: a cut-off photo must still fail,
+    # and the size report must give the photo's real size.
+    noise = np.random.default_rng(0).integers(0, 256, (1200, 1600, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "photo.jpg", quality=90)
+    whole = (tmp_path / "photo.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) * 9 // 10])
+    assert check_image(tmp_path / "photo.jpg") is None
+    assert "corrupt" in check_image(tmp_path / "cut.jpg")
+    other = make_color_dataset(tmp_path / "d", per_class=2)
+    os.replace(tmp_path / "photo.jpg", other / "red" / "photo.jpg")
+    assert scan_dataset(other).sizes[(1600, 1200)] == 1
