@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -90,7 +91,8 @@ class EmbeddingCache:
     def put(self, extractor: str, digest: str, variant: str, embedding: np.ndarray) -> None:
         path = self._path(extractor, digest, variant)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+        # Unique per process and thread: two writers of one entry must not share a temp file.
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp.npy")
         np.save(tmp, embedding)
         os.replace(tmp, path)
 
@@ -160,7 +162,7 @@ def embed_paths(
             augment=augment,
             seed=config.seed + zlib.crc32(variant.encode()) % 1000,
         )
-        done, writes = [], []
+        done, writes, queued = [], [], set()  # queued: a photo stored twice is written once
         with ThreadPoolExecutor(WRITE_THREADS) as pool:  # writes overlap the batches computing
 
             def store(outputs: np.ndarray) -> None:
@@ -168,7 +170,8 @@ def embed_paths(
                     i = missing[len(done)]
                     found[i] = embedding
                     done.append(i)
-                    if cache:
+                    if cache and digests[i] not in queued:
+                        queued.add(digests[i])
                         writes.append(pool.submit(cache.put, key, digests[i], variant, embedding))
                 if progress:
                     progress(len(done), len(missing))
