@@ -11,13 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import TrainConfig
+from core.config import ConfigError, TrainConfig
 
 CLASSIFIER_FILE = "classifier.joblib"
 
 
-def make_classifier(config: TrainConfig):
-    """An unfitted scikit-learn estimator for `config.classifier` and its hyperparameters."""
+def make_classifier(config: TrainConfig, smallest_class: int = 5):
+    """An unfitted scikit-learn estimator for `config.classifier` and its hyperparameters.
+
+    `smallest_class` (training images in the rarest class) bounds the folds an SVM's
+    probability calibration can use.
+    """
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
@@ -29,13 +34,14 @@ def make_classifier(config: TrainConfig):
     if config.classifier == "logreg":
         model = LogisticRegression(C=config.classifier_c, max_iter=5000, class_weight=balanced)
     elif config.classifier == "svm":
-        model = SVC(
-            C=config.classifier_c,
-            kernel=config.svm_kernel,
-            probability=True,
-            random_state=config.seed,
-            class_weight=balanced,
-        )
+        if smallest_class < 2:
+            raise ConfigError(
+                "classifier: an SVM needs at least 2 training images in every class to calibrate "
+                "its probabilities; add images or choose logreg, knn or tree"
+            )
+        svm = SVC(C=config.classifier_c, kernel=config.svm_kernel, class_weight=balanced)
+        # Platt scaling fitted on cross-validated scores, as SVC(probability=True) did (deprecated).
+        model = CalibratedClassifierCV(svm, cv=min(5, smallest_class), ensemble=False)
     elif config.classifier == "knn":
         model = KNeighborsClassifier(n_neighbors=config.knn_neighbors)
     else:

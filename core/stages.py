@@ -214,7 +214,8 @@ def train_features(
     extractor = feature_extractor(model)
     x_train, y_train, x_val, y_val = embed_splits(config, extractor, report, run_dir, stats)
     log(f"embeddings: {stats.hits} from cache, {stats.misses} computed")
-    estimator = make_classifier(config).fit(x_train, y_train)
+    smallest_class = int(np.bincount(y_train, minlength=num_classes).min())
+    estimator = make_classifier(config, smallest_class).fit(x_train, y_train)
     labels = list(range(num_classes))
     p_train, p_val = (probabilities(estimator, x, num_classes) for x in (x_train, x_val))
     metrics = {

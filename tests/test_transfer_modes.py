@@ -45,6 +45,21 @@ def test_each_classifier_trains_and_predicts(tmp_path, capsys, classifier):
     assert result["label"] == "red" and sum(result["probabilities"].values()) == pytest.approx(1)
 
 
+def test_an_svm_on_a_class_too_small_to_calibrate_is_a_clear_error(tmp_path, capsys):
+    import shutil
+
+    data = make_color_dataset(tmp_path / "d" / "train", per_class=3)
+    shutil.copytree(data, tmp_path / "d" / "validation")
+    for extra in ("1.png", "2.png"):
+        (data / "red" / extra).unlink()  # one red training image: nothing to cross-validate
+    args = ["--data", str(tmp_path / "d"), "--runs-dir", str(tmp_path / "runs"), *TINY]
+    assert train_main([*args, "--mode", "features", "--classifier", "svm"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: classifier: an SVM needs at least 2 training images in every class")
+    assert "Traceback" not in "\n".join(err)
+    assert train_main([*args, "--mode", "features", "--classifier", "knn", "--knn-neighbors", "1"]) == 0
+
+
 def test_logistic_regression_is_folded_exactly_into_the_keras_model(tmp_path, capsys):
     """The saved Keras model gives the probabilities of the scikit-learn pipeline it replaced."""
     from core.classical import make_classifier, probabilities
@@ -174,6 +189,25 @@ def test_embedding_cache_hits_misses_and_invalidation(tmp_path):
         stats=other,
     )
     assert other.misses == 6  # another input size is another extractor
+
+
+def test_the_same_photo_under_several_names_is_embedded_once_and_cached_once(tmp_path):
+    import shutil
+
+    from core.model import build_model, feature_extractor
+
+    data = make_color_dataset(tmp_path / "d", per_class=2)
+    paths = sorted(str(p) for p in data.rglob("*.png"))
+    for copy in range(12):  # many copies in one pass: the cache writes run in parallel
+        shutil.copy(paths[0], data / "red" / f"copy-{copy}.png")
+    paths = sorted(str(p) for p in data.rglob("*.png"))
+    config = TrainConfig(data=str(data), backbone="mobilenet_v2_0.35", image_size=96, batch_size=4)
+    cache = EmbeddingCache(tmp_path / "c")
+    embeddings = embed_paths(feature_extractor(build_model(config, 2)), config, paths, cache)
+    assert len(embeddings) == 16 and len(cache.files()) == 4  # 4 distinct photos
+    assert not [p for p in (tmp_path / "c").rglob("*") if p.name.startswith(".")]  # no temp files left
+    copies = [i for i, p in enumerate(paths) if "copy-" in p]
+    np.testing.assert_allclose(embeddings[copies], embeddings[copies[:1]].repeat(12, 0), atol=1e-6)
 
 
 def test_cache_size_limit_and_clear(tmp_path, capsys, monkeypatch):
