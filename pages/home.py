@@ -37,7 +37,7 @@ def steps_ui() -> None:
         ),
     ]
     for column, (page, label, text) in zip(st.columns(3), steps):
-        with column.container(border=True):
+        with column.container(border=True, height="stretch"):  # equal card heights
             st.page_link(page, label=label)
             st.caption(text)
 

@@ -126,6 +126,13 @@ def test_the_whole_app_in_chromium(page):
     page.get_by_role("heading", name="Transfer Learning Studio").wait_for()
     page.get_by_text("Runs are kept in").wait_for()
     page.get_by_text(re.compile("GPU found|No GPU found")).wait_for()
+    card_heights = [
+        page.get_by_role("link", name=step).evaluate(
+            "link => link.closest('[data-testid=\"stVerticalBlock\"]').getBoundingClientRect().height"
+        )
+        for step in ("1. Data", "2. Train", "3. Predict")
+    ]
+    assert max(card_heights) - min(card_heights) < 2, card_heights  # the step cards line up
     shot(page, "01-home")
 
     # Data: the bundled sample, its report, and the augmented grids
