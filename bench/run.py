@@ -1,6 +1,6 @@
 """Benchmark: what the frozen-backbone shortcuts buy, measured in one run (not a test).
 
-    python -m bench.run [--data DIR] [--backbone mobilenet_v2] [--image-size 160] [--epochs 10]
+    python -m bench.run [--data DIR] [--backbone mobilenet_v2] [--image-size 224] [--epochs 10]
 
 Each variant runs in its own process (clean memory, its own peak RSS):
   reference  the reference recipe (the seed preset: Flatten -> Dense(1024) -> Dropout(0.2),
@@ -301,12 +301,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(SHARED / "datasets" / "horse-or-human"))
     parser.add_argument("--backbone", default="mobilenet_v2")
-    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--image-size", type=int, help="default: the backbone's own (224 for MobileNetV2)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each short variant (median)")
     parser.add_argument("--variant", choices=VARIANTS, help="run one variant in this process")
     args = parser.parse_args()
+    if not args.image_size:  # what `python -m core.train --backbone X` trains at
+        from core.backbones import BACKBONES
+
+        args.image_size = BACKBONES[args.backbone].default_size
     if args.variant:
         print(json.dumps(run_variant(args.variant, args)))
         return 0
