@@ -120,7 +120,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.dir, self.full_model, self.monitor = run_dir / "checkpoints", full_model, monitor
         self.higher_is_better = monitor.endswith("accuracy") or monitor.endswith("f1")
-        self.every_s, self.best = every_s, None
+        self.every_s, self.best, self.epoch = every_s, None, 0  # epoch: the last one ended
         self.saved_at = {"last": 0.0, "best": 0.0}
         self.pending_last, self.pending_best = False, None  # (weights, epoch) not on disk yet
 
@@ -148,7 +148,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         # Runs before EarlyStopping restores the best weights (list order): last is the last.
-        if self.pending_best and self.pending_best[1] == getattr(self, "epoch", None):
+        if self.pending_best and self.pending_best[1] == self.epoch:
             self._save_best(self.epoch)  # the last epoch was the best: one file, two names
             self._save_last(same_as_best=True)
             return
