@@ -14,6 +14,10 @@ from core.runs import append_jsonl, write_json_atomic, write_status
 from core.tf_setup import keras
 
 BATCH_LOG_INTERVAL_S = 0.5  # at most ~2 progress lines per second
+# Tests only: with TLS_TEST_HOLD_AT_EPOCH=N the process waits after the first batch of epoch N
+# until it is asked to stop (or killed), so a test stops a run at a known point however fast
+# the machine is.
+HOLD_AT_EPOCH_ENV = "TLS_TEST_HOLD_AT_EPOCH"
 
 
 def save_atomic(model: keras.Model, path: Path) -> None:
@@ -67,11 +71,14 @@ class RunLogger(keras.callbacks.Callback):
         super().__init__()
         self.run_dir, self.total_epochs, self.batches = run_dir, total_epochs, batches
         self.should_stop, self.stage, self.log = should_stop, stage, log
+        self.hold_at_epoch = int(os.environ.get(HOLD_AT_EPOCH_ENV) or 0)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_start, self.last_batch_log = epoch + 1, time.time(), 0.0
 
     def on_train_batch_end(self, batch, logs=None):
+        while batch == 0 and self.epoch == self.hold_at_epoch and not self.should_stop():
+            time.sleep(0.05)
         if self.should_stop():
             self.model.stop_training = True
         now = time.time()

@@ -9,7 +9,10 @@ another fixture) is marked `real` automatically.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -80,3 +83,49 @@ def trained_run(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+# --- the dashboard's AppTest tests (tests/test_page_*.py) ----------------------------------
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch) -> SimpleNamespace:
+    """Temp data, runs and cache folders, for the pages (patched) and the processes they start (env)."""
+    import core.config
+    import core.embeddings
+
+    data, runs, cache = tmp_path / "data", tmp_path / "runs", tmp_path / "cache"
+    data.mkdir()
+    runs.mkdir()
+    monkeypatch.setattr(core.config, "DATA_ROOT", data)
+    monkeypatch.setattr(core.config, "RUNS_DIR", runs)
+    monkeypatch.setattr(core.embeddings, "CACHE_DIR", cache)
+    monkeypatch.setenv("TLS_DATA_ROOT", str(data))
+    monkeypatch.setenv("TLS_RUNS_DIR", str(runs))
+    monkeypatch.setenv("TLS_CACHE_DIR", str(cache))
+    return SimpleNamespace(data=data, runs=runs, cache=cache)
+
+
+@pytest.fixture
+def with_run(dirs, trained_run) -> Path:
+    """A copy of the session's trained run (2 epochs, classes blue and red) in the runs folder."""
+    return Path(shutil.copytree(trained_run, dirs.runs / trained_run.name, symlinks=True))
+
+
+@pytest.fixture
+def fake_trainer(monkeypatch):
+    """`python -m core.train` replaced by a stand-in that is alive and never trains."""
+    from tests.page_helpers import FakeTrainer
+
+    FakeTrainer.commands = []
+    monkeypatch.setattr(subprocess, "Popen", FakeTrainer)
+    return FakeTrainer
+
+
+@pytest.fixture
+def fresh_caches():
+    import streamlit as st
+
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()

@@ -86,16 +86,30 @@ def wait_for(predicate, timeout: float = 120.0):
     raise AssertionError("timed out waiting")
 
 
-def launch_tiny_run(tmp_path: Path, **fields) -> Path:
-    """Launch a background training as the dashboard does: random weights, 32 px, batch 1,
-    on 16 colour images per class (slow enough per epoch to be stopped mid-run)."""
+def launch_tiny_run(tmp_path: Path, hold_at_epoch: int | None = None, **fields) -> Path:
+    """Launch a background training as the dashboard does: random weights, 32 px, on 16
+    colour images per class.
+
+    With `hold_at_epoch` N the training process waits after the first batch of epoch N until
+    it is stopped or killed (TLS_TEST_HOLD_AT_EPOCH), so epochs 1..N-1 are done and on disk
+    whatever the machine's speed.
+    """
+    from core.callbacks import HOLD_AT_EPOCH_ENV
     from core.config import TrainConfig
     from core.runs import launch_training
 
     data = make_color_dataset(tmp_path / "d", per_class=16)
     config = TrainConfig(data=str(data), backbone="mobilenet_v2_0.35", weights=None, image_size=32,
-                         batch_size=1, patience=0, **fields)  # fmt: skip
-    return launch_training(config, tmp_path / "runs")
+                         batch_size=4, patience=0, **fields)  # fmt: skip
+    previous = os.environ.get(HOLD_AT_EPOCH_ENV)
+    os.environ[HOLD_AT_EPOCH_ENV] = str(hold_at_epoch or 0)  # read by the child it launches
+    try:
+        return launch_training(config, tmp_path / "runs")
+    finally:
+        if previous is None:
+            del os.environ[HOLD_AT_EPOCH_ENV]
+        else:
+            os.environ[HOLD_AT_EPOCH_ENV] = previous
 
 
 def unreachable_network_env(tmp_path: Path) -> dict[str, str]:

@@ -16,15 +16,15 @@ def _epochs(run_dir):
 
 @pytest.mark.parametrize("how", ["stop-file", "sigkill"])
 def test_a_stopped_or_killed_run_resumes_to_completion(tmp_path, how):
-    run_dir = launch_tiny_run(tmp_path, head_training="live", epochs=8)
-    wait_for(lambda: len(read_metrics(run_dir)[0]) >= 1)
+    run_dir = launch_tiny_run(tmp_path, hold_at_epoch=3, head_training="live", epochs=8)
+    wait_for(lambda: len(read_metrics(run_dir)[0]) >= 2)  # then it waits inside epoch 3
     if how == "stop-file":
         request_stop(run_dir)
     else:
         os.kill(read_status(run_dir)["pid"], signal.SIGKILL)
     wait_for(lambda: read_status(run_dir)["state"] in ("stopped", "interrupted"))
-    done = len(read_metrics(run_dir)[0])
-    assert done < 8
+    done = 3 if how == "stop-file" else 2  # a stop ends epoch 3 early and records it; a kill loses it
+    assert _epochs(run_dir) == [(e, 1) for e in range(1, done + 1)]
     result = run_cli("core.train", "--resume", str(run_dir))
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"resuming after epoch {done}" in result.stdout
@@ -37,11 +37,12 @@ def test_a_stopped_or_killed_run_resumes_to_completion(tmp_path, how):
 
 def test_resume_inside_stage_two_keeps_fine_tuning(tmp_path):
     run_dir = launch_tiny_run(
-        tmp_path, head_training="live", epochs=1, fine_tune_layers=5, fine_tune_epochs=10
+        tmp_path, hold_at_epoch=3, head_training="live", epochs=1, fine_tune_layers=5, fine_tune_epochs=10
     )
-    wait_for(lambda: any(stage == 2 for _, stage in _epochs(run_dir)))
+    wait_for(lambda: len(_epochs(run_dir)) >= 2)  # then it waits inside epoch 3, in stage 2
     request_stop(run_dir)
     wait_for(lambda: read_status(run_dir)["state"] == "stopped")
+    assert _epochs(run_dir) == [(1, 1), (2, 2), (3, 2)]  # epoch 3 ended early by the stop
     launch_resume(run_dir)  # as the dashboard's Resume button does
     wait_for(lambda: read_status(run_dir)["state"] == "completed")
     assert "resuming after epoch" in (run_dir / "train.log").read_text()

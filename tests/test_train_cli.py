@@ -136,8 +136,8 @@ def test_checkpoint_save_is_atomic(tmp_path):
 
 @pytest.mark.parametrize("how", ["stop-file", "sigterm", "sigkill"])
 def test_stopping_a_launched_run(tmp_path, how):
-    run_dir = launch_tiny_run(tmp_path, epochs=200)
-    wait_for(lambda: len(read_metrics(run_dir)[0]) >= 1)  # an epoch done, so checkpoints exist
+    run_dir = launch_tiny_run(tmp_path, hold_at_epoch=2, epochs=200)
+    wait_for(lambda: len(read_metrics(run_dir)[0]) >= 1)  # epoch 1 done (checkpoints exist), then it waits
     pid = read_status(run_dir)["pid"]
     if how == "stop-file":
         request_stop(run_dir)
@@ -145,7 +145,7 @@ def test_stopping_a_launched_run(tmp_path, how):
         os.kill(pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
     expected = "interrupted" if how == "sigkill" else "stopped"
     status = wait_for(lambda: (s := read_status(run_dir))["state"] == expected and s)
-    assert len(read_metrics(run_dir)[0]) < 200
+    assert len(read_metrics(run_dir)[0]) == (1 if how == "sigkill" else 2)  # a stop records epoch 2 early
     assert (run_dir / "checkpoints" / "best.keras").is_file()
     if how != "sigkill":
         assert status["ended_at"] >= status["started_at"]

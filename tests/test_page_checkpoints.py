@@ -1,0 +1,185 @@
+"""The Checkpoints page: listing, comparing and deleting runs, evaluation, resume and export.
+
+Fixtures `dirs`, `with_run`, `fake_trainer` and `fresh_caches` are in conftest.py; helpers in
+tests/page_helpers.py.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from tests.page_helpers import (
+    button,
+    chart_spec,
+    fake_run,
+    open_page,
+    texts,
+)
+
+
+def test_checkpoints_lists_the_run_and_its_checkpoints(with_run):
+    at = open_page("pages/checkpoints.py")
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [with_run.name]
+    assert list(table["state"]) == ["completed"] and list(table["epochs"]) == [2]
+    assert sorted(b.proto.label for b in at.get("download_button")) == ["Download best", "Download last"]
+    markdown = texts(at.markdown)
+    assert "**best.keras**" in markdown and "val_accuracy" in markdown
+    compare = chart_spec(at, "compare_chart")
+    assert [t["name"] for t in compare["data"]] == [with_run.name]
+    assert compare["data"][0]["x"] == [1, 2]
+
+
+def test_compare_two_runs(with_run, dirs):
+    other = shutil.copytree(with_run, dirs.runs / "20200101-000000-other-32", symlinks=True)
+    at = open_page("pages/checkpoints.py")
+    at.multiselect[0].set_value([with_run.name, other.name]).run()
+    compare = chart_spec(at, "compare_chart")
+    assert [t["name"] for t in compare["data"]] == [with_run.name, other.name]
+
+
+def test_delete_needs_confirmation(with_run):
+    at = open_page("pages/checkpoints.py")
+    [delete] = [b for b in at.button if b.label == "Delete run"]
+    assert delete.disabled
+    at.checkbox(key=f"confirm_{with_run.name}").check().run()
+    [delete] = [b for b in at.button if b.label == "Delete run"]
+    delete.click().run()
+    assert not with_run.exists()
+    assert f"Deleted {with_run.name}" in texts(at.success)
+    assert "No runs" in texts(at.info)
+
+
+# --- Checkpoints: evaluation and resume -----------------------------------------------------
+
+
+def test_the_evaluation_of_a_trained_run(with_run):
+    evaluation = json.loads((with_run / "evaluation.json").read_text())["validation"]
+    at = open_page("pages/checkpoints.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Accuracy"] == f"{evaluation['accuracy']:.3f}"
+    assert metrics["Macro F1"] == f"{evaluation['macro']['f1']:.3f}"
+    assert metrics["Misclassified"] == f"{evaluation['num_misclassified']} of {evaluation['num_images']}"
+    heatmap = chart_spec(at, "confusion_matrix")["data"][0]
+    assert heatmap["type"] == "heatmap" and heatmap["z"] == evaluation["confusion_matrix"]
+    assert heatmap["x"] == ["blue", "red"]
+    bars = chart_spec(at, "per_class_chart")["data"]
+    assert [b["name"] for b in bars] == ["precision", "recall", "f1"]
+    table = at.dataframe[1].value
+    assert list(table["class"]) == ["blue", "red"] and list(table["support"]) == [2, 2]
+    assert "AUC" in chart_spec(at, "roc_chart")["data"][1]["name"]
+    assert "AP" in chart_spec(at, "pr_chart")["data"][-1]["name"]
+    shown = len(evaluation["misclassified"]) + len(evaluation["top_losses"])
+    assert len(at.image) == shown
+    captions = [c for image in at.image for c in image.captions]
+    entry = evaluation["misclassified"][0]
+    assert f"true {entry['true']} · predicted {entry['predicted']}" in captions[0]
+    assert [b.label for b in at.button if b.label.startswith("Evaluate on")] == ["Evaluate on train"]
+
+
+def test_the_gallery_shows_grad_cam_overlays_made_at_evaluation(with_run):
+    evaluation = json.loads((with_run / "evaluation.json").read_text())["validation"]
+    entries = evaluation["misclassified"] + evaluation["top_losses"]
+    assert all((with_run / e["gradcam_thumbnail"]).is_file() for e in entries)  # written by the engine
+    at = open_page("pages/checkpoints.py")
+    shown = len(at.image)
+    at.toggle(key="gallery_gradcam").set_value(True).run()
+    assert not at.exception and len(at.image) == 2 * shown
+    assert "Grad-CAM: where it looked" in [c for image in at.image for c in image.captions]
+
+
+def test_evaluate_on_another_split_runs_core_evaluate(with_run):
+    at = open_page("pages/checkpoints.py")
+    button(at, "Evaluate on train").click().run()
+    assert not at.exception and not at.error
+    assert "Evaluated train: accuracy" in texts(at.success)
+    assert set(json.loads((with_run / "evaluation.json").read_text())) == {"validation", "train"}
+    assert at.radio(key="evaluation_split").value == "train"
+    assert not [b for b in at.button if b.label.startswith("Evaluate on")]
+
+
+def test_a_failed_evaluation_shows_its_one_line_error(with_run, monkeypatch):
+    def failing(command, **kwargs):
+        assert command[1:3] == ["-m", "core.evaluate"] and command[-2:] == ["--split", "train"]
+        stderr = "some warning\nerror: the dataset has no train split; available: validation\n"
+        return subprocess.CompletedProcess(command, 2, "", stderr)
+
+    at = open_page("pages/checkpoints.py")
+    monkeypatch.setattr(subprocess, "run", failing)
+    button(at, "Evaluate on train").click().run()
+    assert not at.exception
+    assert (
+        texts(at.error) == "Cannot evaluate on train: the dataset has no train split; available: validation"
+    )
+
+
+def _set_state(run_dir: Path, **fields) -> None:
+    status = json.loads((run_dir / "status.json").read_text())
+    (run_dir / "status.json").write_text(json.dumps({**status, **fields}))
+
+
+def test_resume_a_stopped_run(with_run, fake_trainer):
+    at = open_page("pages/checkpoints.py")
+    assert not [b for b in at.button if b.key == "resume"]  # a completed run has nothing to resume
+    _set_state(with_run, state="stopped")
+    at = open_page("pages/checkpoints.py")
+    at.button(key="resume").click().run()
+    assert not at.exception and not at.error
+    (command,) = fake_trainer.commands
+    assert command[1:] == ["-m", "core.train", "--resume", str(with_run)]
+    assert f"Resuming {with_run.name}" in texts(at.success)
+    assert at.session_state["train_run"] == str(with_run)
+
+
+def test_resume_refused_while_another_run_trains(with_run, dirs, fake_trainer):
+    _set_state(with_run, state="interrupted")
+    at = open_page("pages/checkpoints.py")
+    status = {"state": "running", "pid": os.getpid(), "epochs": 2, "started_at": time.time()}
+    busy = fake_run(dirs.runs, "20200101-000000-mobilenet_v2_0.35-96", status, [])
+    at.button(key="resume").click().run()
+    assert f"Cannot resume: a training is already running: {busy.name}" in texts(at.error)
+    assert not fake_trainer.commands
+
+
+def test_run_details_show_the_head_path_and_cache(with_run):
+    _set_state(
+        with_run, head_training="cached", head_training_reason="because", cache_hits=20, cache_misses=0
+    )
+    at = open_page("pages/checkpoints.py")
+    caption = texts(at.caption)
+    assert "head training: **cached (because)**" in caption
+    assert "20 read from the embedding cache, 0 computed" in caption
+
+
+def test_export_a_run_as_a_verified_zip_to_download(with_run):
+    at = open_page("pages/checkpoints.py")
+    at.selectbox(key=f"export_format_{with_run.name}").set_value("Keras (.keras)").run()
+    button(at, "Export and verify").click().run()
+    assert not at.exception and not at.error
+    assert "agree" in texts(at.success).lower()
+    [archive] = (with_run / "exports").glob("*.zip")
+    names = __import__("zipfile").ZipFile(archive).namelist()
+    assert any(n.endswith("model.keras") for n in names) and any(n.endswith("labels.json") for n in names)
+    assert [b for b in at.get("download_button") if "zip" in str(b.proto.label).lower()]
+
+
+def test_a_refused_export_shows_its_one_line_error(with_run, monkeypatch):
+    def failing(command, **kwargs):
+        assert command[1:3] == ["-m", "core.export"]
+        return subprocess.CompletedProcess(command, 2, "", "error: verification failed: agrees on 97.0%\n")
+
+    at = open_page("pages/checkpoints.py")
+    monkeypatch.setattr(subprocess, "run", failing)
+    button(at, "Export and verify").click().run()
+    assert texts(at.error) == "Cannot export: verification failed: agrees on 97.0%"
+
+
+def test_demo_mode_turns_deleting_off(with_run, monkeypatch):
+    monkeypatch.setenv("TLS_DEMO_MODE", "1")
+    at = open_page("pages/checkpoints.py")
+    assert "turned off in this demo" in texts(at.info)
+    assert not [b for b in at.button if b.label == "Delete run"]
+    assert with_run.is_dir()
