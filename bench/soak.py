@@ -2,7 +2,7 @@
 
     python -m bench.soak [--runs 20]
 
-Each run is launched with `core.runs.launch_training`, stopped with a STOP file once it
+Each run is launched with `core.launch.launch_training`, stopped with a STOP file once it
 has trained a few batches, and must end as `stopped` with a loadable best checkpoint.
 Afterwards no training process may be left, the training lock must be free, no temp
 files may remain, and this launcher's memory must not keep growing.
@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from core.config import TrainConfig
-from core.runs import TrainingLock, launch_training, read_metrics, read_status, request_stop
+from core.launch import launch_training
+from core.runs import TrainingLock, read_metrics, read_status, request_stop
 
 
 def _wait(predicate, timeout: float = 120.0):

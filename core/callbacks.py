@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.runs import append_jsonl, write_json_atomic, write_status
+from core.runs import RunDir, append_jsonl, write_json_atomic, write_status
 from core.tf_setup import keras
 
 BATCH_LOG_INTERVAL_S = 0.5  # at most ~2 progress lines per second
@@ -93,7 +93,7 @@ class RunLogger(keras.callbacks.Callback):
             "stage": self.stage,
             **_floats(logs),
         }
-        append_jsonl(self.run_dir / "metrics.jsonl", record)
+        append_jsonl(RunDir(self.run_dir).metrics_file, record)
         write_status(self.run_dir, epoch=self.epoch, batch=batch + 1, batches=self.batches)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -105,7 +105,7 @@ class RunLogger(keras.callbacks.Callback):
             "time": time.time(),
             "stage": self.stage,
         }
-        append_jsonl(self.run_dir / "metrics.jsonl", record)
+        append_jsonl(RunDir(self.run_dir).metrics_file, record)
         write_status(self.run_dir, epoch=epoch + 1, stage=self.stage)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in _floats(logs).items())
         stage = f" (stage {self.stage})" if self.stage > 1 else ""
@@ -125,7 +125,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
     def __init__(self, run_dir: Path, full_model: keras.Model, monitor: str, every_s: float = 0.0):
         super().__init__()
-        self.dir, self.full_model, self.monitor = run_dir / "checkpoints", full_model, monitor
+        self.run, self.full_model, self.monitor = RunDir(run_dir), full_model, monitor
         self.higher_is_better = monitor.endswith("accuracy") or monitor.endswith("f1")
         self.every_s, self.best, self.epoch = every_s, None, 0  # epoch: the last one ended
         self.saved_at = {"last": 0.0, "best": 0.0}
@@ -169,17 +169,17 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             self.full_model.set_weights(current)
 
     def _save_best(self, epoch: int) -> None:
-        save_atomic(self.full_model, self.dir / "best.keras")
+        save_atomic(self.full_model, self.run.checkpoint("best"))
         write_json_atomic(
-            self.dir / "best.json", {"epoch": epoch, "monitor": self.monitor, "value": self.best}
+            self.run.best_record_file, {"epoch": epoch, "monitor": self.monitor, "value": self.best}
         )
         self.saved_at["best"], self.pending_best = time.time(), None
 
     def _save_last(self, same_as_best: bool = False) -> None:
         if same_as_best:  # saving a model takes ~0.3 s; a link takes nothing
-            link_or_copy(self.dir / "best.keras", self.dir / "last.keras")
+            link_or_copy(self.run.checkpoint("best"), self.run.checkpoint("last"))
         else:
-            save_atomic(self.full_model, self.dir / "last.keras")
+            save_atomic(self.full_model, self.run.checkpoint("last"))
         self.saved_at["last"], self.pending_last = time.time(), False
 
 

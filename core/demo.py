@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from core.config import DATA_ROOT, PROJ_ROOT, SAMPLE_DATASET, ConfigError, TrainConfig
+from core.runs import COMPLETED, list_runs
 
 DEMO_RUN = PROJ_ROOT / "data" / "demo" / "horse-or-human-quick"
 MAX_EPOCHS = 5
@@ -48,8 +49,6 @@ def check_demo_limits(config: TrainConfig, train_images: int | None = None) -> N
 
 def ensure_demo_run(runs_dir: Path) -> Path | None:
     """Copy the shipped ready model into `runs_dir` unless a completed run is there already."""
-    from core.runs import COMPLETED, list_runs
-
     if any(run.state == COMPLETED for run in list_runs(runs_dir)):
         return None
     target = Path(runs_dir) / DEMO_RUN.name

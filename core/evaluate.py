@@ -19,13 +19,10 @@ import numpy as np
 from PIL import Image
 
 from core.cli import OneLineParser, fail
-from core.config import PROJ_ROOT
 from core.data import DatasetError, load_image, scan_dataset
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, load_classifier
-from core.runs import read_json, write_json_atomic
+from core.runs import RunDir, RunError, read_json, write_json_atomic
 
-EVALUATION_FILE = "evaluation.json"
-THUMBNAIL_DIR = "evaluation"
 SPLITS = ("validation", "test", "train")
 GALLERY_SIZE = 24  # at most this many images in each of the misclassified and top-losses lists
 THUMBNAIL_PX = 128  # longest side of a gallery thumbnail
@@ -59,9 +56,12 @@ def evaluate_run(run_dir: str | Path, split: str = "validation", checkpoint: str
     """
     run_dir = Path(run_dir)
     classifier = load_classifier(run_dir, checkpoint)  # first: a bad run is named before its data
-    root = dataset_root(run_dir)
+    try:
+        root = RunDir(run_dir).dataset_root()
+    except RunError as exc:
+        raise EvaluationError(str(exc)) from None
     paths, labels = _split_images(root, split, classifier.class_names)
-    config = read_json(run_dir / "config.json", {}) or {}
+    config = RunDir(run_dir).config()
     probs, kept, skipped = _predict_all(classifier, paths, int(config.get("batch_size") or 32))
     if not kept:
         raise EvaluationError(f"none of the {len(paths)} images of {split} could be read")
@@ -79,27 +79,14 @@ def evaluate_run(run_dir: str | Path, split: str = "validation", checkpoint: str
     result.update(_galleries(run_dir, split, files, y_true, probs, classifier))
     evaluation = load_evaluation(run_dir)
     evaluation[split] = result
-    write_json_atomic(run_dir / EVALUATION_FILE, evaluation)
+    write_json_atomic(RunDir(run_dir).evaluation_file, evaluation)
     return result
 
 
 def load_evaluation(run_dir: str | Path) -> dict:
     """`run_dir/evaluation.json` as {split: results}; an empty dict if there is none."""
-    evaluation = read_json(Path(run_dir) / EVALUATION_FILE, {})
+    evaluation = read_json(RunDir(run_dir).evaluation_file, {})
     return evaluation if isinstance(evaluation, dict) else {}
-
-
-def dataset_root(run_dir: Path) -> Path:
-    """`run_dir/split` when the trainer split the dataset, else the run's `data` folder."""
-    if (run_dir / "split").is_dir():
-        return run_dir / "split"
-    data = (read_json(run_dir / "config.json", {}) or {}).get("data")
-    if not data:
-        raise EvaluationError(f"{run_dir.name}: config.json names no dataset")
-    root = Path(data)
-    if not root.is_absolute() and not root.is_dir():
-        root = PROJ_ROOT / root  # the dashboard launches training from the project root
-    return root
 
 
 def _split_images(root: Path, split: str, class_names: list[str]) -> tuple[list[str], list[int]]:
@@ -216,7 +203,7 @@ def _galleries(run_dir: Path, split: str, files: list[str], y_true, probs, class
     order = np.argsort(-losses, kind="stable")
     wrong = [int(i) for i in order if probs[i].argmax() != y_true[i]][:GALLERY_SIZE]
     top = [int(i) for i in order[:GALLERY_SIZE]]
-    folder = run_dir / THUMBNAIL_DIR / split
+    folder = RunDir(run_dir).evaluation_dir / split
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.jpg"):  # thumbnails of an earlier evaluation
         old.unlink()
@@ -300,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.run.is_dir():
             raise EvaluationError(f"run directory not found: {args.run}")
         result = evaluate_run(args.run, args.split, args.checkpoint)
-    except (EvaluationError, RunNotReadyError) as exc:
+    except (EvaluationError, RunNotReadyError, RunError) as exc:
         return fail(str(exc))
     except Exception as exc:  # an unexpected failure is still one line, never a traceback
         return fail(f"evaluation failed: {type(exc).__name__}: {exc}")
@@ -310,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  {name}: precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
             f"F1 {scores['f1']:.3f}  support {scores['support']}"
         )
-    print(args.run / EVALUATION_FILE, flush=True)
+    print(RunDir(args.run).evaluation_file, flush=True)
     return 0
 
 

@@ -31,13 +31,11 @@ import numpy as np
 from core.classical import CLASSIFIER_FILE
 from core.cli import OneLineParser, fail
 from core.data import DatasetError, load_image, scan_dataset
-from core.evaluate import EvaluationError, dataset_root
-from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, checkpoint_path, load_classifier
-from core.runs import read_json, write_json_atomic
+from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, load_classifier
+from core.runs import RunDir, RunError, write_json_atomic
 
 FORMATS = ("keras", "savedmodel", "tflite")
 QUANTIZATIONS = ("float16", "int8")  # TFLite only; none means float32
-EXPORTS_DIR = "exports"
 MIN_AGREEMENT = 0.99  # top-1 agreement with the Keras model an export needs to be kept
 FLOAT32_TOLERANCE = 1e-3  # a float32 export may differ by at most this in any probability
 MAX_VERIFY_IMAGES = 200  # validation images compared, spread evenly over the split
@@ -113,7 +111,7 @@ def export_run(
     classifier = load_classifier(run_dir, checkpoint)
     images = _split_images(run_dir, "validation", classifier.image_size, MAX_VERIFY_IMAGES)
     name = f"{run_dir.name}-{checkpoint}-{variant_name(fmt, quantize)}"
-    out_dir = Path(out_dir) if out_dir else run_dir / EXPORTS_DIR
+    out_dir = Path(out_dir) if out_dir else RunDir(run_dir).exports_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=out_dir) as tmp:
         stage = Path(tmp) / name  # zipped and moved into place once verified
@@ -153,8 +151,8 @@ def _check_request(run_dir: Path, fmt: str, quantize: str | None, checkpoint: st
         raise ExportError(f"unknown checkpoint {checkpoint!r}; choose from {', '.join(CHECKPOINTS)}")
     if not run_dir.is_dir():
         raise ExportError(f"run directory not found: {run_dir}")
-    if (checkpoint_path(run_dir, checkpoint).parent / CLASSIFIER_FILE).is_file():
-        classifier = (read_json(run_dir / "config.json", {}) or {}).get("classifier", "scikit-learn")
+    if (RunDir(run_dir).checkpoints_dir / CLASSIFIER_FILE).is_file():
+        classifier = RunDir(run_dir).config().get("classifier", "scikit-learn")
         raise ExportError(
             f"{run_dir.name} is a features-mode run whose {classifier} classifier is a scikit-learn "
             f"model beside the embedding extractor (checkpoints/{CLASSIFIER_FILE}), so it cannot be "
@@ -167,8 +165,8 @@ def _split_images(run_dir: Path, split: str, size: int, limit: int) -> np.ndarra
     """Up to `limit` readable images of a split of the run's dataset, spread evenly over
     it (so every class takes part), as uint8 (N, size, size, 3)."""
     try:
-        report = scan_dataset(dataset_root(run_dir), validate=False)
-    except (DatasetError, EvaluationError) as exc:
+        report = scan_dataset(RunDir(run_dir).dataset_root(), validate=False)
+    except (DatasetError, RunError) as exc:
         raise ExportError(f"cannot read the run's dataset, which verification needs: {exc}") from None
     paths = report.splits[split].paths if split in report.splits else []
     if not paths:
@@ -187,7 +185,7 @@ def _split_images(run_dir: Path, split: str, size: int, limit: int) -> np.ndarra
 
 def _write_artefact(classifier: Classifier, fmt: str, quantize: str | None, dest: Path, work: Path) -> None:
     if fmt == "keras":
-        shutil.copyfile(checkpoint_path(classifier.run_dir, classifier.checkpoint), dest)
+        shutil.copyfile(RunDir(classifier.run_dir).checkpoint(classifier.checkpoint), dest)
         return
     saved_model = dest if fmt == "savedmodel" else work / "saved_model"
     _export_saved_model(classifier.model, saved_model)
@@ -297,8 +295,9 @@ def verification_problem(result: ExportResult) -> str | None:
 def _write_companions(stage: Path, classifier: Classifier, result: ExportResult, fmt: str) -> None:
     """labels.json, config.json, export.json, README.md (and the layer source for Keras)."""
     run_dir = classifier.run_dir
-    shutil.copyfile(run_dir / "labels.json", stage / "labels.json")
-    shutil.copyfile(run_dir / "config.json", stage / "config.json")
+    run = RunDir(run_dir)
+    for source in (run.labels_file, run.config_file):
+        shutil.copyfile(source, stage / source.name)
     record = {
         **{k: v for k, v in asdict(result).items() if not k.endswith("path")},
         "run": run_dir.name,
@@ -442,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         result = export_run(
             args.run, args.format, args.quantize, args.checkpoint, args.out, args.allow_mismatch
         )
-    except (ExportError, RunNotReadyError) as exc:
+    except (ExportError, RunNotReadyError, RunError) as exc:
         return fail(str(exc))
     except Exception as exc:  # an unexpected failure is still one line, never a traceback
         return fail(f"export failed: {type(exc).__name__}: {exc}")

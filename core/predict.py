@@ -18,9 +18,7 @@ import numpy as np
 from core.classical import CLASSIFIER_FILE, load_classifier_file, probabilities
 from core.cli import OneLineParser, fail
 from core.data import load_image
-from core.runs import read_json
-
-CHECKPOINTS = ("best", "last")
+from core.runs import CHECKPOINTS, RunDir
 
 
 class RunNotReadyError(RuntimeError):
@@ -70,31 +68,31 @@ class Classifier:
         }
 
 
-def checkpoint_path(run_dir: Path, checkpoint: str = "best") -> Path:
-    return Path(run_dir) / "checkpoints" / f"{checkpoint}.keras"
-
-
 def load_classifier(run_dir: str | Path, checkpoint: str = "best") -> Classifier:
     """Load a run's checkpoint with its own labels and input size (never guessed).
 
     Raises:
         RunNotReadyError: missing checkpoint, labels.json or config.json.
     """
-    run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json")
-    class_names = read_json(run_dir / "labels.json")
-    path = checkpoint_path(run_dir, checkpoint)
+    run = RunDir(run_dir)
+    config, class_names, path = run.config(), run.labels(), run.checkpoint(checkpoint)
+    problem = run.problem()
+    if problem:
+        raise RunNotReadyError(f"{run.name} is a broken run: {problem}")
     if not config or not class_names:
-        raise RunNotReadyError(f"{run_dir} is not a finished run (config.json or labels.json missing)")
+        raise RunNotReadyError(f"{run.path} is not a finished run (config.json or labels.json missing)")
+    image_size = config.get("image_size")
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size <= 0:
+        raise RunNotReadyError(f"{run.name}: config.json has no usable image_size ({image_size!r})")
     if not path.is_file():
-        raise RunNotReadyError(f"{run_dir.name} has no {checkpoint} checkpoint yet")
+        raise RunNotReadyError(f"{run.name} has no {checkpoint} checkpoint yet")
     import core.model  # noqa: F401  registers ImagePreprocess for deserialization
     from core.tf_setup import keras
 
     model = keras.models.load_model(path, compile=False, safe_mode=True)
     classifier_file = path.parent / CLASSIFIER_FILE
     estimator = load_classifier_file(classifier_file) if classifier_file.is_file() else None
-    return Classifier(model, list(class_names), int(config["image_size"]), run_dir, checkpoint, estimator)
+    return Classifier(model, list(class_names), image_size, run.path, checkpoint, estimator)
 
 
 def _name_of(source) -> str:

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import TrainConfig, head_training_path
-from core.predict import CHECKPOINTS, checkpoint_path
-from core.runs import ACTIVE_STATES, COMPLETED, RunSummary, read_json
+from core.runs import ACTIVE_STATES, CHECKPOINTS, COMPLETED, RunDir, RunSummary
 
 EVALUATION_SPLITS = ("validation", "test", "train")  # core.evaluate.SPLITS, in the order offered
 CLASSIFIER_NAMES = {
@@ -123,10 +122,10 @@ def runs_table(summaries: list[RunSummary]) -> list[dict]:
 def checkpoint_files(run_dir: Path) -> list[dict]:
     """The run's checkpoints that exist: name, path, size in MB, modified time, and for
     `best` the epoch and metric recorded in best.json."""
-    best = read_json(Path(run_dir) / "checkpoints" / "best.json", {}) or {}
+    best = RunDir(run_dir).best_record()
     rows = []
     for name in CHECKPOINTS:
-        path = checkpoint_path(run_dir, name)
+        path = RunDir(run_dir).checkpoint(name)
         if not path.is_file():
             continue
         stat = path.stat()
@@ -139,7 +138,7 @@ def checkpoint_files(run_dir: Path) -> list[dict]:
 
 def predictable_runs(summaries: list[RunSummary]) -> list[RunSummary]:
     """Runs with at least one checkpoint, completed runs first (newest first within each)."""
-    usable = [s for s in summaries if any(checkpoint_path(s.path, c).is_file() for c in CHECKPOINTS)]
+    usable = [s for s in summaries if any(RunDir(s.path).checkpoint(c).is_file() for c in CHECKPOINTS)]
     return sorted(usable, key=lambda s: s.state != COMPLETED)
 
 
@@ -201,7 +200,8 @@ def training_plan(config: TrainConfig) -> list[str]:
 def evaluable_splits(run_dir: Path) -> list[str]:
     """The splits a run's dataset has (from dataset.json), in the order to offer them;
     every split when the run recorded none (the evaluation then names what exists)."""
-    counts = (read_json(Path(run_dir) / "dataset.json", {}) or {}).get("counts") or {}
+    counts = RunDir(run_dir).dataset().get("counts")
+    counts = counts if isinstance(counts, dict) else {}
     return [s for s in EVALUATION_SPLITS if s in counts] or list(EVALUATION_SPLITS)
 
 

@@ -1,4 +1,4 @@
-"""Run directories: the files a training process writes and the dashboard reads.
+"""Run folders: the files a training process writes and the dashboard reads.
 
     runs/20261128-231500-mobilenet_v2-224/
         config.json      the TrainConfig, written first
@@ -7,10 +7,17 @@
         status.json      state, process id, progress, error
         checkpoints/     best.keras, last.keras (+ best.json: epoch and metric)
         dataset.json     the dataset's classes, counts per split and skipped files
+        split/           the run's own train/validation split of an unsplit dataset
         evaluation.json  per split: confusion matrix, per-class metrics, curves, gallery
         evaluation/      thumbnails of misclassified and least-confident images
+        exports/         verified export zips
         train.log        the training process's output, when launched by the dashboard
         STOP             created to ask the training process to stop
+
+`RunDir` owns this layout: every other module asks it for a path or a file's contents.
+Its readers are total: a file of the wrong shape (a status.json holding a string, a
+config.json holding a list) makes the run *broken* — listed, with the reason, and
+deletable — and never an exception in a page. Launching processes is `core.launch`.
 
 No TensorFlow here: the dashboard watches runs without loading Keras.
 """
@@ -20,9 +27,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +41,12 @@ RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = (
     "failed",
     "interrupted",
 )
+BROKEN = "broken"  # a file of the run has the wrong shape: shown with the reason, deletable
 ACTIVE_STATES = ("starting", RUNNING)
+RESUMABLE_STATES = (STOPPED, INTERRUPTED, FAILED)
 STOP_FILE = "STOP"
 LOCK_FILE = ".training.lock"
+CHECKPOINTS = ("best", "last")
 
 
 class RunError(RuntimeError):
@@ -57,6 +64,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
+    """The parsed file, or `default` when it is missing or not JSON (its shape is the caller's to check)."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -71,21 +79,239 @@ def append_jsonl(path: Path, record: dict) -> None:
         os.fsync(handle.fileno())
 
 
-def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
-    """(per-epoch records, per-batch records); a half-written last line is ignored."""
-    epochs, batches = [], []
-    try:
-        lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return epochs, batches
-    for line in lines:
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class RunDir:
+    """One run folder: where each of its files lives, and total readers of them."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # --- the layout --------------------------------------------------------------------------
+    config_file = property(lambda self: self.path / "config.json")
+    labels_file = property(lambda self: self.path / "labels.json")
+    metrics_file = property(lambda self: self.path / "metrics.jsonl")
+    status_file = property(lambda self: self.path / "status.json")
+    dataset_file = property(lambda self: self.path / "dataset.json")
+    evaluation_file = property(lambda self: self.path / "evaluation.json")
+    evaluation_dir = property(lambda self: self.path / "evaluation")
+    checkpoints_dir = property(lambda self: self.path / "checkpoints")
+    best_record_file = property(lambda self: self.path / "checkpoints" / "best.json")
+    split_dir = property(lambda self: self.path / "split")
+    exports_dir = property(lambda self: self.path / "exports")
+    train_log = property(lambda self: self.path / "train.log")
+    stop_file = property(lambda self: self.path / STOP_FILE)
+
+    def checkpoint(self, which: str = "best") -> Path:
+        """checkpoints/best.keras or checkpoints/last.keras."""
+        return self.checkpoints_dir / f"{which}.keras"
+
+    # --- total readers -----------------------------------------------------------------------
+    def config(self) -> dict:
+        """config.json as a dict; {} when it is missing or not a JSON object (see `problem`)."""
+        return _json_object(self.config_file)
+
+    def dataset(self) -> dict:
+        """dataset.json (classes, counts per split, skipped files); {} when missing or malformed."""
+        return _json_object(self.dataset_file)
+
+    def train_config(self) -> TrainConfig:
+        """config.json as a TrainConfig. Raises RunError (one line) when it is missing or invalid."""
+        from core.config import ConfigError
+
+        if not self.config_file.is_file():
+            raise RunError(f"{self.name} is not a run: it has no config.json")
         try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # the writer is mid-line, or the process died there
-        if isinstance(record, dict):
+            return TrainConfig.from_json(self.config_file.read_text(encoding="utf-8"))
+        except (ConfigError, TypeError, ValueError, OSError) as exc:
+            raise RunError(f"{self.name}: config.json is unusable: {exc}") from None
+
+    def labels(self) -> list[str]:
+        """labels.json: the class names in index order; [] when missing or not a list of names."""
+        labels = read_json(self.labels_file, [])
+        return labels if _is_name_list(labels) else []
+
+    def status(self) -> dict:
+        """status.json (never raises); an active run whose process died reads `interrupted`,
+        a status.json that is not an object reads `broken`."""
+        status = read_json(self.status_file, {})
+        if not isinstance(status, dict):
+            return {"state": BROKEN, "error": "status.json is not a JSON object"}
+        if status.get("state") in ACTIVE_STATES and not pid_alive(status.get("pid")):
+            status = {
+                **status,
+                "state": INTERRUPTED,
+                "error": status.get("error") or "the training process ended unexpectedly",
+            }
+        return status
+
+    def metrics(self) -> tuple[list[dict], list[dict]]:
+        """(per-epoch records, per-batch records) from metrics.jsonl.
+
+        A half-written last line is ignored, and so is any line that is not an object with a
+        numeric `epoch`; values that are not numbers are dropped from a record.
+        """
+        epochs, batches = [], []
+        try:
+            lines = self.metrics_file.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return epochs, batches
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # the writer is mid-line, or the process died there
+            if not isinstance(record, dict) or not is_number(record.get("epoch")):
+                continue
+            record = {key: value for key, value in record.items() if is_number(value)}
             (batches if "batch" in record else epochs).append(record)
-    return epochs, batches
+        return epochs, batches
+
+    def best_record(self) -> dict:
+        """checkpoints/best.json ({epoch, monitor, value}); {} when missing or malformed."""
+        return _json_object(self.best_record_file)
+
+    def problem(self) -> str | None:
+        """Why this folder is a broken run (a file of the wrong shape), or None."""
+        checks = (
+            (self.config_file, dict, "a JSON object"),
+            (self.status_file, dict, "a JSON object"),
+            (self.labels_file, list, "a list of class names"),
+        )
+        for path, kind, expected in checks:
+            if path.exists():
+                value = read_json(path, _UNREADABLE)
+                if not isinstance(value, kind) or (kind is list and not _is_name_list(value)):
+                    return f"{path.name} is not {expected}"
+        status = read_json(self.status_file, {})
+        if not isinstance(status.get("state", ""), str):
+            return "status.json: state is not a word"
+        for key in ("started_at", "ended_at", "updated_at", "pid"):
+            if status.get(key) is not None and not is_number(status[key]):
+                return f"status.json: {key} is not a number"
+        return None
+
+    def dataset_root(self) -> Path:
+        """The folder the run trained on: its own split/, else the dataset in config.json.
+
+        Raises:
+            RunError: config.json names no dataset.
+        """
+        if self.split_dir.is_dir():
+            return self.split_dir
+        data = self.config().get("data")
+        if not data or not isinstance(data, str):
+            raise RunError(f"{self.name}: config.json names no dataset")
+        root = Path(data)
+        if not root.is_absolute() and not root.is_dir():
+            root = PROJ_ROOT / root  # the dashboard launches training from the project root
+        return root
+
+    def resume_refusal(self, states: tuple[str, ...] = RESUMABLE_STATES) -> str | None:
+        """Why this run cannot resume, or None: the one rule for the CLI, launcher and pages."""
+        problem = self.problem()
+        if problem:
+            return f"{self.name} is a broken run: {problem}"
+        state = self.status().get("state")
+        if state not in states:
+            return f"only a stopped, interrupted or failed run can resume ({self.name}: {state})"
+        if self.config().get("mode") == "features":
+            return "a features-mode run has nothing to resume: train it again"
+        if not self.checkpoint("last").is_file():
+            return f"{self.name} saved no checkpoint before it ended, so it cannot resume"
+        return None
+
+    # --- writers -----------------------------------------------------------------------------
+    def write_status(self, **fields: Any) -> dict:
+        """Merge `fields` into status.json and stamp it (a malformed one is replaced)."""
+        status = _json_object(self.status_file)
+        status.update(fields, updated_at=time.time())
+        write_json_atomic(self.status_file, status)
+        return status
+
+    def request_stop(self) -> None:
+        """Ask the training process to stop after its current batch."""
+        self.stop_file.touch()
+
+    def summary(self) -> RunSummary:
+        """One line of the runs table; a broken run says why instead of raising."""
+        problem = self.problem()
+        config, status = self.config(), self.status()
+        epochs, _ = self.metrics()
+        accuracies = [e["val_accuracy"] for e in epochs if "val_accuracy" in e]
+        started = status.get("started_at") if is_number(status.get("started_at")) else None
+        ended = next((status[k] for k in ("ended_at", "updated_at") if is_number(status.get(k))), None)
+        return RunSummary(
+            path=self.path,
+            name=self.name,
+            state=BROKEN if problem else str(status.get("state", "unknown")),
+            backbone=str(config.get("backbone", "?")),
+            mode=str(config.get("mode", "finetune")),
+            started_at=started,
+            duration_s=(ended - started) if started and ended else None,
+            epochs_done=len(epochs),
+            best_val_accuracy=max(accuracies) if accuracies else None,
+            classes=self.labels(),
+            error=problem or (status.get("error") if isinstance(status.get("error"), str) else None),
+        )
+
+
+_UNREADABLE = object()
+
+
+def _json_object(path: Path) -> dict:
+    value = read_json(path, {})
+    return value if isinstance(value, dict) else {}
+
+
+def _is_name_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(name, str) for name in value)
+
+
+@dataclass
+class RunSummary:
+    path: Path
+    name: str
+    state: str
+    backbone: str
+    mode: str
+    started_at: float | None
+    duration_s: float | None
+    epochs_done: int
+    best_val_accuracy: float | None
+    classes: list[str]
+    error: str | None = None
+
+
+# The module-level functions below are RunDir's readers and writers under their older names,
+# kept because every module and test (and the branches landing beside this one) call them.
+def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    return RunDir(run_dir).metrics()
+
+
+def read_status(run_dir: Path) -> dict:
+    return RunDir(run_dir).status()
+
+
+def write_status(run_dir: Path, **fields: Any) -> dict:
+    return RunDir(run_dir).write_status(**fields)
+
+
+def request_stop(run_dir: Path) -> None:
+    RunDir(run_dir).request_stop()
+
+
+def summarize_run(run_dir: Path) -> RunSummary:
+    return RunDir(run_dir).summary()
 
 
 def new_run_dir(runs_dir: Path, config: TrainConfig) -> Path:
@@ -106,91 +332,29 @@ def new_run_dir(runs_dir: Path, config: TrainConfig) -> Path:
     raise RunError(f"too many runs named {base} in {runs_dir}")
 
 
-def write_status(run_dir: Path, **fields: Any) -> dict:
-    """Merge `fields` into status.json and stamp it."""
-    path = Path(run_dir) / "status.json"
-    status = read_json(path, {}) or {}
-    status.update(fields, updated_at=time.time())
-    write_json_atomic(path, status)
-    return status
-
-
-def pid_alive(pid: int | None) -> bool:
+def pid_alive(pid: Any) -> bool:
     """True while `pid` is a live (not zombie) process."""
-    if not pid:
+    if not is_number(pid) or pid <= 0 or pid != int(pid):
         return False
     try:
-        os.kill(pid, 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except (PermissionError, OverflowError):
+        return isinstance(pid, int) and pid < 2**31
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True  # no /proc (macOS): the signal test is all we have
 
 
-def read_status(run_dir: Path) -> dict:
-    """status.json, with a `running` run whose process has died reported as interrupted."""
-    status = read_json(Path(run_dir) / "status.json", {}) or {}
-    if status.get("state") in ACTIVE_STATES and not pid_alive(status.get("pid")):
-        status = {
-            **status,
-            "state": INTERRUPTED,
-            "error": status.get("error") or "the training process ended unexpectedly",
-        }
-    return status
-
-
-def request_stop(run_dir: Path) -> None:
-    """Ask the training process to stop after its current batch."""
-    (Path(run_dir) / STOP_FILE).touch()
-
-
-@dataclass
-class RunSummary:
-    path: Path
-    name: str
-    state: str
-    backbone: str
-    mode: str
-    started_at: float | None
-    duration_s: float | None
-    epochs_done: int
-    best_val_accuracy: float | None
-    classes: list[str]
-
-
-def summarize_run(run_dir: Path) -> RunSummary:
-    run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json", {}) or {}
-    status = read_status(run_dir)
-    epochs, _ = read_metrics(run_dir)
-    accuracies = [e["val_accuracy"] for e in epochs if e.get("val_accuracy") is not None]
-    started = status.get("started_at")
-    ended = status.get("ended_at") or (status.get("updated_at") if started else None)
-    return RunSummary(
-        path=run_dir,
-        name=run_dir.name,
-        state=status.get("state", "unknown"),
-        backbone=config.get("backbone", "?"),
-        mode=config.get("mode", "finetune"),
-        started_at=started,
-        duration_s=(ended - started) if started and ended else None,
-        epochs_done=len(epochs),
-        best_val_accuracy=max(accuracies) if accuracies else None,
-        classes=read_json(run_dir / "labels.json", []) or [],
-    )
-
-
 def list_runs(runs_dir: Path) -> list[RunSummary]:
-    """Every run under `runs_dir`, newest first."""
+    """Every run under `runs_dir`, newest first (broken ones too, with the reason)."""
     if not Path(runs_dir).is_dir():
         return []
-    dirs = [p for p in Path(runs_dir).iterdir() if (p / "config.json").is_file()]
-    return [summarize_run(p) for p in sorted(dirs, key=lambda p: p.name, reverse=True)]
+    dirs = [p for p in Path(runs_dir).iterdir() if RunDir(p).config_file.is_file()]
+    return [RunDir(p).summary() for p in sorted(dirs, key=lambda p: p.name, reverse=True)]
 
 
 def active_run(runs_dir: Path) -> Path | None:
@@ -202,11 +366,9 @@ def active_run(runs_dir: Path) -> Path | None:
 
 
 def delete_run(run_dir: Path) -> None:
-    from core.demo import demo_mode
-
-    if demo_mode():
-        raise RunError("deleting runs is turned off in the demo")
-    if read_status(run_dir).get("state") in ACTIVE_STATES:
+    """Delete a run folder unless it is still training. (Whether deleting is allowed at all,
+    e.g. in the demo, is the caller's rule.)"""
+    if RunDir(run_dir).status().get("state") in ACTIVE_STATES:
         raise RunError(f"run {Path(run_dir).name} is still training: stop it first")
     shutil.rmtree(run_dir)
 
@@ -254,80 +416,14 @@ class TrainingLock:
             self._handle = None
 
 
-def launch_training(config: TrainConfig, runs_dir: Path) -> Path:
-    """Start `python -m core.train` for `config` in the background; return its run folder.
-
-    Raises:
-        RunError: another run is still training (naming it), or the folder is unwritable.
-    """
-    _refuse_if_training(runs_dir)
-    run_dir = new_run_dir(runs_dir, config)
-    write_json_atomic(run_dir / "config.json", config.to_dict())
-    # Counted as active from now on (this process's pid) until the child takes over.
-    write_status(run_dir, state="starting", pid=os.getpid(), started_at=time.time())
-    _spawn(run_dir, ["--config", str(run_dir / "config.json"), "--run-dir", str(run_dir)], "w")
-    return run_dir
+_MOVED_TO_LAUNCH = ("launch_training", "launch_resume", "run_evaluation", "run_export")
 
 
-def launch_resume(run_dir: Path) -> None:
-    """Resume a stopped or interrupted run in the background (`python -m core.train --resume`)."""
-    _refuse_if_training(Path(run_dir).parent)
-    if read_status(run_dir).get("state") not in (STOPPED, INTERRUPTED, FAILED):
-        raise RunError(f"only a stopped, interrupted or failed run can resume: {Path(run_dir).name}")
-    # Active from now on, so the pages follow it and refuse a second start meanwhile.
-    write_status(run_dir, state="starting", pid=os.getpid(), error=None)
-    _spawn(Path(run_dir), ["--resume", str(run_dir)], "a")
+def __getattr__(name: str):
+    """Launching moved to core.launch; `from core.runs import launch_training` keeps working
+    (without an import cycle) while the branches written against it land."""
+    if name in _MOVED_TO_LAUNCH:
+        import core.launch
 
-
-def run_evaluation(run_dir: Path, split: str, timeout_s: float = 900) -> str:
-    """Evaluate a run on `split` in a `python -m core.evaluate` process (TensorFlow stays out
-    of the caller); return its summary line, or raise RunError with its one-line error."""
-    lines = _run_module("core.evaluate", ["--run", str(run_dir), "--split", split], timeout_s, "evaluation")
-    return (lines or [split])[0]
-
-
-def run_export(
-    run_dir: Path, fmt: str, quantize: str | None = None, timeout_s: float = 900
-) -> tuple[str, Path]:
-    """Export and verify a run's best checkpoint in a `python -m core.export` process;
-    return (its summary line, the zip's path), or raise RunError with its one-line error."""
-    args = ["--run", str(run_dir), "--format", fmt, *(["--quantize", quantize] if quantize else [])]
-    lines = _run_module("core.export", args, timeout_s, "export")
-    return lines[0], Path(lines[-1])
-
-
-def _run_module(module: str, args: list[str], timeout_s: float, what: str) -> list[str]:
-    """Run `python -m module args`; its stdout lines, or RunError with its last stderr line."""
-    command = [sys.executable, "-m", module, *args]
-    try:
-        done = subprocess.run(command, cwd=PROJ_ROOT, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise RunError(f"the {what} took longer than {timeout_s / 60:.0f} minutes") from None
-    except OSError as exc:
-        raise RunError(f"the {what} could not start: {exc.strerror}") from None
-    if done.returncode != 0:
-        errors = [line for line in done.stderr.splitlines() if line.strip()]
-        raise RunError(errors[-1].removeprefix("error: ") if errors else f"exit status {done.returncode}")
-    return [line for line in done.stdout.splitlines() if line.strip()]
-
-
-def _refuse_if_training(runs_dir: Path) -> None:
-    running = active_run(runs_dir)
-    if running:
-        raise RunError(f"a training is already running: {running.name}. Stop it or wait.")
-
-
-def _spawn(run_dir: Path, args: list[str], log_mode: str) -> None:
-    with open(run_dir / "train.log", log_mode) as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "core.train", *args],
-            cwd=PROJ_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    if read_status(run_dir).get("state") == "starting":
-        write_status(run_dir, pid=process.pid)  # the child imports TF for seconds before writing
-    # Reap the child when it exits so it never lingers as a zombie in the dashboard.
-    threading.Thread(target=process.wait, daemon=True).start()
+        return getattr(core.launch, name)
+    raise AttributeError(f"module 'core.runs' has no attribute {name!r}")

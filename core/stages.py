@@ -27,7 +27,7 @@ from core.data import DatasetReport, Split
 from core.embeddings import CacheStats, EmbeddingCache, augment_variant, embed_paths
 from core.model import feature_extractor, head_model, set_linear_head, unfreeze_top
 from core.pipeline import embedding_dataset, make_dataset, steps_per_epoch
-from core.runs import append_jsonl, write_json_atomic, write_status
+from core.runs import RunDir, append_jsonl, write_json_atomic, write_status
 from core.tf_setup import keras
 
 CACHED_SAVE_EVERY_S = 10.0  # head epochs take milliseconds; saving the model each one would dominate
@@ -99,7 +99,7 @@ def train_head(
     """
     path, why = head_training_path(config)
     log(f"head training: {path} ({why})")
-    write_json_atomic(run_dir / "config.json", {**config.to_dict(), "head_training": path})
+    write_json_atomic(RunDir(run_dir).config_file, {**config.to_dict(), "head_training": path})
     write_status(run_dir, head_training=path, head_training_reason=why)
     total = config.epochs + (config.fine_tune_epochs if config.fine_tune_layers else 0)
     train_split, val_split = report.splits["train"], report.splits["validation"]
@@ -171,7 +171,7 @@ def fine_tune(
 
     A run resumed inside stage 2 passes `stage2_start` and keeps its current weights.
     """
-    best = run_dir / "checkpoints" / "best.keras"
+    best = RunDir(run_dir).checkpoint("best")
     if stage2_start is None and best.is_file():
         model.load_weights(best)
     stage2_start = stage2_start or epochs_done + 1
@@ -229,11 +229,11 @@ def train_features(
     _save_features_model(config, run_dir, model, extractor, estimator, num_classes)
     seconds = time.time() - started
     append_jsonl(
-        run_dir / "metrics.jsonl",
+        RunDir(run_dir).metrics_file,
         {"epoch": 1, **metrics, "seconds": round(seconds, 3), "time": time.time(), "stage": 1},
     )
     write_json_atomic(
-        run_dir / "checkpoints" / "best.json",
+        RunDir(run_dir).best_record_file,
         {"epoch": 1, "monitor": config.monitor, "value": metrics[config.monitor]},
     )
     write_status(run_dir, epoch=1, cache_hits=stats.hits, cache_misses=stats.misses)
@@ -244,12 +244,12 @@ def train_features(
 def _save_features_model(config, run_dir, model, extractor, estimator, num_classes) -> None:
     """Logistic regression folds into the Keras output layer; other classifiers are saved
     with joblib beside the feature extractor."""
-    folder = run_dir / "checkpoints"
+    run = RunDir(run_dir)
     weights = linear_weights(estimator, num_classes)
     if weights is not None:
         set_linear_head(model, *weights)
-        save_atomic(model, folder / "best.keras")
+        save_atomic(model, run.checkpoint("best"))
     else:
-        save_atomic(extractor, folder / "best.keras")
-        save_classifier(estimator, folder / CLASSIFIER_FILE)
-    link_or_copy(folder / "best.keras", folder / "last.keras")  # one fit: the last model is the best
+        save_atomic(extractor, run.checkpoint("best"))
+        save_classifier(estimator, run.checkpoints_dir / CLASSIFIER_FILE)
+    link_or_copy(run.checkpoint("best"), run.checkpoint("last"))  # one fit: the last model is the best

@@ -39,14 +39,13 @@ from core.demo import check_demo_limits, demo_mode
 from core.runs import (
     COMPLETED,
     FAILED,
-    INTERRUPTED,
+    RESUMABLE_STATES,
     RUNNING,
-    STOP_FILE,
     STOPPED,
+    RunDir,
     RunError,
     TrainingLock,
     new_run_dir,
-    read_status,
     write_json_atomic,
     write_status,
 )
@@ -121,18 +120,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def prepare_data(config: TrainConfig, run_dir: Path, log) -> DatasetReport:
     """Scan the dataset; split an unsplit one into `run_dir/split` (links, not copies)."""
-    if (run_dir / "split").is_dir():  # a resumed run keeps the split it started with
-        return scan_dataset(run_dir / "split", validate=False)
+    split = RunDir(run_dir).split_dir
+    if split.is_dir():  # a resumed run keeps the split it started with
+        return scan_dataset(split, validate=False)
     report = scan_dataset(config.data)
     for skipped in report.skipped:
         log(f"skipped {skipped.path}: {skipped.reason}")
     if not report.is_split:
-        split_dir = split_dataset(report, run_dir / "split", config.val_split, config.seed, link=True)
+        split_dir = split_dataset(report, split, config.val_split, config.seed, link=True)
         report = dataclasses.replace(
             scan_dataset(split_dir, validate=False), skipped=report.skipped, sizes=report.sizes
         )
     write_json_atomic(
-        run_dir / "dataset.json",
+        RunDir(run_dir).dataset_file,
         {
             "source": str(config.data),
             "classes": report.class_names,
@@ -152,7 +152,7 @@ class StopRequest:
     """Set by SIGTERM or by a STOP file in the run directory."""
 
     def __init__(self, run_dir: Path):
-        self.stop_file = run_dir / STOP_FILE
+        self.stop_file = RunDir(run_dir).stop_file
         self.signalled = False
         signal.signal(signal.SIGTERM, self._on_signal)
 
@@ -183,7 +183,7 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
     report = prepare_data(config, run_dir, log)
     if demo_mode():
         check_demo_limits(config, len(report.splits["train"].paths))
-    write_json_atomic(run_dir / "labels.json", report.class_names)
+    write_json_atomic(RunDir(run_dir).labels_file, report.class_names)
 
     from core.tf_setup import distribution_strategy, keras, use_mixed_precision_if_gpu
 
@@ -254,15 +254,15 @@ def _train_stages(config: TrainConfig, run_dir: Path, report: DatasetReport, sto
 def _resume_point(run_dir: Path):
     """(model from last.keras, epochs done, stage-2 start epoch or None, best monitored value)."""
     from core.model import ImagePreprocess  # noqa: F401  registers the custom layer and metric
-    from core.runs import read_json, read_metrics
     from core.tf_setup import keras
 
-    last = run_dir / "checkpoints" / "last.keras"
+    run = RunDir(run_dir)
+    last = run.checkpoint("last")
     if not last.is_file():
-        raise RunError(f"{run_dir.name} has no last checkpoint to resume from")
-    epochs, _ = read_metrics(run_dir)
+        raise RunError(f"{run.name} has no last checkpoint to resume from")
+    epochs, _ = run.metrics()
     stage2 = [e["epoch"] for e in epochs if e.get("stage") == 2]
-    best = (read_json(run_dir / "checkpoints" / "best.json") or {}).get("value")
+    best = run.best_record().get("value")
     model = keras.models.load_model(last, safe_mode=True)  # compiled: the optimizer state resumes too
     return model, len(epochs), (min(stage2) if stage2 else None), best
 
@@ -301,17 +301,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _resume(run_dir: Path) -> int:
     """Continue a stopped, interrupted or failed run from its last checkpoint."""
-    state = read_status(run_dir).get("state")
-    if state not in (STOPPED, INTERRUPTED, FAILED, "starting"):  # refused: the run is left as it is
-        return _fail(None, f"only a stopped, interrupted or failed run can resume ({run_dir.name}: {state})")
-    config = TrainConfig.from_json((run_dir / "config.json").read_text(encoding="utf-8"))
-    if config.mode == "features":
-        return _fail(None, "a features-mode run has nothing to resume: train it again")
+    run = RunDir(run_dir)
+    launched = run.status().get("state") == "starting"  # by the dashboard's Resume button
+    try:
+        refusal = run.resume_refusal(RESUMABLE_STATES + ("starting",))
+        if refusal:
+            raise RunError(refusal)
+        config = run.train_config()
+    except RunError as exc:  # refused: the run is left as it was, bar a launch's "starting"
+        return _fail(run_dir if launched else None, str(exc))
     lock = TrainingLock(run_dir.parent)
     try:
         lock.acquire()
         lock.name_holder(run_dir)
-        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        run.stop_file.unlink(missing_ok=True)
         status = train(config, run_dir, log=_log, resume=True)
         _log(f"{status['state']}: {run_dir}")
     except USER_ERRORS as exc:
@@ -324,16 +327,16 @@ def _resume(run_dir: Path) -> int:
 
 def _make_run_dir(args: argparse.Namespace, config: TrainConfig) -> Path:
     if not args.run_dir:
-        run_dir = new_run_dir(args.runs_dir or RUNS_DIR, config)
-        write_json_atomic(run_dir / "config.json", config.to_dict())
-        return run_dir
-    run_dir = args.run_dir
-    existing = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
-    if existing - {"config.json", "status.json", "train.log"}:
-        raise RunError(f"the run directory is not empty: {run_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "config.json", config.to_dict())
-    return run_dir
+        run = RunDir(new_run_dir(args.runs_dir or RUNS_DIR, config))
+        write_json_atomic(run.config_file, config.to_dict())
+        return run.path
+    run = RunDir(args.run_dir)
+    existing = {p.name for p in run.path.iterdir()} if run.path.is_dir() else set()
+    if existing - {run.config_file.name, run.status_file.name, run.train_log.name}:  # what a launch wrote
+        raise RunError(f"the run directory is not empty: {run.path}")
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run.config_file, config.to_dict())
+    return run.path
 
 
 def _fail(run_dir: Path | None, message: str) -> int:

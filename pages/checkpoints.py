@@ -19,8 +19,8 @@ from core.evaluation_plots import (
     pr_figure,
     roc_figure,
 )
+from core.launch import launch_resume, run_evaluation, run_export
 from core.plots import accuracy_figure, compare_runs_figure, loss_figure
-from core.predict import checkpoint_path
 from core.reports import (
     EVALUATION_SPLITS,
     cache_line,
@@ -33,19 +33,15 @@ from core.reports import (
 )
 from core.runs import (
     ACTIVE_STATES,
-    FAILED,
-    INTERRUPTED,
-    STOPPED,
+    BROKEN,
+    RESUMABLE_STATES,
+    RunDir,
     RunError,
     RunSummary,
     delete_run,
-    launch_resume,
     list_runs,
-    read_json,
     read_metrics,
     read_status,
-    run_evaluation,
-    run_export,
 )
 
 EVALUATE_TIMEOUT_S = 1800
@@ -54,8 +50,11 @@ GALLERY_COLUMNS = 6
 
 def run_ui(run: RunSummary) -> None:
     """One run: how it trained, its curves, config and checkpoints, with downloads."""
+    if run.state == BROKEN:
+        st.error(f"This run folder is broken: {run.error}. Delete it on the Delete tab.")
+        return
     status = read_status(run.path)
-    run_config = read_json(run.path / "config.json", {}) or {}
+    run_config = RunDir(run.path).config()
     epochs, _ = read_metrics(run.path)
     details = [f"Kind: **{'feature extraction' if run.mode == 'features' else 'fine-tune'}**"]
     if head_training_line(status):
@@ -63,7 +62,7 @@ def run_ui(run: RunSummary) -> None:
     if cache_line(status):
         details.append(f"embeddings: {cache_line(status)}")
     st.caption(" · ".join(details))
-    resume_ui(run, run_config)
+    resume_ui(run)
     start2 = stage2_start(status, epochs)
     left, right = st.columns(2)
     left.plotly_chart(accuracy_figure(epochs, start2), key="run_accuracy")
@@ -74,15 +73,13 @@ def run_ui(run: RunSummary) -> None:
     checkpoints_ui(run)
 
 
-def resume_ui(run: RunSummary, run_config: dict) -> None:
+def resume_ui(run: RunSummary) -> None:
     """A Resume button for a fine-tune run that stopped, was interrupted or failed."""
-    if run.state not in (STOPPED, INTERRUPTED, FAILED):
+    if run.state not in RESUMABLE_STATES:
         return
-    if run_config.get("mode") == "features":
-        st.caption("A feature-extraction run has nothing to resume: train it again.")
-        return
-    if not checkpoint_path(run.path, "last").is_file():
-        st.caption("This run cannot resume: it saved no checkpoint before it ended.")
+    refusal = RunDir(run.path).resume_refusal()
+    if refusal:
+        st.caption(f"This run cannot resume: {refusal}.")
         return
     if not st.button("Resume", icon=":material/resume:", key="resume", help="continue from last.keras"):
         return
@@ -139,7 +136,7 @@ def evaluate_ui(run: RunSummary, splits: list[str]) -> None:
     if run.state in ACTIVE_STATES:
         st.caption("The run is still training: evaluate it once it has finished.")
         return
-    if not checkpoint_path(run.path, "best").is_file():
+    if not RunDir(run.path).checkpoint("best").is_file():
         st.caption("This run has no best checkpoint to evaluate.")
         return
     buttons = st.container(horizontal=True, horizontal_alignment="right")

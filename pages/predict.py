@@ -9,9 +9,9 @@ import streamlit as st
 from core import config
 from core.data import load_image
 from core.plots import probability_figure
-from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, checkpoint_path, load_classifier
+from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, load_classifier
 from core.reports import predictable_runs
-from core.runs import RunSummary, list_runs
+from core.runs import RunDir, RunSummary, list_runs
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]
 GRADCAM_MAX_SIDE = 480  # the overlay is drawn on the photo shrunk to at most this many pixels
@@ -33,7 +33,7 @@ def model_ui(runs: list[RunSummary]) -> tuple[RunSummary, str]:
         help="completed runs first, newest first",
     )
     run = runs[names.index(name)]
-    available = [c for c in CHECKPOINTS if checkpoint_path(run.path, c).is_file()]
+    available = [c for c in CHECKPOINTS if RunDir(run.path).checkpoint(c).is_file()]
     checkpoint = b.radio("Checkpoint", available, horizontal=True, help="best: by the monitored metric")
     return run, checkpoint
 
@@ -125,7 +125,7 @@ explain = st.toggle(
 if not sources:
     st.info("Upload one or more photos, or turn on the camera.")
     st.stop()
-path = checkpoint_path(run.path, checkpoint)
+path = RunDir(run.path).checkpoint(checkpoint)
 try:
     with st.spinner(f"Loading {run.name} ({checkpoint})..."):
         classifier = cached_classifier(str(run.path), checkpoint, path.stat().st_mtime)

@@ -25,6 +25,7 @@ from core.config import (
     ConfigError,
     TrainConfig,
 )
+from core.launch import launch_training
 from core.plots import accuracy_figure, loss_figure
 from core.reports import (
     CLASSIFIER_NAMES,
@@ -39,11 +40,10 @@ from core.reports import (
 from core.runs import (
     COMPLETED,
     STOPPED,
+    RunDir,
     RunError,
     active_run,
-    launch_training,
     list_runs,
-    read_json,
     read_metrics,
     read_status,
     request_stop,
@@ -342,7 +342,7 @@ def watched_run() -> Path | None:
     if running:
         return running
     mine = st.session_state.get("train_run")
-    if mine and Path(mine, "config.json").is_file():
+    if mine and RunDir(mine).config_file.is_file():
         return Path(mine)
     runs = list_runs(config.RUNS_DIR)
     return runs[0].path if runs else None
@@ -355,7 +355,7 @@ def live_view(run_dir: Path, polling: bool) -> None:
     progress = run_progress(status, epochs, batches)
     if polling and not progress.active:
         st.rerun()  # finished: redraw the whole page once, and stop polling
-    run_config = read_json(run_dir / "config.json", {}) or {}
+    run_config = RunDir(run_dir).config()
     st.subheader(f"Run {run_dir.name}")
     if progress.active:
         status_line(progress)

@@ -96,7 +96,7 @@ def launch_tiny_run(tmp_path: Path, hold_at_epoch: int | None = None, **fields) 
     """
     from core.callbacks import HOLD_AT_EPOCH_ENV
     from core.config import TrainConfig
-    from core.runs import launch_training
+    from core.launch import launch_training
 
     data = make_color_dataset(tmp_path / "d", per_class=16)
     config = TrainConfig(data=str(data), backbone="mobilenet_v2_0.35", weights=None, image_size=32,

@@ -1,11 +1,11 @@
-"""Demo mode: limits, confinement to the data root, no deleting, and the shipped model."""
+"""Demo mode: limits, confinement to the data root and the shipped model."""
 
 import pytest
 
 from core.config import SAMPLE_DATASET, ConfigError, TrainConfig
 from core.demo import DEMO_RUN, check_demo_limits, confine, ensure_demo_run
 from core.predict import load_classifier
-from core.runs import RunError, delete_run, list_runs
+from core.runs import list_runs
 from tests.helpers import run_cli
 
 
@@ -53,13 +53,6 @@ def test_cli_refuses_over_the_limits_in_demo_mode(tmp_path):
     )
     assert result.returncode == 2 and "backbone: the demo trains only" in result.stderr
     assert not any(p.is_dir() for p in tmp_path.iterdir())
-
-
-def test_deleting_is_off_in_demo_mode(trained_run, monkeypatch):
-    monkeypatch.setenv("TLS_DEMO_MODE", "1")
-    with pytest.raises(RunError, match="turned off in the demo"):
-        delete_run(trained_run)
-    assert trained_run.is_dir()
 
 
 def test_the_shipped_model_is_installed_once_and_classifies_the_sample(tmp_path, use_keras_home):

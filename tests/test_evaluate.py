@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 
 from core.evaluate import (
-    EVALUATION_FILE,
     GALLERY_SIZE,
     THUMBNAIL_PX,
     EvaluationError,
@@ -24,7 +23,7 @@ from core.evaluate import (
     main,
 )
 from core.predict import RunNotReadyError
-from core.runs import write_json_atomic
+from core.runs import RunDir, write_json_atomic
 from core.tf_setup import keras
 from tests.helpers import run_cli, write_image
 
@@ -129,11 +128,11 @@ def test_evaluation_json_is_keyed_by_split_and_merged(known_run):
     assert load_evaluation(known_run) == {}
     evaluate_run(known_run, "validation")
     evaluate_run(known_run, "train")
-    saved = json.loads((known_run / EVALUATION_FILE).read_text())
+    saved = json.loads(RunDir(known_run).evaluation_file.read_text())
     assert set(saved) == {"validation", "train"}
     assert saved["train"]["num_images"] == 2 and saved["validation"]["num_images"] == 12
     assert load_evaluation(known_run)["validation"]["confusion_matrix"] == [[5, 1], [1, 5]]
-    (known_run / EVALUATION_FILE).write_text("{half")
+    RunDir(known_run).evaluation_file.write_text("{half")
     assert load_evaluation(known_run) == {}
 
 
@@ -187,7 +186,7 @@ def test_a_trainer_split_run_is_evaluated_on_its_split_folder(trained_run):
     assert len(result["top_losses"]) == min(GALLERY_SIZE, len(validation))
     originals = {os.path.realpath(p) for p in validation}
     assert {e["file"] for e in result["top_losses"]} <= originals  # the original files, not the links
-    assert (trained_run / EVALUATION_FILE).is_file()
+    assert RunDir(trained_run).evaluation_file.is_file()
 
 
 @pytest.mark.parametrize(
@@ -217,8 +216,8 @@ def test_cli_prints_a_summary_and_writes_the_file(known_run):
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("validation: accuracy 0.833 (10/12), macro F1 0.833")
     assert "AUC 0.833" in lines[0] and "2 misclassified" in lines[0]
-    assert lines[-1] == str(known_run / EVALUATION_FILE)
-    assert "validation" in json.loads((known_run / EVALUATION_FILE).read_text())
+    assert lines[-1] == str(RunDir(known_run).evaluation_file)
+    assert "validation" in json.loads(RunDir(known_run).evaluation_file.read_text())
 
 
 def _exit_code(argv: list[str]) -> int:

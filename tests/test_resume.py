@@ -6,7 +6,8 @@ import signal
 
 import pytest
 
-from core.runs import RunError, launch_resume, read_metrics, read_status, request_stop
+from core.launch import launch_resume
+from core.runs import RunError, read_metrics, read_status, request_stop
 from tests.helpers import launch_tiny_run, run_cli, wait_for
 
 
