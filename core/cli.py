@@ -17,3 +17,18 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         sys.exit(fail(message))
+
+
+def add_knob(parser: argparse.ArgumentParser, name: str, help: str | None = None) -> None:
+    """`--name` for the TrainConfig field `name`, typed and limited by the config's one table of
+    limits (core.config.field_limits): choices become argparse choices, ranges go in the help
+    and are enforced by `TrainConfig.validate()` with one line naming the field."""
+    from core.config import field_limits
+
+    limits = field_limits(name)
+    flag = "--" + name.replace("_", "-")
+    if limits.choices:
+        parser.add_argument(flag, choices=limits.choices, help=help)
+        return
+    span = limits.interval if limits.low is not None else ""
+    parser.add_argument(flag, type=limits.kind, help=" ".join(filter(None, [help, span])) or None)

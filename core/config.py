@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.backbones import BACKBONES  # plain data: no TensorFlow
+
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DATASET = PROJ_ROOT / "data" / "sample" / "horse-or-human"
 # Where the dashboard looks for datasets and keeps runs; both can be moved with env vars.
@@ -34,23 +36,45 @@ class ConfigError(ValueError):
     """A configuration value is out of range; the message names the field."""
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one knob accepts. The one table of limits: `validate()`, the CLI's flags and the
+    dashboard's widgets all read it (through `field_limits` and `check_field`)."""
+
+    kind: type  # int, float, bool or str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # (low, ...: low itself is refused
+    high_open: bool = False  # ..., high): high itself is refused
+    choices: tuple[str, ...] = ()
+    optional: bool = False  # None is accepted too
+
+    @property
+    def interval(self) -> str:
+        """ "[0, 0.95]", "(0, 1]": the accepted range, for messages and help texts."""
+        low, high = _show(self.low), _show(self.high)
+        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def knob(default: Any, kind: type, low: float | None = None, high: float | None = None, **limits: Any):
+    """A dataclass field whose limits live in its metadata (see `Limits`)."""
+    return field(default=default, metadata={"limits": Limits(kind, low, high, **limits)})
+
+
 @dataclass
 class AugmentConfig:
     """The reference recipe's augmentation knobs, applied to training batches only."""
 
-    rotation: float = 0.0  # degrees, images rotate by up to +/- this many
-    width_shift: float = 0.0  # fraction of the width
-    height_shift: float = 0.0  # fraction of the height
-    shear: float = 0.0  # shear factor, as in Keras's RandomShear
-    zoom: float = 0.0  # fraction; 0.2 zooms in or out by up to 20%
-    horizontal_flip: bool = False
-    fill_mode: str = "nearest"
+    rotation: float = knob(0.0, float, 0, 180)  # degrees, images rotate by up to +/- this many
+    width_shift: float = knob(0.0, float, 0, 0.9)  # fraction of the width
+    height_shift: float = knob(0.0, float, 0, 0.9)  # fraction of the height
+    shear: float = knob(0.0, float, 0, 0.9)  # shear factor, as in Keras's RandomShear
+    zoom: float = knob(0.0, float, 0, 0.9)  # fraction; 0.2 zooms in or out by up to 20%
+    horizontal_flip: bool = knob(False, bool)
+    fill_mode: str = knob("nearest", str, choices=FILL_MODES)
 
     def validate(self) -> None:
-        _check_range("augment.rotation", self.rotation, 0, 180)
-        for name in ("width_shift", "height_shift", "shear", "zoom"):
-            _check_range(f"augment.{name}", getattr(self, name), 0, 0.9)
-        _check_choice("augment.fill_mode", self.fill_mode, FILL_MODES)
+        _raise_first_problem(self, "augment.")
 
     @property
     def is_identity(self) -> bool:
@@ -62,91 +86,55 @@ class TrainConfig:
     """Everything that defines a training run; saved as the run's `config.json`."""
 
     data: str = ""  # a folder of class folders, or one split into train/ and validation/
-    backbone: str = "mobilenet_v2"
-    weights: str | None = "imagenet"  # None trains from random weights (tests only)
-    image_size: int = 224
-    pooling: str = "avg"  # "avg" (global average pooling) or "flatten" (the reference's)
-    dense_units: int = 0  # a hidden Dense(relu) layer in the head; 0 means none
-    dropout: float = 0.2
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    batch_size: int = 32
-    epochs: int = 10
-    patience: int = 5  # early stopping; 0 disables it
-    monitor: str = "val_accuracy"
-    val_split: float = 0.2  # used only when the dataset is not split already
-    seed: int = 42
+    backbone: str = knob("mobilenet_v2", str, choices=tuple(BACKBONES))
+    # "imagenet", or None to train from random weights (tests only)
+    weights: str | None = knob("imagenet", str, choices=("imagenet",), optional=True)
+    image_size: int = knob(224, int, 32, 1024)
+    pooling: str = knob("avg", str, choices=POOLINGS)  # "avg" (global average) or "flatten" (the reference's)
+    dense_units: int = knob(0, int, 0, 8192)  # a hidden Dense(relu) layer in the head; 0 means none
+    dropout: float = knob(0.2, float, 0, 0.95)
+    optimizer: str = knob("adam", str, choices=OPTIMIZERS)
+    learning_rate: float = knob(1e-3, float, 0, 1, low_open=True)
+    batch_size: int = knob(32, int, 1, 1024)
+    epochs: int = knob(10, int, 1, 1000)
+    patience: int = knob(5, int, 0, 1000)  # early stopping; 0 disables it
+    monitor: str = knob("val_accuracy", str, choices=MONITORS)
+    # used only when the dataset is not split already
+    val_split: float = knob(0.2, float, 0, 1, low_open=True, high_open=True)
+    seed: int = knob(42, int, 0, 2**31 - 1)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # Transfer-learning kind: "finetune" trains a Keras head (then optionally the base's top);
     # "features" fits a scikit-learn classifier on the frozen backbone's embeddings.
-    mode: str = "finetune"
-    classifier: str = "logreg"  # features mode: logreg, svm, knn or tree
-    classifier_c: float = 1.0  # inverse regularisation of logreg and svm
-    svm_kernel: str = "rbf"
-    knn_neighbors: int = 5
-    tree_max_depth: int = 0  # 0 = grow until pure
-    feature_layer: str | None = None  # take features from this earlier backbone layer
+    mode: str = knob("finetune", str, choices=MODES)
+    classifier: str = knob("logreg", str, choices=CLASSIFIERS)  # features mode
+    classifier_c: float = knob(
+        1.0, float, 0, 1_000_000, low_open=True
+    )  # inverse regularisation (logreg, svm)
+    svm_kernel: str = knob("rbf", str, choices=SVM_KERNELS)
+    knn_neighbors: int = knob(5, int, 1, 1000)
+    tree_max_depth: int = knob(0, int, 0, 1000)  # 0 = grow until pure
+    # take features from this earlier backbone layer
+    feature_layer: str | None = knob(None, str, optional=True)
     # Head training while the base is frozen: "cached" trains on cached embeddings (the base
     # runs once), "live" runs the base every epoch; "auto" picks cached unless live
     # augmentation needs the images (augment_views > 0 caches that many augmented views).
-    head_training: str = "auto"
-    augment_views: int = 0
-    fine_tune_layers: int = 0  # stage 2: unfreeze this many top backbone layers; 0 = no stage 2
-    fine_tune_epochs: int = 5
-    fine_tune_lr_factor: float = 0.1  # stage 2 learning rate = learning_rate x this
-    class_weights: bool = False  # weight the loss by inverse class frequency (imbalanced data)
+    head_training: str = knob("auto", str, choices=HEAD_TRAINING)
+    augment_views: int = knob(0, int, 0, 50)
+    # stage 2: unfreeze this many top backbone layers; 0 = no stage 2
+    fine_tune_layers: int = knob(0, int, 0, 10000)
+    fine_tune_epochs: int = knob(5, int, 1, 1000)
+    fine_tune_lr_factor: float = knob(0.1, float, 1e-4, 1)  # stage 2 learning rate = learning_rate x this
+    class_weights: bool = knob(False, bool)  # weight the loss by inverse class frequency (imbalanced data)
 
     def validate(self) -> None:
-        """Raise `ConfigError` naming the first field that is out of range."""
-        from core.backbones import BACKBONES  # no TensorFlow: the registry is plain data
-
-        if not self.data:
+        """Raise `ConfigError` naming the first field that is out of range or of the wrong type."""
+        if not self.data or not isinstance(self.data, str):
             raise ConfigError("data: choose a dataset folder")
-        _check_choice("backbone", self.backbone, tuple(BACKBONES))
-        if self.weights not in ("imagenet", None):
-            raise ConfigError(f"weights: must be 'imagenet' or null, got {self.weights!r}")
-        for name in (
-            "image_size",
-            "dense_units",
-            "batch_size",
-            "epochs",
-            "patience",
-            "seed",
-            "knn_neighbors",
-            "tree_max_depth",
-            "augment_views",
-            "fine_tune_layers",
-            "fine_tune_epochs",
-        ):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
-                raise ConfigError(f"{name}: must be a whole number, got {getattr(self, name)!r}")
-        _check_range("image_size", self.image_size, 32, 1024)
-        _check_choice("pooling", self.pooling, POOLINGS)
-        _check_range("dense_units", self.dense_units, 0, 8192)
-        _check_range("dropout", self.dropout, 0, 0.95)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not 0 < self.learning_rate <= 1:
-            raise ConfigError(f"learning_rate: must be in (0, 1], got {self.learning_rate}")
-        _check_range("batch_size", self.batch_size, 1, 1024)
-        _check_range("epochs", self.epochs, 1, 1000)
-        _check_range("patience", self.patience, 0, 1000)
-        _check_choice("monitor", self.monitor, MONITORS)
-        if not 0 < self.val_split < 1:
-            raise ConfigError(f"val_split: must be between 0 and 1, got {self.val_split}")
-        _check_choice("mode", self.mode, MODES)
-        _check_choice("classifier", self.classifier, CLASSIFIERS)
-        _check_choice("svm_kernel", self.svm_kernel, SVM_KERNELS)
-        _check_choice("head_training", self.head_training, HEAD_TRAINING)
-        if not 0 < self.classifier_c <= 1e6:
-            raise ConfigError(f"classifier_c: must be in (0, 1e6], got {self.classifier_c}")
-        _check_range("knn_neighbors", self.knn_neighbors, 1, 1000)
-        _check_range("tree_max_depth", self.tree_max_depth, 0, 1000)
-        _check_range("augment_views", self.augment_views, 0, 50)
-        _check_range("fine_tune_layers", self.fine_tune_layers, 0, 10000)
-        _check_range("fine_tune_epochs", self.fine_tune_epochs, 1, 1000)
-        _check_range("fine_tune_lr_factor", self.fine_tune_lr_factor, 1e-4, 1)
+        _raise_first_problem(self, "")
         if self.mode == "features" and self.fine_tune_layers:
             raise ConfigError("fine_tune_layers: fine-tuning needs mode 'finetune', not 'features'")
+        if not isinstance(self.augment, AugmentConfig):
+            raise ConfigError("augment: must be an object of augmentation settings")
         self.augment.validate()
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,6 +148,8 @@ class TrainConfig:
         """Build from a dict, rejecting unknown keys so typos do not pass silently."""
         values = dict(values)
         augment = values.pop("augment", {}) or {}
+        if not isinstance(augment, dict):
+            raise ConfigError(f"augment: must be an object of augmentation settings, got {augment!r}")
         _reject_unknown(cls, values, "")
         _reject_unknown(AugmentConfig, augment, "augment.")
         return cls(**values, augment=AugmentConfig(**augment))
@@ -238,16 +228,54 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
     return TrainConfig.from_dict({**PRESETS[name], **overrides})
 
 
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name}: must be a number, got {value!r}")
-    if not low <= value <= high:
-        raise ConfigError(f"{name}: must be between {low} and {high}, got {value}")
+def field_limits(name: str) -> Limits | None:
+    """The limits of a TrainConfig field ("dropout") or an augmentation one ("augment.rotation");
+    None for a field without limits (data, augment)."""
+    cls, short = (
+        (AugmentConfig, name[len("augment.") :]) if name.startswith("augment.") else (TrainConfig, name)
+    )
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if short not in fields:
+        raise KeyError(f"no config field {name!r}")
+    return fields[short].metadata.get("limits")
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name}: unknown value {value!r}; choose from {', '.join(choices)}")
+def check_field(name: str, value: Any) -> str | None:
+    """Why `value` is not acceptable for the field `name` (one line naming it), or None."""
+    limits = field_limits(name)
+    if limits is None or (value is None and limits.optional):
+        return None
+    if limits.kind is bool and not isinstance(value, bool):
+        return f"{name}: must be true or false, got {value!r}"
+    if limits.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        return f"{name}: must be a whole number, got {value!r}"
+    if limits.kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return f"{name}: must be a number, got {value!r}"
+    if limits.kind is str and not isinstance(value, str):
+        return f"{name}: must be text, got {value!r}"
+    if limits.choices and value not in limits.choices:
+        return f"{name}: unknown value {value!r}; choose from {', '.join(limits.choices)}"
+    if limits.low is None:
+        return None
+    above = value > limits.low if limits.low_open else value >= limits.low
+    below = value < limits.high if limits.high_open else value <= limits.high
+    if above and below:  # False for NaN too
+        return None
+    if limits.low_open or limits.high_open:
+        return f"{name}: must be in {limits.interval}, got {value}"
+    return f"{name}: must be between {_show(limits.low)} and {_show(limits.high)}, got {value}"
+
+
+def _show(bound: float) -> str:
+    return f"{bound:g}" if isinstance(bound, float) else str(bound)
+
+
+def _raise_first_problem(config: Any, prefix: str) -> None:
+    for f in dataclasses.fields(config):
+        if "limits" in f.metadata:
+            problem = check_field(prefix + f.name, getattr(config, f.name))
+            if problem:
+                raise ConfigError(problem)
 
 
 def _reject_unknown(cls: type, values: dict[str, Any], prefix: str) -> None:

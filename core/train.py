@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import signal
 import sys
@@ -18,18 +19,11 @@ import traceback
 from pathlib import Path
 
 from core.backbones import BACKBONES, WeightsUnavailableError
-from core.cli import OneLineParser, fail
+from core.cli import OneLineParser, add_knob, fail
 from core.config import (
-    CLASSIFIERS,
-    HEAD_TRAINING,
     IMBALANCE_WARNING_RATIO,
-    MODES,
-    MONITORS,
-    OPTIMIZERS,
-    POOLINGS,
     PRESETS,
     RUNS_DIR,
-    SVM_KERNELS,
     ConfigError,
     TrainConfig,
     preset_config,
@@ -61,32 +55,33 @@ def build_parser() -> argparse.ArgumentParser:
     add("--run-dir", type=Path, help="use this new, empty folder as the run directory")
     add("--config", type=Path, help="a config.json to start from (flags override it)")
     add("--preset", choices=sorted(PRESETS), help="start from a named preset ('seed' = reference)")
-    add("--backbone", choices=sorted(BACKBONES))
+    knob = functools.partial(add_knob, parser)
+    knob("backbone")
     add("--weights", choices=["imagenet", "none"], help="'none' = random init (for tests)")
-    add("--image-size", type=int, help="square input size (default: the backbone's own)")
-    add("--pooling", choices=POOLINGS)
-    add("--dense-units", type=int)
-    add("--dropout", type=float)
-    add("--optimizer", choices=OPTIMIZERS)
-    add("--learning-rate", type=float)
-    add("--batch-size", type=int)
-    add("--epochs", type=int)
-    add("--patience", type=int, help="early-stopping patience in epochs (0 = off)")
-    add("--monitor", choices=MONITORS)
-    add("--val-split", type=float, help="validation fraction for an unsplit dataset")
-    add("--seed", type=int)
-    add("--mode", choices=MODES, help="finetune (a Keras head) or features (a classical classifier)")
-    add("--classifier", choices=CLASSIFIERS, help="features mode: logreg (default), svm, knn or tree")
-    add("--classifier-c", type=float, help="logreg/svm inverse regularisation C")
-    add("--svm-kernel", choices=SVM_KERNELS)
-    add("--knn-neighbors", type=int)
-    add("--tree-max-depth", type=int, help="0 = unlimited")
+    knob("image_size", "square input size (default: the backbone's own)")
+    knob("pooling")
+    knob("dense_units")
+    knob("dropout")
+    knob("optimizer")
+    knob("learning_rate")
+    knob("batch_size")
+    knob("epochs")
+    knob("patience", "early-stopping patience in epochs (0 = off)")
+    knob("monitor")
+    knob("val_split", "validation fraction for an unsplit dataset")
+    knob("seed")
+    knob("mode", "finetune (a Keras head) or features (a classical classifier)")
+    knob("classifier", "features mode: logreg (default), svm, knn or tree")
+    knob("classifier_c", "logreg/svm inverse regularisation C")
+    knob("svm_kernel")
+    knob("knn_neighbors")
+    knob("tree_max_depth", "0 = unlimited")
     add("--feature-layer", help="take features from this earlier backbone layer")
-    add("--head-training", choices=HEAD_TRAINING, help="cached embeddings or live images (default auto)")
-    add("--augment-views", type=int, help="augmented views per image to cache (0 = none)")
-    add("--fine-tune-layers", type=int, help="stage 2: unfreeze this many top backbone layers")
-    add("--fine-tune-epochs", type=int)
-    add("--fine-tune-lr-factor", type=float, help="stage 2 learning rate factor (default 0.1)")
+    knob("head_training", "cached embeddings or live images (default auto)")
+    knob("augment_views", "augmented views per image to cache (0 = none)")
+    knob("fine_tune_layers", "stage 2: unfreeze this many top backbone layers")
+    knob("fine_tune_epochs")
+    knob("fine_tune_lr_factor", "stage 2 learning rate factor (default 0.1)")
     add("--no-evaluate", action="store_true", help="skip evaluating the best checkpoint at the end")
     add("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped or interrupted run")
     add("--class-weights", action="store_true", default=None, help="weight classes by inverse frequency")

@@ -15,7 +15,7 @@ import streamlit as st
 from core import advisor, config
 from core.backbones import WeightsUnavailableError
 from core.catalog import dataset_signature, find_datasets, looks_like_dataset
-from core.config import FILL_MODES, REFERENCE_AUGMENT, AugmentConfig
+from core.config import FILL_MODES, IMBALANCE_WARNING_RATIO, REFERENCE_AUGMENT, AugmentConfig, field_limits
 from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
 from core.plots import split_counts_figure
 from core.preview import augment_batch, augment_repeated, load_batch, preview_paths
@@ -23,12 +23,12 @@ from core.uploads import UploadError, extract_dataset_upload, safe_name, unique_
 
 SOURCES = ("The bundled sample", "A folder in the data folder", "Upload a zip")
 PREVIEW_COUNT, PREVIEW_SIZE = 8, 160
-AUGMENT_SLIDERS = {  # field: (label, max, step, help)
-    "rotation": ("Rotation (degrees)", 180.0, 5.0, "rotate by up to +/- this many degrees"),
-    "width_shift": ("Width shift", 0.9, 0.05, "shift sideways by up to this fraction of the width"),
-    "height_shift": ("Height shift", 0.9, 0.05, "shift up or down by up to this fraction of the height"),
-    "shear": ("Shear", 0.9, 0.05, "slant by up to this shear factor"),
-    "zoom": ("Zoom", 0.9, 0.05, "zoom in or out by up to this fraction"),
+AUGMENT_SLIDERS = {  # field: (label, step, help); the range is the config's (field_limits)
+    "rotation": ("Rotation (degrees)", 5.0, "rotate by up to +/- this many degrees"),
+    "width_shift": ("Width shift", 0.05, "shift sideways by up to this fraction of the width"),
+    "height_shift": ("Height shift", 0.05, "shift up or down by up to this fraction of the height"),
+    "shear": ("Shear", 0.05, "slant by up to this shear factor"),
+    "zoom": ("Zoom", 0.05, "zoom in or out by up to this fraction"),
 }
 
 
@@ -136,7 +136,7 @@ def report_ui(report: DatasetReport) -> None:
     a.metric("Classes", len(report.class_names))
     b.metric("Valid images", f"{total:,}")
     c.metric("Skipped files", len(report.skipped))
-    if report.imbalance_ratio() > 1.5:
+    if report.imbalance_ratio() > IMBALANCE_WARNING_RATIO:
         st.warning(
             f"The classes are imbalanced: the largest has {report.imbalance_ratio():.1f}x the images of "
             "the smallest. Accuracy can look good while the small class is mostly wrong."
@@ -207,11 +207,12 @@ def augment_ui() -> AugmentConfig:
     buttons.button("No augmentation", on_click=_set_augment, args=(AugmentConfig(),))
     values = {}
     columns = st.columns(3)
-    for i, (field, (label, high, step, help_text)) in enumerate(AUGMENT_SLIDERS.items()):
+    for i, (field, (label, step, help_text)) in enumerate(AUGMENT_SLIDERS.items()):
+        limits = field_limits(f"augment.{field}")
         values[field] = columns[i % 3].slider(
             label,
-            0.0,
-            high,
+            float(limits.low),
+            float(limits.high),
             step=step,
             format="%d" if step >= 1 else "%.2f",
             key=f"aug_{field}",

@@ -24,6 +24,7 @@ from core.config import (
     SVM_KERNELS,
     ConfigError,
     TrainConfig,
+    field_limits,
 )
 from core.launch import launch_training
 from core.plots import accuracy_figure, loss_figure
@@ -220,7 +221,10 @@ def finetune_ui(preset: dict, k) -> dict:
             "Dense units", 0, 8192, preset["dense_units"], 64, key=k("dense"), help="0: no hidden layer"
         )
     )
-    values["dropout"] = b.slider("Dropout", 0.0, 0.9, float(preset["dropout"]), 0.05, key=k("dropout"))
+    dropout = field_limits("dropout")
+    values["dropout"] = b.slider(
+        "Dropout", float(dropout.low), dropout.high, float(preset["dropout"]), 0.05, key=k("dropout")
+    )
     values["optimizer"] = c.selectbox(
         "Optimizer", OPTIMIZERS, OPTIMIZERS.index(preset["optimizer"]), key=k("optimizer")
     )

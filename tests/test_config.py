@@ -1,10 +1,12 @@
 """TrainConfig: JSON round trip, precise validation errors, presets."""
 
+import dataclasses
 import json
 
 import pytest
 
-from core.config import AugmentConfig, ConfigError, TrainConfig, preset_config
+from core.config import AugmentConfig, ConfigError, TrainConfig, check_field, field_limits, preset_config
+from core.train import build_parser
 
 
 def test_json_round_trip_keeps_every_field():
@@ -28,8 +30,15 @@ def test_json_round_trip_keeps_every_field():
         ("dropout", 1.5, "dropout: must be between 0 and 0.95"),
         ("learning_rate", 0, "learning_rate: must be in (0, 1]"),
         ("optimizer", "adagrad", "optimizer: unknown value 'adagrad'"),
-        ("val_split", 1.0, "val_split: must be between 0 and 1"),
+        ("val_split", 1.0, "val_split: must be in (0, 1)"),
         ("data", "", "data: choose a dataset folder"),
+        ("seed", -1, "seed: must be between 0 and 2147483647"),
+        ("seed", 5_000_000_000, "seed: must be between 0 and 2147483647"),
+        ("learning_rate", "1e-3", "learning_rate: must be a number"),
+        ("class_weights", "false", "class_weights: must be true or false"),
+        ("epochs", True, "epochs: must be a whole number"),
+        ("weights", "imagenet21k", "weights: unknown value 'imagenet21k'"),
+        ("augment", [1, 2], "augment: must be an object"),
     ],
 )
 def test_validation_names_the_field(field, value, message):
@@ -84,3 +93,44 @@ def test_seed_preset_is_the_reference_recipe():
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         preset_config("nope")
+
+
+KNOBS = [f.name for f in dataclasses.fields(TrainConfig) if "limits" in f.metadata]
+
+
+def test_every_knob_except_data_and_augment_has_limits():
+    assert set(f.name for f in dataclasses.fields(TrainConfig)) - set(KNOBS) == {"data", "augment"}
+    assert all(field_limits(f"augment.{f.name}") for f in dataclasses.fields(AugmentConfig))
+
+
+@pytest.mark.parametrize("name", KNOBS)
+def test_validate_the_cli_and_check_field_read_one_table(name):
+    """A value just outside a knob's range (or choices) is refused by check_field, validate()
+    and the CLI alike; the range's edges are accepted."""
+    limits = field_limits(name)
+    flag = "--" + name.replace("_", "-")
+    options = {a.dest: a for a in build_parser()._actions}
+    if limits.choices:
+        assert check_field(name, limits.choices[-1]) is None and check_field(name, "nope")
+        if name != "weights":  # the CLI spells null as "none"
+            assert tuple(options[name].choices) == limits.choices
+        return
+    if limits.low is None:
+        return
+    step = 1 if limits.kind is int else 1e-6
+    for value, accepted in [
+        (limits.low, not limits.low_open),
+        (limits.high, not limits.high_open),
+        (limits.low - step, False),
+        (limits.high + step, False),
+    ]:
+        value = limits.kind(value)
+        assert (check_field(name, value) is None) == accepted, (name, value)
+        config = dataclasses.replace(TrainConfig(data="d"), **{name: value})
+        if accepted:
+            config.validate()
+        else:
+            with pytest.raises(ConfigError, match=f"^{name}: "):
+                config.validate()
+    if flag in options[name].option_strings:
+        assert options[name].type is limits.kind and limits.interval in options[name].help

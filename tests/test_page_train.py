@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.config
-from core.config import PRESETS
+from core.config import PRESETS, field_limits
 from tests.helpers import make_color_dataset
 from tests.page_helpers import (
     chart_spec,
@@ -270,3 +270,12 @@ def test_a_completed_features_run_draws_one_labelled_point(dirs):
         ("markers+text", ["0.900"]),
     ]
     assert spec["layout"]["xaxis"]["range"] == [0.5, 1.5]
+
+
+def test_knob_widgets_take_their_ranges_from_the_config_table(dirs):
+    at = open_page("pages/train.py")
+    dropout = at.slider(key="quick:dropout")
+    assert (dropout.min, dropout.max) == (0.0, field_limits("dropout").high)
+    at.switch_page("pages/data.py").run()
+    rotation = at.slider(key="aug_rotation")
+    assert (rotation.min, rotation.max) == (0.0, field_limits("augment.rotation").high)
