@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from core.cli import fail
-from core.data import load_image, scan_dataset
+from core.data import evenly_spaced, load_image, scan_dataset
 
 LARGE_DATASET_PER_CLASS = 1000  # a class with fewer images than this makes the dataset "small"
 SIMILARITY_BACKBONE = "mobilenet_v2_0.35"  # its weights carry real ImageNet BatchNorm statistics
@@ -63,7 +63,7 @@ LARGE_DIFFERENT = "fine-tune more of the network"
 # fine-tuning stage is expected to use about a tenth of it. MobileNetV2 (1.0) has 154
 # layers: the top 29 are blocks 14-16 and Conv_1 (the 7x7 stage), the top 100 start at
 # block 6; "block_13_expand_relu" is the 14x14x576 map before the last stage.
-PRESETS: dict[str, dict] = {
+STRATEGY_PRESETS: dict[str, dict] = {
     SMALL_SIMILAR: dict(
         mode="features",
         classifier="logreg",
@@ -185,7 +185,7 @@ def advise(dataset_root: str | os.PathLike, sample_per_class: int = 20) -> Advic
         similarity_label=similarity_label,
         strategy=strategy,
         explanation="",
-        preset=dict(PRESETS[strategy]),
+        preset=dict(STRATEGY_PRESETS[strategy]),
     )
     advice.explanation = explain(advice)
     return advice
@@ -233,7 +233,7 @@ def _sample(paths: list[str], labels: list[int], per_class: int) -> list[str]:
     for label in sorted(set(labels)):
         files = [p for p, y in zip(paths, labels) if y == label]
         count = min(per_class, len(files))
-        chosen += [files[i] for i in np.unique(np.linspace(0, len(files) - 1, count).round().astype(int))]
+        chosen += evenly_spaced(files, count)
     return chosen
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.config import metric_rises
 from core.runs import RunDir, append_jsonl, write_json_atomic, write_status
 from core.tf_setup import keras
 
@@ -126,7 +127,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     def __init__(self, run_dir: Path, full_model: keras.Model, monitor: str, every_s: float = 0.0):
         super().__init__()
         self.run, self.full_model, self.monitor = RunDir(run_dir), full_model, monitor
-        self.higher_is_better = monitor.endswith("accuracy") or monitor.endswith("f1")
+        self.higher_is_better = metric_rises(monitor)
         self.every_s, self.best, self.epoch = every_s, None, 0  # epoch: the last one ended
         self.saved_at = {"last": 0.0, "best": 0.0}
         self.pending_last, self.pending_best = False, None  # (weights, epoch) not on disk yet
@@ -187,7 +188,7 @@ def early_stopping(monitor: str, patience: int) -> list[keras.callbacks.Callback
     """EarlyStopping restoring the best weights, or nothing when patience is 0."""
     if not patience:
         return []
-    mode = "max" if monitor.endswith("accuracy") or monitor.endswith("f1") else "min"
+    mode = "max" if metric_rises(monitor) else "min"
     return [
         keras.callbacks.EarlyStopping(
             monitor=monitor, mode=mode, patience=patience, restore_best_weights=True

@@ -137,6 +137,11 @@ class TrainConfig:
             raise ConfigError("augment: must be an object of augmentation settings")
         self.augment.validate()
 
+    @property
+    def total_epochs(self) -> int:
+        """Epochs of both stages: the head's, plus fine-tuning's when there is a stage 2."""
+        return self.epochs + (self.fine_tune_epochs if self.fine_tune_layers else 0)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -226,6 +231,11 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
     if name not in PRESETS:
         raise ConfigError(f"preset: unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     return TrainConfig.from_dict({**PRESETS[name], **overrides})
+
+
+def metric_rises(monitor: str) -> bool:
+    """True when a higher value of `monitor` is better (accuracy, F1), False for a loss."""
+    return monitor.endswith("accuracy") or monitor.endswith("f1")
 
 
 def field_limits(name: str) -> Limits | None:

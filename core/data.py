@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 SPLIT_NAMES = ("train", "validation", "test")
+EVALUATION_SPLITS = ("validation", "test", "train")  # the same splits, in the order offered for evaluation
 SPLIT_ALIASES = {
     "train": "train",
     "validation": "validation",
@@ -276,3 +277,10 @@ def _stage_valid_images(report: DatasetReport, stage: Path) -> None:
         target = stage / report.class_names[label] / "__".join(relative.parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(Path(path).resolve(), target)
+
+
+def evenly_spaced(items: list, count: int) -> list:
+    """Up to `count` of `items`, evenly spread from the first to the last (deterministic)."""
+    if not items or count <= 0:
+        return []
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, count).round().astype(int))]

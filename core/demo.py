@@ -39,7 +39,7 @@ def check_demo_limits(config: TrainConfig, train_images: int | None = None) -> N
     confine(config.data)
     if config.backbone not in SMALL_BACKBONES:
         raise ConfigError(f"backbone: the demo trains only {', '.join(SMALL_BACKBONES)}")
-    if config.epochs + (config.fine_tune_epochs if config.fine_tune_layers else 0) > MAX_EPOCHS:
+    if config.total_epochs > MAX_EPOCHS:
         raise ConfigError(f"epochs: the demo trains at most {MAX_EPOCHS} epochs in all")
     if config.image_size > MAX_IMAGE_SIZE:
         raise ConfigError(f"image_size: the demo uses at most {MAX_IMAGE_SIZE} px")

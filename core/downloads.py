@@ -24,7 +24,7 @@ URL_BASE_ENV = "TLS_HORSE_OR_HUMAN_URL_BASE"
 HORSE_OR_HUMAN_ZIPS = {"train": "horse-or-human.zip", "validation": "validation-horse-or-human.zip"}
 _CHUNK = 256 * 1024
 
-Progress = Callable[[float, str], None]  # (fraction 0..1, what is happening)
+ProgressCallback = Callable[[float, str], None]  # (fraction 0..1, what is happening)
 
 
 class DownloadError(RuntimeError):
@@ -40,7 +40,9 @@ def horse_or_human_dir(data_root: str | os.PathLike) -> Path:
     return Path(data_root) / "downloads" / "horse-or-human"
 
 
-def download_file(url: str, dest: Path, progress: Progress | None = None, timeout: float = 30) -> Path:
+def download_file(
+    url: str, dest: Path, progress: ProgressCallback | None = None, timeout: float = 30
+) -> Path:
     """Stream `url` into `dest`, reporting the fraction done when the size is known.
 
     Raises:
@@ -71,7 +73,7 @@ def download_file(url: str, dest: Path, progress: Progress | None = None, timeou
 
 
 def download_horse_or_human(
-    data_root: str | os.PathLike, base: str | None = None, progress: Progress | None = None
+    data_root: str | os.PathLike, base: str | None = None, progress: ProgressCallback | None = None
 ) -> Path:
     """Download and unpack both splits; replace an earlier copy only once both succeeded.
 
@@ -104,7 +106,9 @@ def download_horse_or_human(
     return final
 
 
-def _scaled(progress: Progress | None, index: int, count: int, prefix: str) -> Progress | None:
+def _scaled(
+    progress: ProgressCallback | None, index: int, count: int, prefix: str
+) -> ProgressCallback | None:
     if progress is None:
         return None
     return lambda fraction, text: progress((index + fraction) / count, prefix + text)

@@ -19,11 +19,10 @@ import numpy as np
 from PIL import Image
 
 from core.cli import OneLineParser, fail
-from core.data import DatasetError, load_image, scan_dataset
+from core.data import EVALUATION_SPLITS, DatasetError, evenly_spaced, load_image, scan_dataset
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, load_classifier
 from core.runs import RunDir, RunError, read_json, write_json_atomic
 
-SPLITS = ("validation", "test", "train")
 GALLERY_SIZE = 24  # at most this many images in each of the misclassified and top-losses lists
 THUMBNAIL_PX = 128  # longest side of a gallery thumbnail
 CURVE_POINTS = 400  # ROC and PR curves are thinned to about this many points
@@ -190,7 +189,7 @@ def binary_curves(y_true: np.ndarray, scores: np.ndarray) -> dict:
 def _thin(values: np.ndarray) -> list[float]:
     """At most about CURVE_POINTS evenly spaced points, the first and last always kept."""
     if len(values) > CURVE_POINTS:
-        values = values[np.unique(np.linspace(0, len(values) - 1, CURVE_POINTS).round().astype(int))]
+        values = evenly_spaced(list(values), CURVE_POINTS)
     return [float(v) for v in values]
 
 
@@ -280,7 +279,7 @@ def summary_line(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m core.evaluate", description=__doc__.split("\n")[1])
     parser.add_argument("--run", required=True, type=Path, help="a run directory")
-    parser.add_argument("--split", choices=SPLITS, default="validation")
+    parser.add_argument("--split", choices=EVALUATION_SPLITS, default="validation")
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
     args = parser.parse_args(argv)
     try:

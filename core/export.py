@@ -30,8 +30,8 @@ import numpy as np
 
 from core.classical import CLASSIFIER_FILE
 from core.cli import OneLineParser, fail
-from core.data import DatasetError, load_image, scan_dataset
-from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, load_classifier
+from core.data import DatasetError, evenly_spaced, load_image, scan_dataset
+from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, class_columns, load_classifier
 from core.runs import RunDir, RunError, write_json_atomic
 
 FORMATS = ("keras", "savedmodel", "tflite")
@@ -171,7 +171,7 @@ def _split_images(run_dir: Path, split: str, size: int, limit: int) -> np.ndarra
     paths = report.splits[split].paths if split in report.splits else []
     if not paths:
         raise ExportError(f"the run's dataset ({report.root}) has no {split} images")
-    chosen = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, limit).round().astype(int))]
+    chosen = evenly_spaced(paths, limit)
     images = []
     for path in chosen:
         try:
@@ -261,7 +261,7 @@ def _predict(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray) ->
     raw = np.concatenate(
         [np.asarray(predict(images[i : i + BATCH].astype(np.float32))) for i in range(0, len(images), BATCH)]
     )
-    return np.concatenate([1.0 - raw, raw], axis=-1) if raw.shape[-1] == 1 else raw
+    return class_columns(raw)
 
 
 def compare(reference: np.ndarray, exported: np.ndarray) -> tuple[float, float]:

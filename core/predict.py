@@ -21,6 +21,11 @@ from core.data import load_image
 from core.runs import CHECKPOINTS, RunDir
 
 
+def class_columns(raw: np.ndarray) -> np.ndarray:
+    """One probability column per class: a sigmoid's single column (class 1) becomes [1 - p, p]."""
+    return np.concatenate([1.0 - raw, raw], axis=-1) if raw.shape[-1] == 1 else raw
+
+
 class RunNotReadyError(RuntimeError):
     """The run has no usable checkpoint or metadata; the message says what is missing."""
 
@@ -41,9 +46,7 @@ class Classifier:
         raw = np.asarray(self.model.predict_on_batch(images.astype(np.float32)))
         if self.estimator is not None:
             return probabilities(self.estimator, raw, len(self.class_names))
-        if raw.shape[-1] == 1:  # sigmoid: the probability of class 1
-            return np.concatenate([1.0 - raw, raw], axis=-1)
-        return raw
+        return class_columns(raw)
 
     def predict(self, sources: list) -> list[dict]:
         """Classify paths, bytes or file-like objects; unreadable ones get an "error"."""

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import TrainConfig, head_training_path
+from core.data import EVALUATION_SPLITS
 from core.runs import ACTIVE_STATES, CHECKPOINTS, COMPLETED, RunDir, RunSummary
 
-EVALUATION_SPLITS = ("validation", "test", "train")  # core.evaluate.SPLITS, in the order offered
 CLASSIFIER_NAMES = {
     "logreg": "logistic regression",
     "svm": "support vector machine",
@@ -22,7 +22,7 @@ CLASSIFIER_NAMES = {
 
 
 @dataclass
-class Progress:
+class RunProgress:
     """Where a run stands: `fraction` of all batches done and the estimated seconds left."""
 
     state: str
@@ -41,8 +41,8 @@ class Progress:
         return self.state in ACTIVE_STATES
 
 
-def run_progress(status: dict, epoch_records: list[dict], batch_records: list[dict]) -> Progress:
-    """Combine status.json and metrics.jsonl into a `Progress`.
+def run_progress(status: dict, epoch_records: list[dict], batch_records: list[dict]) -> RunProgress:
+    """Combine status.json and metrics.jsonl into a `RunProgress`.
 
     The time per batch comes from the current epoch's batch records (else from finished
     epochs); the estimate covers the rest of this epoch and all epochs left.
@@ -55,13 +55,13 @@ def run_progress(status: dict, epoch_records: list[dict], batch_records: list[di
     batch = int(current[-1]["batch"]) if current else 0
     phase, stage = status.get("phase"), int(status.get("stage") or 1)
     if state == COMPLETED or (epochs and done >= epochs):  # still active while it is evaluating
-        return Progress(
+        return RunProgress(
             state, done, epochs or done, batches, batches, 1.0, 0.0, status.get("error"), phase, stage
         )
     epoch = done + 1 if state in ACTIVE_STATES else max(done, 1)
     fraction = (done + (batch / batches if batches else 0)) / epochs if epochs else 0.0
     eta = _eta(current, epoch_records, batch, batches, epochs - done) if state in ACTIVE_STATES else None
-    return Progress(
+    return RunProgress(
         state,
         epoch,
         epochs,

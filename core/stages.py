@@ -101,7 +101,7 @@ def train_head(
     log(f"head training: {path} ({why})")
     write_json_atomic(RunDir(run_dir).config_file, {**config.to_dict(), "head_training": path})
     write_status(run_dir, head_training=path, head_training_reason=why)
-    total = config.epochs + (config.fine_tune_epochs if config.fine_tune_layers else 0)
+    total = config.total_epochs
     train_split, val_split = report.splits["train"], report.splits["validation"]
     num_classes = len(report.class_names)
     if path == "cached":
@@ -186,9 +186,7 @@ def fine_tune(
     batches = steps_per_epoch(train_split, config.batch_size)
     write_status(run_dir, stage=2, batches=batches, stage2_start_epoch=stage2_start)
     total = stage2_start - 1 + config.fine_tune_epochs
-    logger = RunLogger(
-        run_dir, config.epochs + config.fine_tune_epochs, batches, lambda: bool(stop), stage=2, log=log
-    )
+    logger = RunLogger(run_dir, config.total_epochs, batches, lambda: bool(stop), stage=2, log=log)
     checkpoint.every_s = 0.0  # stage 2 epochs are slow: save every one
     model.fit(
         _live_train(config, train_split, num_classes),

@@ -164,7 +164,7 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
     With `resume`, continue a stopped or interrupted run from its last checkpoint.
     """
     stop = StopRequest(run_dir)
-    total = config.epochs + (config.fine_tune_epochs if config.fine_tune_layers else 0)
+    total = config.total_epochs
     started = {"resumed_at": time.time()} if resume else {"started_at": time.time(), "epoch": 0, "stage": 1}
     write_status(
         run_dir,

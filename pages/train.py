@@ -30,7 +30,7 @@ from core.launch import launch_training
 from core.plots import accuracy_figure, loss_figure
 from core.reports import (
     CLASSIFIER_NAMES,
-    Progress,
+    RunProgress,
     cache_line,
     format_duration,
     head_training_line,
@@ -410,7 +410,7 @@ def details_line(status: dict, run_config: dict) -> None:
     st.caption(" · ".join(parts))
 
 
-def status_line(progress: Progress) -> None:
+def status_line(progress: RunProgress) -> None:
     if progress.phase:
         st.progress(progress.fraction, text=f"{progress.phase[0].upper()}{progress.phase[1:]}...")
         return

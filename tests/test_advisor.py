@@ -16,10 +16,10 @@ from core.advisor import (
     LARGE_DATASET_PER_CLASS,
     LARGE_DIFFERENT,
     LARGE_SIMILAR,
-    PRESETS,
     SIMILARITY_THRESHOLD,
     SMALL_DIFFERENT,
     SMALL_SIMILAR,
+    STRATEGY_PRESETS,
     advise,
     choose_strategy,
     imagenet_divergence,
@@ -78,21 +78,23 @@ def test_similarity_is_one_at_zero_divergence_and_half_at_the_scale():
 
 
 def test_presets_are_valid_train_configs_for_their_backbone():
-    assert set(PRESETS) == {SMALL_SIMILAR, LARGE_SIMILAR, SMALL_DIFFERENT, LARGE_DIFFERENT}
-    for strategy, preset in PRESETS.items():
+    presets = STRATEGY_PRESETS
+    assert set(STRATEGY_PRESETS) == {SMALL_SIMILAR, LARGE_SIMILAR, SMALL_DIFFERENT, LARGE_DIFFERENT}
+    for strategy, preset in STRATEGY_PRESETS.items():
         assert set(preset) == PRESET_FIELDS, strategy
         TrainConfig(data="x", **preset).validate()  # every key is a TrainConfig field in range
-    assert PRESETS[SMALL_SIMILAR]["mode"] == PRESETS[SMALL_DIFFERENT]["mode"] == "features"
-    assert PRESETS[SMALL_DIFFERENT]["feature_layer"] and not PRESETS[SMALL_SIMILAR]["feature_layer"]
-    assert 0 < PRESETS[LARGE_SIMILAR]["fine_tune_layers"] < PRESETS[LARGE_DIFFERENT]["fine_tune_layers"]
+    assert presets[SMALL_SIMILAR]["mode"] == presets[SMALL_DIFFERENT]["mode"] == "features"
+    assert presets[SMALL_DIFFERENT]["feature_layer"] and not presets[SMALL_SIMILAR]["feature_layer"]
+    assert 0 < presets[LARGE_SIMILAR]["fine_tune_layers"] < presets[LARGE_DIFFERENT]["fine_tune_layers"]
     # The earlier layer exists in the preset's backbone, and "more of the network" fits in it.
-    config = TrainConfig(data="x", weights=None, image_size=96, **PRESETS[SMALL_DIFFERENT])
+    config = TrainConfig(data="x", weights=None, image_size=96, **STRATEGY_PRESETS[SMALL_DIFFERENT])
     assert build_model(config, 2).get_layer("backbone").output.shape[1:] == (6, 6, 576)
     full = build_model(dataclasses.replace(config, feature_layer=None), 2).get_layer("backbone")
-    assert PRESETS[LARGE_DIFFERENT]["fine_tune_layers"] < len(full.layers)
+    assert STRATEGY_PRESETS[LARGE_DIFFERENT]["fine_tune_layers"] < len(full.layers)
 
 
 def test_real_photos_are_similar_and_synthetic_images_different(tmp_path, keras_home):
+    presets = STRATEGY_PRESETS
     photos = advise(horse_or_human_subset(tmp_path / "hoh", 8, "train", stride=60), sample_per_class=8)
     noise = advise(_noise_dataset(tmp_path / "noise"), sample_per_class=8)
     colours = advise(make_color_dataset(tmp_path / "colours", per_class=8), sample_per_class=8)
@@ -101,7 +103,7 @@ def test_real_photos_are_similar_and_synthetic_images_different(tmp_path, keras_
     assert colours.similarity <= SIMILARITY_THRESHOLD - 0.1, colours  # measured ~0.34
     assert (photos.similarity_label, noise.similarity_label) == ("similar", "different")
     assert photos.strategy == SMALL_SIMILAR and noise.strategy == SMALL_DIFFERENT
-    assert photos.preset == PRESETS[SMALL_SIMILAR] and noise.preset == PRESETS[SMALL_DIFFERENT]
+    assert photos.preset == presets[SMALL_SIMILAR] and noise.preset == presets[SMALL_DIFFERENT]
     assert photos.sample_size == 16 and photos.images_per_class_min == 8
     for number in ("8 images", f"{photos.divergence:.3f}", f"{photos.similarity:.2f}", SMALL_SIMILAR):
         assert number in photos.explanation

@@ -148,7 +148,7 @@ def _advice(**changes) -> core.advisor.Advice:
         similarity_label="different",
         strategy=core.advisor.SMALL_DIFFERENT,
         explanation="Your smallest class has 8 images. Recommended: an earlier layer.",
-        preset=dict(core.advisor.PRESETS[core.advisor.SMALL_DIFFERENT]),
+        preset=dict(core.advisor.STRATEGY_PRESETS[core.advisor.SMALL_DIFFERENT]),
     )
     return dataclasses.replace(advice, **changes)
 
