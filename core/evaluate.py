@@ -55,10 +55,7 @@ def evaluate_run(run_dir: str | Path, split: str = "validation", checkpoint: str
     """
     run_dir = Path(run_dir)
     classifier = load_classifier(run_dir, checkpoint)  # first: a bad run is named before its data
-    try:
-        root = RunDir(run_dir).dataset_root()
-    except RunError as exc:
-        raise EvaluationError(str(exc)) from None
+    root = dataset_root(run_dir)
     paths, labels = _split_images(root, split, classifier.class_names)
     config = RunDir(run_dir).config()
     probs, kept, skipped = _predict_all(classifier, paths, int(config.get("batch_size") or 32))
@@ -86,6 +83,15 @@ def load_evaluation(run_dir: str | Path) -> dict:
     """`run_dir/evaluation.json` as {split: results}; an empty dict if there is none."""
     evaluation = read_json(RunDir(run_dir).evaluation_file, {})
     return evaluation if isinstance(evaluation, dict) else {}
+
+
+def dataset_root(run_dir: Path) -> Path:
+    """RunDir(run_dir).dataset_root(), with its error as an EvaluationError (kept for branches
+    in flight that import it from here)."""
+    try:
+        return RunDir(run_dir).dataset_root()
+    except RunError as exc:
+        raise EvaluationError(str(exc)) from None
 
 
 def _split_images(root: Path, split: str, class_names: list[str]) -> tuple[list[str], list[int]]:
