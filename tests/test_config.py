@@ -5,7 +5,16 @@ import json
 
 import pytest
 
-from core.config import AugmentConfig, ConfigError, TrainConfig, check_field, field_limits, preset_config
+from core.config import (
+    MONITORS,
+    AugmentConfig,
+    ConfigError,
+    TrainConfig,
+    check_field,
+    field_limits,
+    metric_rises,
+    preset_config,
+)
 from core.train import build_parser
 
 
@@ -134,3 +143,13 @@ def test_validate_the_cli_and_check_field_read_one_table(name):
                 config.validate()
     if flag in options[name].option_strings:
         assert options[name].type is limits.kind and limits.interval in options[name].help
+
+
+def test_total_epochs_counts_stage_two_only_when_there_is_one():
+    assert TrainConfig(data="d", epochs=3, fine_tune_epochs=4).total_epochs == 3
+    assert TrainConfig(data="d", epochs=3, fine_tune_epochs=4, fine_tune_layers=10).total_epochs == 7
+
+
+@pytest.mark.parametrize("monitor", MONITORS)
+def test_metric_rises_for_accuracy_and_f1_not_for_a_loss(monitor):
+    assert metric_rises(monitor) == (monitor != "val_loss")

@@ -156,3 +156,11 @@ def test_a_large_photo_is_checked_whole_and_reported_at_full_size(tmp_path):
     other = make_color_dataset(tmp_path / "d", per_class=2)
     os.replace(tmp_path / "photo.jpg", other / "red" / "photo.jpg")
     assert scan_dataset(other).sizes[(1600, 1200)] == 1
+
+
+def test_evenly_spaced_keeps_the_ends_and_never_repeats():
+    from core.data import evenly_spaced
+
+    assert evenly_spaced(list(range(10)), 4) == [0, 3, 6, 9]
+    assert evenly_spaced(list(range(3)), 10) == [0, 1, 2]
+    assert evenly_spaced([], 5) == [] and evenly_spaced([1, 2], 0) == []

@@ -226,3 +226,13 @@ def _exit_code(argv: list[str]) -> int:
         return main(argv)
     except SystemExit as exc:
         return exc.code
+
+
+def test_class_columns_turns_a_sigmoid_into_two_columns():
+    import numpy as np
+
+    from core.predict import class_columns
+
+    assert class_columns(np.array([[0.25]])).tolist() == [[0.75, 0.25]]
+    softmax = np.array([[0.2, 0.3, 0.5]])
+    assert class_columns(softmax) is softmax
