@@ -253,9 +253,10 @@ def split_dataset(
     if not (0 < val_split < 1 and 0 <= test_split < 1 and train > 0):
         raise DatasetError("split ratios must be positive and leave images for training")
     ratio = (train, val_split, test_split) if test_split else (train, val_split)
-    with tempfile.TemporaryDirectory(prefix="tls-stage-") as stage:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Staged beside the output, so a kill midway leaves its temp folder there, not in /tmp.
+    with tempfile.TemporaryDirectory(prefix=".tls-stage-", dir=output.parent) as stage:
         _stage_valid_images(report, Path(stage))
-        output.parent.mkdir(parents=True, exist_ok=True)
         splitfolders.ratio(
             stage, output=str(output), seed=seed, ratio=ratio, move="symlink" if link else False
         )
