@@ -26,7 +26,10 @@ from bench.soak import _make_dataset, _wait
 from core.config import TrainConfig
 from core.runs import launch_resume, launch_training, pid_alive, read_metrics, read_status
 
-RESUMED = re.compile(r"resuming after epoch (\d+)(?: from the weights of epoch (\d+))?")
+# "resuming after epoch 7 from the weights of epoch 7", or "resuming: no epoch had ended ..."
+RESUMED = re.compile(
+    r"resuming(?: after epoch (\d+)(?: from the weights of epoch (\d+))?|: no epoch had ended)"
+)
 
 
 def _epochs(run_dir: Path) -> list[int]:
@@ -37,7 +40,10 @@ def _resume_line(run_dir: Path, count: int) -> tuple[int, int] | None:
     """(recorded epoch, epoch of the weights held) of the `count`-th "resuming after epoch"
     line of train.log, once it is there."""
     found = RESUMED.findall((run_dir / "train.log").read_text(errors="replace"))
-    return (int(found[count - 1][0]), int(found[count - 1][1] or 0)) if len(found) >= count else None
+    if len(found) < count:
+        return None
+    recorded, held = found[count - 1]
+    return int(recorded or 0), int(held or 0)
 
 
 def soak(kills: int, epochs: int, seed: int) -> dict:

@@ -37,7 +37,7 @@ from core.config import (
     preset_config,
 )
 from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
-from core.demo import check_demo_limits, demo_mode
+from core.demo import check_demo_limits, check_quota, demo_mode, hold_job_slot
 from core.runs import (
     COMPLETED,
     FAILED,
@@ -53,6 +53,7 @@ from core.runs import (
     write_status,
 )
 
+LAUNCH_FILES = {"config.json", "status.json", "train.log"}  # what the dashboard writes before launching
 USER_ERRORS = (ConfigError, DatasetError, RunError, WeightsUnavailableError)
 
 
@@ -298,14 +299,17 @@ def _resume_point(run_dir: Path, config: TrainConfig, log):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    run_dir, lock = None, None
+    run_dir, lock = _launched_run_dir(args), None  # a refusal is written into a launched run's status
     try:
         if args.resume:
             return _resume(args.resume)
         config = config_from_args(args)
+        runs_dir = args.run_dir.parent if args.run_dir else args.runs_dir or RUNS_DIR
         if demo_mode():
             check_demo_limits(config)
-        lock = TrainingLock(args.run_dir.parent if args.run_dir else args.runs_dir or RUNS_DIR)
+            check_quota(runs_dir)
+            hold_job_slot()
+        lock = TrainingLock(runs_dir)
         lock.acquire()  # before creating a run, so a refused start leaves no empty run behind
         run_dir = _make_run_dir(args, config)
         lock.name_holder(run_dir)
@@ -336,19 +340,31 @@ def _resume(run_dir: Path) -> int:
         return _fail(None, "a features-mode run has nothing to resume: train it again")
     lock = TrainingLock(run_dir.parent)
     try:
+        if demo_mode():
+            check_quota(run_dir.parent)
+            hold_job_slot()
         lock.acquire()
         lock.name_holder(run_dir)
         (run_dir / STOP_FILE).unlink(missing_ok=True)
         status = train(config, run_dir, log=_log, resume=True)
         _log(f"{status['state']}: {run_dir}")
-    except USER_ERRORS as exc:
-        return _fail(run_dir if lock.held else None, str(exc))
+    except USER_ERRORS as exc:  # the page set it "starting": it must say why it did not
+        return _fail(run_dir if lock.held or state == "starting" else None, str(exc))
     except Exception as exc:
         return _fail_unexpectedly(run_dir if lock.held else None, exc)
     finally:
         lock.release()
     print(run_dir, flush=True)
     return 0
+
+
+def _launched_run_dir(args: argparse.Namespace) -> Path | None:
+    """The run folder the dashboard created for this process (holding only its config and
+    status), whose status must carry the reason if the training is refused; else None."""
+    run_dir = args.run_dir
+    if not run_dir or not run_dir.is_dir():
+        return None
+    return run_dir if {p.name for p in run_dir.iterdir()} <= LAUNCH_FILES else None
 
 
 def _make_run_dir(args: argparse.Namespace, config: TrainConfig) -> Path:
@@ -358,7 +374,7 @@ def _make_run_dir(args: argparse.Namespace, config: TrainConfig) -> Path:
         return run_dir
     run_dir = args.run_dir
     existing = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
-    if existing - {"config.json", "status.json", "train.log"}:
+    if existing - LAUNCH_FILES:
         raise RunError(f"the run directory is not empty: {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "config.json", config.to_dict())

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import config
-from core.demo import demo_mode
+from core.demo import demo_mode, workspace
 from core.evaluate import load_evaluation
 from core.evaluation_plots import (
     confusion_matrix_figure,
@@ -313,9 +312,10 @@ if "flash" in st.session_state:
     st.success(st.session_state.pop("flash"))
     if st.session_state.pop("flash_train_link", False):
         st.page_link("pages/train.py", label="Follow it on the Train page", icon=":material/monitoring:")
-runs = list_runs(config.RUNS_DIR)
+space = workspace(st.session_state)  # in the demo, this visitor's own runs only
+runs = list_runs(space.runs_dir)
 if not runs:
-    st.info(f"No runs in `{config.RUNS_DIR}` yet: start one on the Train page.")
+    st.info(f"No runs in `{space.runs_dir}` yet: start one on the Train page.")
     st.stop()
 st.dataframe(
     runs_table(runs),

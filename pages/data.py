@@ -14,12 +14,19 @@ import streamlit as st
 
 from core import advisor, config
 from core.backbones import WeightsUnavailableError
-from core.catalog import dataset_signature, find_datasets, looks_like_dataset
+from core.catalog import dataset_signature, looks_like_dataset
 from core.config import FILL_MODES, REFERENCE_AUGMENT, AugmentConfig
 from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
+from core.demo import workspace
 from core.plots import split_counts_figure
 from core.preview import augment_batch, augment_repeated, load_batch, preview_paths
-from core.uploads import UploadError, extract_dataset_upload, safe_name, unique_path
+from core.uploads import (
+    MAX_UNCOMPRESSED_BYTES,
+    UploadError,
+    extract_dataset_upload,
+    safe_name,
+    unique_path,
+)
 
 SOURCES = ("The bundled sample", "A folder in the data folder", "Upload a zip")
 PREVIEW_COUNT, PREVIEW_SIZE = 8, 160
@@ -80,7 +87,7 @@ def dataset_ui() -> Path | None:
 
 
 def folder_ui() -> Path | None:
-    folders = find_datasets(config.DATA_ROOT, exclude=(config.SAMPLE_DATASET,))
+    folders = workspace(st.session_state).datasets()  # in the demo, never another visitor's
     if not folders:
         st.info(
             f"No dataset folders in `{config.DATA_ROOT}` yet. Put one there (one folder of images per "
@@ -101,23 +108,37 @@ def upload_ui() -> Path | None:
     )
     if upload is None:
         return None
-    uploads = config.DATA_ROOT / "uploads"
+    space = workspace(st.session_state)
+    uploads, free = space.uploads_dir, space.free_bytes()
+    limit = MAX_UNCOMPRESSED_BYTES if free is None else min(free, MAX_UNCOMPRESSED_BYTES)
     with st.spinner("Unpacking the zip safely..."):
         try:
-            folder = extract_dataset_upload(upload, uploads, upload.name)
+            folder = extract_dataset_upload(upload, uploads, upload.name, max_bytes=limit)
         except UploadError as exc:
             st.error(f"That zip cannot be used: {exc}")
             return None
-    if not looks_like_dataset(folder):
+    unusable = _unusable(folder)
+    if unusable:  # removed at once: an unusable upload must not keep taking disk space
         shutil.rmtree(uploads / folder.relative_to(uploads).parts[0], ignore_errors=True)
-        st.error(
-            "That zip holds no dataset: it needs one folder of images per class (at least two), "
-            "or train/ and validation/ folders holding those."
-        )
+        st.error(f"That zip cannot be used: {unusable}")
         return None
     st.session_state["pending_dataset"] = str(folder.relative_to(config.DATA_ROOT))
     st.session_state["flash"] = f"Unpacked {upload.name} into `{folder}`."
     st.rerun()
+
+
+def _unusable(folder: Path) -> str | None:
+    """Why an unpacked upload cannot be trained on, or None when it can."""
+    if not looks_like_dataset(folder):
+        return (
+            "it holds no dataset: it needs one folder of images per class (at least two), "
+            "or train/ and validation/ folders holding those."
+        )
+    try:
+        cached_scan(str(folder), dataset_signature(folder))
+    except DatasetError as exc:
+        return str(exc)
+    return None
 
 
 def scan_ui(dataset: Path) -> DatasetReport | None:
@@ -185,7 +206,7 @@ def split_ui(dataset: Path, report: DatasetReport) -> None:
         submitted = st.form_submit_button("Split into a new folder", icon=":material/call_split:")
     if not submitted:
         return
-    output = unique_path(config.DATA_ROOT / "splits", safe_name(name, "split"))
+    output = unique_path(workspace(st.session_state).splits_dir, safe_name(name, "split"))
     with st.spinner(f"Splitting into {output}..."):
         try:
             split_dataset(report, output, val, seed, test_split=test)

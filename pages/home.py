@@ -4,6 +4,7 @@ dataset's download."""
 import streamlit as st
 
 from core import config, embeddings
+from core.demo import demo_mode, workspace
 from core.downloads import DownloadError, download_horse_or_human, horse_or_human_dir
 from core.reports import format_bytes
 from core.runs import active_run
@@ -48,9 +49,18 @@ def machine_ui() -> None:
         st.success(f"GPU found: {', '.join(gpus)}. Training uses it, with mixed precision.")
     else:
         st.info("No GPU found: training runs on the CPU. The **quick** preset trains in minutes there.")
-    st.markdown(f"- Datasets are looked for in `{config.DATA_ROOT}`\n- Runs are kept in `{config.RUNS_DIR}`")
-    st.caption("Move them with the environment variables TLS_DATA_ROOT and TLS_RUNS_DIR.")
-    running = active_run(config.RUNS_DIR)
+    space = workspace(st.session_state)
+    if space.isolated:
+        st.markdown(
+            "Your uploads, splits and runs are your own: other visitors cannot see them, and they "
+            "are deleted after two hours without a visit."
+        )
+    else:
+        st.markdown(
+            f"- Datasets are looked for in `{config.DATA_ROOT}`\n- Runs are kept in `{config.RUNS_DIR}`"
+        )
+        st.caption("Move them with the environment variables TLS_DATA_ROOT and TLS_RUNS_DIR.")
+    running = active_run(space.runs_dir)
     if running:
         st.info(f"A training is running: **{running.name}**.")
         st.page_link("pages/train.py", label="Follow it on the Train page", icon=":material/monitoring:")
@@ -75,8 +85,11 @@ def cache_ui() -> None:
     )
     if not files:
         return
+    if demo_mode():  # shared by every visitor: one must not empty it for all the others
+        st.caption("The cache is shared by every visitor of this demo, so it cannot be cleared here.")
+        return
     confirmed = st.checkbox(f"Yes, delete all {len(files):,} cached embeddings", key="confirm_clear_cache")
-    if active_run(config.RUNS_DIR):
+    if active_run(workspace(st.session_state).runs_dir):
         st.caption("A training is running: it recomputes any embedding it needs that is deleted.")
     if st.button("Clear the embedding cache", disabled=not confirmed, icon=":material/delete_sweep:"):
         try:

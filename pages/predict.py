@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import config
 from core.data import load_image
+from core.demo import workspace
 from core.plots import probability_figure
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, checkpoint_path, load_classifier
 from core.reports import predictable_runs
@@ -110,7 +110,7 @@ def _reason(error: str) -> str:
 
 
 st.title("Predict")
-runs = predictable_runs(list_runs(config.RUNS_DIR))
+runs = predictable_runs(list_runs(workspace(st.session_state).runs_dir))
 if not runs:
     st.info("No trained model yet: train one on the Train page first.")
     st.stop()

@@ -25,6 +25,7 @@ from core.config import (
     ConfigError,
     TrainConfig,
 )
+from core.demo import workspace
 from core.plots import accuracy_figure, loss_figure
 from core.reports import (
     CLASSIFIER_NAMES,
@@ -326,7 +327,7 @@ def start(values: dict) -> None:
         if not Path(train_config.data).is_dir():
             raise ConfigError(f"data: the dataset folder is gone: {train_config.data}")
         with st.spinner("Starting the training process..."):
-            run_dir = launch_training(train_config, config.RUNS_DIR)
+            run_dir = launch_training(train_config, space.runs_dir)
     except ConfigError as exc:
         st.error(f"Check the settings: {exc}")
     except RunError as exc:
@@ -338,13 +339,13 @@ def start(values: dict) -> None:
 
 def watched_run() -> Path | None:
     """The active run, else the one started from this session, else the newest."""
-    running = active_run(config.RUNS_DIR)
+    running = active_run(space.runs_dir)
     if running:
         return running
     mine = st.session_state.get("train_run")
     if mine and Path(mine, "config.json").is_file():
         return Path(mine)
-    runs = list_runs(config.RUNS_DIR)
+    runs = list_runs(space.runs_dir)
     return runs[0].path if runs else None
 
 
@@ -429,10 +430,11 @@ def _fmt(value) -> str:
 
 
 st.title("Train")
+space = workspace(st.session_state)  # in the demo, this visitor's own runs only
 dataset = st.session_state.get("dataset") or str(config.SAMPLE_DATASET)
 st.caption(f"Dataset: `{dataset}` (choose another on the Data page)")
 live_slot = st.container()  # drawn last, so a run started below shows at once
-running = active_run(config.RUNS_DIR)
+running = active_run(space.runs_dir)
 with st.expander("New run", expanded=running is None):
     preset_name, preset = preset_ui(dataset)
     values = knobs_ui(preset, preset_name)
@@ -441,7 +443,7 @@ with st.expander("New run", expanded=running is None):
     plan_ui(values)
     if st.button("Start training", type="primary", icon=":material/play_arrow:"):
         start(values)
-        running = active_run(config.RUNS_DIR)
+        running = active_run(space.runs_dir)
 
 run_dir = watched_run()
 with live_slot:
