@@ -20,6 +20,7 @@ from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
 from core.demo import workspace
 from core.plots import split_counts_figure
 from core.preview import augment_batch, augment_repeated, load_batch, preview_paths
+from core.text import code, md
 from core.uploads import (
     MAX_UNCOMPRESSED_BYTES,
     UploadError,
@@ -79,7 +80,7 @@ def dataset_ui() -> Path | None:
     """Widgets choosing the dataset; returns its folder, or None while there is none."""
     source = st.radio("Dataset", SOURCES, key="source", horizontal=True)
     if source == SOURCES[0]:
-        st.caption(f"100 photos of horses and humans, bundled with the app: `{config.SAMPLE_DATASET}`")
+        st.caption(f"100 photos of horses and humans, bundled with the app: {code(config.SAMPLE_DATASET)}")
         return config.SAMPLE_DATASET
     if source == SOURCES[1]:
         return folder_ui()
@@ -115,15 +116,15 @@ def upload_ui() -> Path | None:
         try:
             folder = extract_dataset_upload(upload, uploads, upload.name, max_bytes=limit)
         except UploadError as exc:
-            st.error(f"That zip cannot be used: {exc}")
+            st.error(f"That zip cannot be used: {md(exc)}")
             return None
     unusable = _unusable(folder)
     if unusable:  # removed at once: an unusable upload must not keep taking disk space
         shutil.rmtree(uploads / folder.relative_to(uploads).parts[0], ignore_errors=True)
-        st.error(f"That zip cannot be used: {unusable}")
+        st.error(f"That zip cannot be used: {md(unusable)}")
         return None
     st.session_state["pending_dataset"] = str(folder.relative_to(config.DATA_ROOT))
-    st.session_state["flash"] = f"Unpacked {upload.name} into `{folder}`."
+    st.session_state["flash"] = f"Unpacked {md(upload.name)} into {code(folder)}."
     st.rerun()
 
 
@@ -146,7 +147,7 @@ def scan_ui(dataset: Path) -> DatasetReport | None:
         try:
             return cached_scan(str(dataset), dataset_signature(dataset))
         except DatasetError as exc:
-            st.error(f"This folder cannot be used for training: {exc}")
+            st.error(f"This folder cannot be used for training: {md(exc)}")
             return None
 
 
@@ -211,10 +212,10 @@ def split_ui(dataset: Path, report: DatasetReport) -> None:
         try:
             split_dataset(report, output, val, seed, test_split=test)
         except DatasetError as exc:
-            st.error(f"Cannot split: {exc}")
+            st.error(f"Cannot split: {md(exc)}")
             return
     st.session_state["pending_dataset"] = str(output.relative_to(config.DATA_ROOT))
-    st.session_state["flash"] = f"Split into `{output}`: the Train page now uses it."
+    st.session_state["flash"] = f"Split into {code(output)}: the Train page now uses it."
     st.rerun()
 
 
@@ -259,7 +260,7 @@ def preview_ui(report: DatasetReport, augment: AugmentConfig) -> None:
     with st.spinner("Augmenting (TensorFlow loads the first time, a few seconds)..."):
         repeated = cached_repeated(samples[0][0], settings, seed)
         batch = cached_batch(tuple(p for p, _ in samples), settings, seed)
-    st.markdown(f"**One image, augmented {PREVIEW_COUNT} times** ({Path(samples[0][0]).name})")
+    st.markdown(f"**One image, augmented {PREVIEW_COUNT} times** ({md(Path(samples[0][0]).name)})")
     image_row(list(repeated))
     st.markdown("**A random augmented batch**")
     image_row(list(batch), [name for _, name in samples])
@@ -286,7 +287,7 @@ def strategy_ui(dataset: Path) -> None:
         return
     except (DatasetError, ValueError) as exc:
         st.session_state.pop("advice_for")
-        st.error(f"The advisor cannot measure this dataset: {exc}")
+        st.error(f"The advisor cannot measure this dataset: {md(exc)}")
         return
     advice_ui(dataset, advice)
 
@@ -352,7 +353,7 @@ report = scan_ui(dataset)
 if report is None:
     st.stop()
 st.session_state["dataset"] = str(dataset)
-st.caption(f"The Train page uses this dataset: `{dataset}`")
+st.caption(f"The Train page uses this dataset: {code(dataset)}")
 report_tab, split_tab, augment_tab, strategy_tab = st.tabs(
     ["Check", "Split", "Augmentation", "Which strategy?"]
 )

@@ -9,6 +9,7 @@ from core.downloads import DownloadError, download_horse_or_human, horse_or_huma
 from core.reports import format_bytes
 from core.runs import active_run
 from core.system import gpu_names
+from core.text import md
 
 
 @st.cache_data(ttl=600, show_spinner=False)
@@ -62,7 +63,7 @@ def machine_ui() -> None:
         st.caption("Move them with the environment variables TLS_DATA_ROOT and TLS_RUNS_DIR.")
     running = active_run(space.runs_dir)
     if running:
-        st.info(f"A training is running: **{running.name}**.")
+        st.info(f"A training is running: **{md(running.name)}**.")
         st.page_link("pages/train.py", label="Follow it on the Train page", icon=":material/monitoring:")
 
 
@@ -75,7 +76,7 @@ def cache_ui() -> None:
         files = cache.files()
         size = sum(f.stat().st_size for f in files)
     except OSError as exc:  # a training deleting old entries at this moment
-        st.warning(f"Cannot measure the cache right now: {exc}")
+        st.warning(f"Cannot measure the cache right now: {md(exc)}")
         return
     st.write(
         "Feature extraction and cached head training keep every image's backbone embedding, so "
@@ -95,7 +96,7 @@ def cache_ui() -> None:
         try:
             freed = cache.clear()
         except OSError as exc:
-            st.error(f"Cannot clear the cache: {exc}")
+            st.error(f"Cannot clear the cache: {md(exc)}")
             return
         st.session_state["cache_flash"] = f"Cleared the embedding cache: {format_bytes(freed)} freed."
         st.rerun()
@@ -116,7 +117,7 @@ def download_ui() -> None:
         path = download_horse_or_human(config.DATA_ROOT, progress=lambda f, text: bar.progress(f, text=text))
     except DownloadError as exc:
         bar.empty()
-        st.error(f"The download failed: {exc}")
+        st.error(f"The download failed: {md(exc)}")
         return
     bar.empty()
     st.success(f"Downloaded and unpacked into `{path}`. Choose it on the Data page under *A folder*.")
