@@ -1,9 +1,10 @@
 """The hosted demo's entrypoint (Streamlit Community Cloud: main file `demo/streamlit_app.py`).
 
 It turns on demo mode and runs the dashboard itself; each visitor's workspace gets its own
-copy of the ready model shipped in data/demo/, so Predict works at once. `demo/pages` links to the real `pages/`, so page
-paths resolve the same from here as from the repository's own entrypoint; Community Cloud
-reads `demo/requirements.txt` (tensorflow-cpu) because it sits beside this file.
+copy of the ready model shipped in data/demo/, so Predict works at once. `demo/pages` links
+to the real `pages/`, so page paths resolve the same from here as from the repository's own
+entrypoint; Community Cloud reads `demo/requirements.txt` (tensorflow-cpu) because it sits
+beside this file.
 """
 
 import os
