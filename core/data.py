@@ -85,17 +85,35 @@ def load_image(source: str | os.PathLike | bytes | io.BytesIO, size: int | None 
     """Open any image Pillow reads as an 8-bit RGB array, upright per its EXIF tag.
 
     Handles RGBA/LA/P (composited on white), L, CMYK, 16-bit and animated images
-    (first frame). With `size`, resize to a `size` x `size` square (bilinear).
+    (first frame). With `size`, resize to a `size` x `size` square (bilinear). An image
+    above `max_pixels()` is refused from its header, before it is decoded.
     """
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     with Image.open(source) as image:
+        _check_pixels(image)
         image.seek(0)
         image = ImageOps.exif_transpose(image)
         image = _to_rgb(image)
         if size:
             image = image.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(image, dtype=np.uint8)
+
+
+def max_pixels() -> int:
+    """The most pixels an image may have: the demo's limit (strangers share its memory),
+    else Pillow's decompression-bomb threshold."""
+    from core.demo import MAX_IMAGE_PIXELS, demo_mode
+
+    return MAX_IMAGE_PIXELS if demo_mode() else Image.MAX_IMAGE_PIXELS
+
+
+def _check_pixels(image: Image.Image) -> None:
+    width, height = image.size
+    if width * height > max_pixels():
+        raise ValueError(
+            f"image too large: {width}x{height} pixels (at most {max_pixels() / 1e6:.0f} million)"
+        )
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -122,6 +140,7 @@ def _inspect_image(path: str | os.PathLike) -> tuple[str | None, tuple[int, int]
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                _check_pixels(image)  # from the header: a huge image is never decoded
                 image.verify()  # cheap structural check
             with Image.open(path) as image:
                 size = image.size
@@ -134,6 +153,10 @@ def _inspect_image(path: str | os.PathLike) -> tuple[str | None, tuple[int, int]
         return "image too large (possible decompression bomb)", None
     except Image.UnidentifiedImageError:
         return "not an image Pillow can read", None
+    except ValueError as exc:
+        if str(exc).startswith("image too large"):
+            return str(exc), None
+        return f"corrupt image (ValueError: {exc})", None
     except Exception as exc:  # Pillow raises many types for damaged files
         return f"corrupt image ({type(exc).__name__}: {exc})", None
 

@@ -65,3 +65,18 @@ def test_the_demo_refuses_class_folders_linked_outside_the_data_root(tmp_path, m
     monkeypatch.setenv("TLS_DEMO_MODE", "1")
     with pytest.raises(DatasetError, match="outside the data folder"):
         scan_dataset(data)
+
+
+def test_the_demo_refuses_huge_images_before_decoding_them(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from core.data import check_image, load_image
+
+    huge = tmp_path / "huge.png"
+    Image.new("1", (9400, 9400)).save(huge)  # a small file; 265 MB once decoded to RGB
+    monkeypatch.setenv("TLS_DEMO_MODE", "1")
+    with pytest.raises(ValueError, match="image too large: 9400x9400 pixels"):
+        load_image(huge, 96)
+    assert check_image(huge).startswith("image too large")
+    small = write_image(tmp_path / "small.png", (1, 2, 3))
+    assert load_image(small, 16).shape == (16, 16, 3) and check_image(small) is None
