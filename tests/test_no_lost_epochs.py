@@ -100,3 +100,32 @@ def test_a_run_that_cannot_write_its_checkpoint_fails_with_the_reason_and_no_tem
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "failed" and "\n" not in status["error"] and "File too large" in status["error"]
     assert _leftovers(run_dir) == [] and not (run_dir / "checkpoints" / "last.keras").exists()
+    result = run_cli("core.train", "--resume", str(run_dir))  # space freed: it trains from the start
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [e["epoch"] for e in read_metrics(run_dir)[0]] == [1, 2]
+    assert read_status(run_dir)["state"] == "completed"
+
+
+def test_a_split_interrupted_midway_leaves_no_half_split_and_is_redone(tmp_path, color_dataset, monkeypatch):
+    import splitfolders
+
+    from core.config import TrainConfig
+    from core.train import prepare_data
+
+    config = TrainConfig(data=str(color_dataset), backbone="mobilenet_v2_0.35", image_size=32)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    ratio = splitfolders.ratio
+
+    def killed_midway(stage, output, **kwargs):
+        (Path(output) / "train" / "red").mkdir(parents=True)  # half the work, then the kill
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(splitfolders, "ratio", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_data(config, run_dir, log=lambda line: None)
+    assert not (run_dir / "split").exists()
+    monkeypatch.setattr(splitfolders, "ratio", ratio)
+    report = prepare_data(config, run_dir, log=lambda line: None)  # as the resumed process does
+    assert sum(len(s.paths) for s in report.splits.values()) == 16
+    assert sorted(p.name for p in run_dir.iterdir()) == ["dataset.json", "split"]
