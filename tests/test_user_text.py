@@ -13,12 +13,15 @@ PROJ_ROOT = Path(__file__).resolve().parents[1]
 EVIL = "[Session expired - log in](https:evil.example) `x` **b** :red[c] $y$"
 
 
-def test_md_escapes_every_markdown_active_character():
-    escaped = md(EVIL + "\n# heading")
-    assert "](" not in escaped.replace("\\](", "").replace("\\(", "")
-    for active in "[]()`*$:#":
-        assert all(escaped[i - 1] == "\\" for i, ch in enumerate(escaped) if ch == active)
-    assert "\n" not in escaped
+def test_md_escapes_what_markdown_would_act_on_and_nothing_else():
+    assert md(EVIL + "\n# heading") == (
+        "\\[Session expired - log in\\](https\\:evil.example) "
+        "\\`x\\` \\*\\*b\\*\\* \\:red\\[c\\] \\$y\\$ # heading"
+    )
+    assert md("# 1. <b>_x_</b> www.a.b") == "\\# 1. \\<b\\>\\_x\\_\\</b\\> www\\.a.b"
+    assert md("1. first") == "1\\. first"
+    ordinary = "epochs: must be between 1 and 1000, got 5000 (mobilenet_v2_0.35, lr 1e-3)."
+    assert md(ordinary) == ordinary  # messages and names read the same in the page source
 
 
 def test_code_spans_survive_backticks_in_the_text():
@@ -44,4 +47,4 @@ def test_a_hostile_folder_and_class_name_render_as_text(tmp_path, monkeypatch, t
     assert caption.count("``") == 2 and "`` " in caption  # its backticks stay inside one code span
     at.switch_page("pages/predict.py").run()
     classes = [c.value for c in at.caption if c.value.startswith("Classes:")][0]
-    assert "\\[win\\]\\(https\\:evil\\.example\\)" in classes
+    assert "\\[win\\](https\\:evil.example)" in classes
