@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from dashboard_helpers import class_zip_entries, free_port, make_zip
 from playwright.sync_api import expect, sync_playwright
-from test_browser import ARTIFACTS, CHROMIUM, PROJ_ROOT, _wait_healthy, assert_no_exception, go
+
+from tests.dashboard_helpers import class_zip_entries, free_port, make_zip
+from tests.test_browser import ARTIFACTS, CHROMIUM, PROJ_ROOT, _wait_healthy, assert_no_exception, go
 
 pytestmark = pytest.mark.browser
 

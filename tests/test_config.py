@@ -107,7 +107,7 @@ def test_values_of_the_wrong_type_are_refused_in_one_line(fields, message):
 
 
 def test_a_bad_seed_is_refused_before_the_run_folder_exists(tmp_path):
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     result = run_cli(
         "core.train", "--data", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--seed", "-1"

@@ -11,8 +11,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import run_cli
-from dashboard_helpers import class_zip_entries, make_zip
 from streamlit.testing.v1 import AppTest
 
 import core.config
@@ -21,6 +19,8 @@ import core.embeddings
 from core.config import SAMPLE_DATASET, ConfigError, TrainConfig
 from core.demo import DEMO_RUN, JobSlot, check_quota, remove_expired_workspaces, workspace
 from core.runs import launch_training, list_runs, read_status
+from tests.dashboard_helpers import class_zip_entries, make_zip
+from tests.helpers import run_cli
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 APP = str(PROJ_ROOT / "streamlit_app.py")

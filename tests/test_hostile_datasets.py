@@ -7,7 +7,7 @@ import pytest
 
 import core.config
 from core.data import DatasetError, scan_dataset, split_dataset
-from tests.conftest import make_color_dataset, write_image
+from tests.helpers import make_color_dataset, write_image
 
 
 def _split_total(report, output) -> int:

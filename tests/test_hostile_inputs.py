@@ -8,13 +8,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from dashboard_helpers import class_zip_entries, make_zip, png_bytes
 from streamlit.testing.v1 import AppTest
 
 import core.config
 from core.predict import RunNotReadyError, load_classifier
 from core.uploads import UploadError, extract_dataset_upload
+from tests.dashboard_helpers import class_zip_entries, make_zip, png_bytes
+from tests.helpers import run_cli
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 

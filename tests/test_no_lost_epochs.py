@@ -15,7 +15,7 @@ import pytest
 
 from core.callbacks import AtomicCheckpoint, save_atomic
 from core.runs import read_metrics, read_status
-from tests.conftest import PROJ_ROOT, launch_tiny_run, make_color_dataset, run_cli, wait_for
+from tests.helpers import PROJ_ROOT, launch_tiny_run, make_color_dataset, run_cli, wait_for
 
 
 def _leftovers(run_dir: Path) -> list[str]:

@@ -3,11 +3,11 @@
 import shutil
 from pathlib import Path
 
-from conftest import make_color_dataset
 from streamlit.testing.v1 import AppTest
 
 import core.config
 from core.text import code, md
+from tests.helpers import make_color_dataset
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 EVIL = "[Session expired - log in](https:evil.example) `x` **b** :red[c] $y$"
