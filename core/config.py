@@ -30,6 +30,7 @@ MODES = ("finetune", "features")
 CLASSIFIERS = ("logreg", "svm", "knn", "tree")
 SVM_KERNELS = ("rbf", "linear", "poly")
 HEAD_TRAINING = ("auto", "cached", "live")
+MAX_SEED = 2**32 - 1  # NumPy and TensorFlow take seeds in [0, 2**32)
 
 
 class ConfigError(ValueError):
@@ -101,7 +102,7 @@ class TrainConfig:
     monitor: str = knob("val_accuracy", str, choices=MONITORS)
     # used only when the dataset is not split already
     val_split: float = knob(0.2, float, 0, 1, low_open=True, high_open=True)
-    seed: int = knob(42, int, 0, 2**31 - 1)
+    seed: int = knob(42, int, 0, MAX_SEED)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # Transfer-learning kind: "finetune" trains a Keras head (then optionally the base's top);
     # "features" fits a scikit-learn classifier on the frozen backbone's embeddings.
@@ -153,8 +154,10 @@ class TrainConfig:
         """Build from a dict, rejecting unknown keys so typos do not pass silently."""
         values = dict(values)
         augment = values.pop("augment", {}) or {}
-        if not isinstance(augment, dict):
+        if not isinstance(augment, (dict, AugmentConfig)):
             raise ConfigError(f"augment: must be an object of augmentation settings, got {augment!r}")
+        if isinstance(augment, AugmentConfig):
+            augment = dataclasses.asdict(augment)
         _reject_unknown(cls, values, "")
         _reject_unknown(AugmentConfig, augment, "augment.")
         return cls(**values, augment=AugmentConfig(**augment))
@@ -262,7 +265,7 @@ def check_field(name: str, value: Any) -> str | None:
     if limits.kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
         return f"{name}: must be a number, got {value!r}"
     if limits.kind is str and not isinstance(value, str):
-        return f"{name}: must be text, got {value!r}"
+        return f"{name}: must be text{' or null' if limits.optional else ''}, got {value!r}"
     if limits.choices and value not in limits.choices:
         return f"{name}: unknown value {value!r}; choose from {', '.join(limits.choices)}"
     if limits.low is None:

@@ -226,8 +226,8 @@ class RunDir:
             return f"only a stopped, interrupted or failed run can resume ({self.name}: {state})"
         if self.config().get("mode") == "features":
             return "a features-mode run has nothing to resume: train it again"
-        if not self.checkpoint("last").is_file():
-            return f"{self.name} saved no checkpoint before it ended, so it cannot resume"
+        if not self.checkpoint("last").is_file() and self.metrics()[0]:  # none recorded: it starts over
+            return f"{self.name} recorded epochs but saved no checkpoint, so it cannot resume"
         return None
 
     # --- writers -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -41,13 +42,7 @@ def test_json_round_trip_keeps_every_field():
         ("optimizer", "adagrad", "optimizer: unknown value 'adagrad'"),
         ("val_split", 1.0, "val_split: must be in (0, 1)"),
         ("data", "", "data: choose a dataset folder"),
-        ("seed", -1, "seed: must be between 0 and 2147483647"),
-        ("seed", 5_000_000_000, "seed: must be between 0 and 2147483647"),
-        ("learning_rate", "1e-3", "learning_rate: must be a number"),
-        ("class_weights", "false", "class_weights: must be true or false"),
-        ("epochs", True, "epochs: must be a whole number"),
         ("weights", "imagenet21k", "weights: unknown value 'imagenet21k'"),
-        ("augment", [1, 2], "augment: must be an object"),
     ],
 )
 def test_validation_names_the_field(field, value, message):
@@ -153,3 +148,32 @@ def test_total_epochs_counts_stage_two_only_when_there_is_one():
 @pytest.mark.parametrize("monitor", MONITORS)
 def test_metric_rises_for_accuracy_and_f1_not_for_a_loss(monitor):
     assert metric_rises(monitor) == (monitor != "val_loss")
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"learning_rate": "1e-3"}, "learning_rate: must be a number, got '1e-3'"),
+        ({"class_weights": "false"}, "class_weights: must be true or false"),
+        ({"augment": {"horizontal_flip": "no"}}, "augment.horizontal_flip: must be true or false"),
+        ({"augment": [1, 2]}, "augment: must be an object"),
+        ({"epochs": True}, "epochs: must be a whole number"),
+        ({"dropout": None}, "dropout: must be a number"),
+        ({"feature_layer": 5}, "feature_layer: must be text or null"),
+        ({"seed": -1}, "seed: must be between 0"),
+        ({"seed": 5_000_000_000}, "seed: must be between 0"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_in_one_line(fields, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig.from_dict({"data": "x", **fields}).validate()
+
+
+def test_a_bad_seed_is_refused_before_the_run_folder_exists(tmp_path):
+    from tests.helpers import run_cli
+
+    result = run_cli(
+        "core.train", "--data", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--seed", "-1"
+    )
+    assert result.returncode == 2 and result.stderr.startswith("error: seed: must be between 0")
+    assert not (tmp_path / "runs").exists()
