@@ -30,7 +30,7 @@ def test_a_killed_cached_run_resumes_from_the_weights_of_its_last_recorded_epoch
     from core.pipeline import make_dataset
     from core.train import _resume_point
 
-    run_dir = launch_tiny_run(tmp_path, hold_at_epoch=7, head_training="cached", epochs=60)  # waits in epoch 7
+    run_dir = launch_tiny_run(tmp_path, hold_at_epoch=7, head_training="cached", epochs=60)  # waits in 7
     pid = wait_for(lambda: read_status(run_dir).get("state") == "running" and read_status(run_dir)["pid"])
     deadline = time.time() + 300
     while len(read_metrics(run_dir)[0]) < 6 and time.time() < deadline:
