@@ -59,6 +59,40 @@ def find_datasets(data_root: str | os.PathLike, max_depth: int = 4, exclude: tup
     return sorted(found)
 
 
+def dataset_name(folder: str | os.PathLike) -> str:
+    """The name a dataset goes by in run names, tables and legends: its folder's name."""
+    return Path(folder).name or str(folder) or "?"
+
+
+SAMPLE_PARAM = "sample"
+
+
+def dataset_param(folder: str | os.PathLike, data_root: Path, sample: Path) -> str:
+    """How a dataset is named in the page's URL: "sample", or its path inside the data root
+    (an outside folder by its full path: only a local dashboard can train on one)."""
+    folder = Path(folder)
+    if folder.resolve() == Path(sample).resolve():
+        return SAMPLE_PARAM
+    try:
+        return str(folder.resolve().relative_to(Path(data_root).resolve()))
+    except ValueError:
+        return str(folder)
+
+
+def dataset_from_param(param: str | None, data_root: Path, sample: Path) -> Path | None:
+    """The dataset folder a URL's parameter names, if it is a dataset inside the data root
+    (or the sample); None otherwise, so a stale or crafted link falls back to the default."""
+    if not param:
+        return None
+    if param == SAMPLE_PARAM:
+        return Path(sample)
+    root = Path(data_root).resolve()
+    folder = (root / param).resolve()
+    if folder.is_relative_to(root) and folder.is_dir() and looks_like_dataset(folder):
+        return folder
+    return None
+
+
 def dataset_signature(folder: str | os.PathLike) -> float:
     """The newest modification time of the folder and its folders two levels down.
 

@@ -9,9 +9,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import TrainConfig, head_training_path
+from core.config import AugmentConfig, TrainConfig, head_training_path
 from core.predict import CHECKPOINTS, checkpoint_path
 from core.runs import ACTIVE_STATES, COMPLETED, RunSummary, read_json
+from core.uploads import safe_name
 
 EVALUATION_SPLITS = ("validation", "test", "train")  # core.evaluate.SPLITS, in the order offered
 CLASSIFIER_NAMES = {
@@ -91,6 +92,32 @@ def _eta(current: list[dict], epoch_records: list[dict], batch: int, batches: in
     return this_epoch_left + per_epoch * max(epochs_left - 1, 0)
 
 
+def describe_augment(augment: dict | None) -> str:
+    """An augmentation in words: "rotate up to ±40°, shift up to 20% sideways and 20% up or
+    down, shear 0.2, flip left-right (fill: nearest)", or "none"."""
+    a = {**AugmentConfig().__dict__, **(augment or {})}
+    parts = []
+    if a["rotation"]:
+        parts.append(f"rotate up to ±{a['rotation']:g}°")
+    shifts = [
+        f"{a[k]:.0%} {how}"
+        for k, how in (("width_shift", "sideways"), ("height_shift", "up or down"))
+        if a[k]
+    ]
+    if shifts:
+        parts.append("shift up to " + " and ".join(shifts))
+    if a["shear"]:
+        parts.append(f"shear {a['shear']:g}")
+    if a["zoom"]:
+        parts.append(f"zoom in or out up to {a['zoom']:.0%}")
+    if a["horizontal_flip"]:
+        parts.append("flip left-right")
+    if not parts:
+        return "none"
+    moves = a["rotation"] or a["width_shift"] or a["height_shift"] or a["shear"] or a["zoom"]
+    return ", ".join(parts) + (f" (fill: {a['fill_mode']})" if moves else "")
+
+
 def format_duration(seconds: float | None) -> str:
     """ "1 h 02 min", "3 min 05 s", "42 s"; "-" for None."""
     if seconds is None:
@@ -104,11 +131,13 @@ def format_duration(seconds: float | None) -> str:
 
 
 def runs_table(summaries: list[RunSummary]) -> list[dict]:
-    """One row per run, for a table: date, backbone, mode, state, best val accuracy, epochs, duration."""
+    """One row per run, for a table: date, dataset, backbone, mode, state, best val accuracy,
+    epochs, active duration."""
     return [
         {
             "run": s.name,
             "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started_at)) if s.started_at else "-",
+            "dataset": s.dataset,
             "backbone": s.backbone,
             "mode": s.mode,
             "state": s.state,
@@ -118,6 +147,12 @@ def runs_table(summaries: list[RunSummary]) -> list[dict]:
         }
         for s in summaries
     ]
+
+
+def run_label(summary: RunSummary) -> str:
+    """A run's name, with its dataset's when the name lacks it (runs named before it was added)."""
+    slug = safe_name(summary.dataset, "data")
+    return summary.name if f"-{slug}-" in summary.name else f"{summary.name} · {summary.dataset}"
 
 
 def checkpoint_files(run_dir: Path) -> list[dict]:

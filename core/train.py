@@ -36,6 +36,7 @@ from core.config import (
 )
 from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
 from core.demo import check_demo_limits, demo_mode
+from core.progress_model import EVALUATING, STARTING, finish_timeline, mark_phase, run_rates
 from core.runs import (
     COMPLETED,
     FAILED,
@@ -170,6 +171,9 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
     """
     stop = StopRequest(run_dir)
     total = config.epochs + (config.fine_tune_epochs if config.fine_tune_layers else 0)
+    launched = read_status(run_dir)  # the dashboard's launcher wrote "starting" when Start was pressed
+    launched_at = launched.get("updated_at") if launched.get("state") == "starting" else None
+    mark_phase(run_dir, STARTING, launched_at or time.time())
     started = {"resumed_at": time.time()} if resume else {"started_at": time.time(), "epoch": 0, "stage": 1}
     write_status(
         run_dir,
@@ -198,11 +202,23 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
     with strategy.scope():
         _train_model(config, run_dir, report, stop, log, resume)
     if stop:
+        finish_timeline(run_dir)
         return write_status(run_dir, state=STOPPED, ended_at=time.time())
     if evaluate:
-        write_status(run_dir, phase="evaluating")
+        mark_phase(run_dir, EVALUATING, phase="evaluating")
         _evaluate(run_dir, report, log)
-    return write_status(run_dir, state=COMPLETED, phase=None, ended_at=time.time())
+    finish_timeline(run_dir)
+    return write_status(
+        run_dir, state=COMPLETED, phase=None, ended_at=time.time(), rates=_rates(run_dir, config, report)
+    )
+
+
+def _rates(run_dir: Path, config: TrainConfig, report: DatasetReport) -> dict:
+    """What this run measured per phase, for the time estimates of later runs on this machine."""
+    from core.runs import read_metrics
+
+    epochs, _ = read_metrics(run_dir)
+    return run_rates(read_status(run_dir), config.to_dict(), report.counts(), epochs)
 
 
 def _evaluate(run_dir: Path, report: DatasetReport, log) -> None:
@@ -286,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(run_dir, str(exc))
     except KeyboardInterrupt:
         if run_dir:
+            finish_timeline(run_dir)
             write_status(run_dir, state=STOPPED, ended_at=time.time())
         return 130
     except Exception as exc:  # an unexpected bug: one line here, the traceback in the run
@@ -338,6 +355,7 @@ def _make_run_dir(args: argparse.Namespace, config: TrainConfig) -> Path:
 
 def _fail(run_dir: Path | None, message: str) -> int:
     if run_dir and run_dir.is_dir():
+        finish_timeline(run_dir)
         write_status(run_dir, state=FAILED, error=message, ended_at=time.time())
     return fail(message)
 

@@ -28,6 +28,7 @@ from core.reports import (
     evaluable_splits,
     gallery_caption,
     head_training_line,
+    run_label,
     runs_table,
     stage2_start,
 )
@@ -248,7 +249,9 @@ def compare_ui(runs: list[RunSummary], selected: str) -> None:
         horizontal=True,
         key="compare_metric",
     )
-    curves = {name: read_metrics(runs[names.index(name)].path)[0] for name in chosen}
+    curves = {
+        run_label(runs[names.index(name)]): read_metrics(runs[names.index(name)].path)[0] for name in chosen
+    }
     st.plotly_chart(compare_runs_figure(curves, metric), key="compare_chart")
 
 
@@ -323,7 +326,9 @@ st.dataframe(
     column_config={"best val accuracy": st.column_config.NumberColumn(format="%.3f")},
 )
 names = [r.name for r in runs]
-selected = st.selectbox("Run", names, help="newest first")
+selected = st.selectbox(
+    "Run", names, format_func=lambda n: run_label(runs[names.index(n)]), help="newest first"
+)
 run = runs[names.index(selected)]
 details, evaluation, compare, export, delete = st.tabs(
     ["Details", "Evaluation", "Compare runs", "Export", "Delete"]

@@ -10,7 +10,7 @@ from core import config
 from core.data import load_image
 from core.plots import probability_figure
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, checkpoint_path, load_classifier
-from core.reports import predictable_runs
+from core.reports import predictable_runs, run_label
 from core.runs import RunSummary, list_runs
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]
@@ -29,7 +29,7 @@ def model_ui(runs: list[RunSummary]) -> tuple[RunSummary, str]:
     name = a.selectbox(
         "Run",
         names,
-        format_func=lambda n: f"{n} ({runs[names.index(n)].state})",
+        format_func=lambda n: f"{run_label(runs[names.index(n)])} ({runs[names.index(n)].state})",
         help="completed runs first, newest first",
     )
     run = runs[names.index(name)]
