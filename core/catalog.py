@@ -64,33 +64,33 @@ def dataset_name(folder: str | os.PathLike) -> str:
     return Path(folder).name or str(folder) or "?"
 
 
-SAMPLE_PARAM = "sample"
+def unusable_folders(
+    data_root: str | os.PathLike, max_depth: int = 4, exclude: tuple = ()
+) -> list[tuple[Path, str]]:
+    """Folders below `data_root` that hold images but cannot train, with the reason: one class
+    folder only, or images not sorted into class folders. Datasets are not looked inside."""
+    excluded = {Path(p).resolve() for p in exclude}
+    found: list[tuple[Path, str]] = []
 
+    def walk(folder: Path, depth: int) -> None:
+        if folder.resolve() in excluded or looks_like_dataset(folder):
+            return
+        classes = [d for d in _visible_dirs(folder) if _has_images(d, 1)]
+        if len(classes) == 1:
+            found.append((folder, f"only one class folder ({classes[0].name}): training needs at least two"))
+            return
+        if _has_images(folder, 1):
+            found.append((folder, "the images are not sorted into class folders (one folder per class)"))
+            return
+        if depth < max_depth:
+            for sub in _visible_dirs(folder):
+                walk(sub, depth + 1)
 
-def dataset_param(folder: str | os.PathLike, data_root: Path, sample: Path) -> str:
-    """How a dataset is named in the page's URL: "sample", or its path inside the data root
-    (an outside folder by its full path: only a local dashboard can train on one)."""
-    folder = Path(folder)
-    if folder.resolve() == Path(sample).resolve():
-        return SAMPLE_PARAM
-    try:
-        return str(folder.resolve().relative_to(Path(data_root).resolve()))
-    except ValueError:
-        return str(folder)
-
-
-def dataset_from_param(param: str | None, data_root: Path, sample: Path) -> Path | None:
-    """The dataset folder a URL's parameter names, if it is a dataset inside the data root
-    (or the sample); None otherwise, so a stale or crafted link falls back to the default."""
-    if not param:
-        return None
-    if param == SAMPLE_PARAM:
-        return Path(sample)
-    root = Path(data_root).resolve()
-    folder = (root / param).resolve()
-    if folder.is_relative_to(root) and folder.is_dir() and looks_like_dataset(folder):
-        return folder
-    return None
+    root = Path(data_root)
+    if root.is_dir():
+        for sub in _visible_dirs(root):
+            walk(sub, 1)
+    return sorted(found)
 
 
 def dataset_signature(folder: str | os.PathLike) -> float:

@@ -89,13 +89,14 @@ def run_duration(status: dict, now: float | None = None) -> float | None:
     return end - start if start and end else None
 
 
-def mark_phase(run_dir: Path, phase: str, now: float | None = None, **fields) -> None:
-    """Record in the run's status.json that it has entered `phase` (and any other fields)."""
+def mark_phase(run_dir: Path, entered: str, now: float | None = None, **fields) -> None:
+    """Record in the run's status.json that it has entered the phase `entered` (and any other
+    fields, e.g. `phase`, the free text the log shows)."""
     from core.runs import read_json, write_status
 
     status = read_json(Path(run_dir) / "status.json", {}) or {}
     now = time.time() if now is None else now
-    write_status(run_dir, timeline=enter_phase(status.get("timeline"), phase, now), **fields)
+    write_status(run_dir, timeline=enter_phase(status.get("timeline"), entered, now), **fields)
 
 
 def finish_timeline(run_dir: Path, now: float | None = None) -> list[dict]:
@@ -256,7 +257,7 @@ def estimate(
     timeline = status.get("timeline") or []
     spent = phase_seconds(timeline, now if active else status.get("updated_at") or now)
     plan = planned_phases(config)
-    current = timeline[-1]["phase"] if active and timeline else (STARTING if active else None)
+    current = _current_phase(status, epoch_records, batch_records) if active else None
     expected = expected_seconds(config, counts, rates, status)
     left = {p: max(expected[p] - spent.get(p, 0.0), 0.0) for p in plan}
     if current in plan:
@@ -280,6 +281,20 @@ def estimate(
     fraction = elapsed / (elapsed + eta) if elapsed + eta > 0 else 0.0
     detail = _detail(current, status, config, epoch_records, batch_records)
     return RunProgress(state, current, phases, min(fraction, 0.99), eta, elapsed, detail)
+
+
+def _current_phase(status: dict, epoch_records: list[dict], batch_records: list[dict]) -> str:
+    """The open segment's phase; for a run without a timeline (written by an older version),
+    what its free-text `phase` and metrics say."""
+    timeline = status.get("timeline") or []
+    if timeline and timeline[-1].get("end") is None:
+        return timeline[-1]["phase"]
+    text = status.get("phase") or ""
+    if text.startswith("computing embeddings"):
+        return EMBEDDING
+    if text.startswith("evaluating"):
+        return EVALUATING
+    return TRAINING if epoch_records or batch_records else STARTING
 
 
 def _current_left(phase, status, config, epoch_records, batch_records, spent, left) -> float:

@@ -14,12 +14,14 @@ import streamlit as st
 
 from core import advisor, config
 from core.backbones import WeightsUnavailableError
-from core.catalog import dataset_signature, find_datasets, looks_like_dataset
+from core.catalog import dataset_signature, find_datasets, looks_like_dataset, unusable_folders
 from core.config import FILL_MODES, REFERENCE_AUGMENT, AugmentConfig
 from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
 from core.plots import split_counts_figure
 from core.preview import augment_batch, augment_repeated, load_batch, preview_paths
+from core.reports import describe_augment
 from core.uploads import UploadError, extract_dataset_upload, safe_name, unique_path
+from core.url_state import augment_from_param, augment_param, dataset_from_param, dataset_param
 
 SOURCES = ("The bundled sample", "A folder in the data folder", "Upload a zip")
 PREVIEW_COUNT, PREVIEW_SIZE = 8, 160
@@ -59,6 +61,11 @@ def restore_choice() -> None:
     split) or remembered from an earlier visit (Streamlit forgets widgets of pages left)."""
     pending = st.session_state.pop("pending_dataset", None)
     remembered = st.session_state.get("dataset")
+    if not remembered:  # a reload: the URL remembers the dataset and the augmentation
+        found = dataset_from_param(st.query_params.get("dataset"), config.DATA_ROOT, config.SAMPLE_DATASET)
+        remembered = str(found) if found else None
+        if st.session_state.get("augment") is None:
+            st.session_state["augment"] = augment_from_param(st.query_params.get("augment"))
     if pending is None and "source" not in st.session_state and remembered:
         path = Path(remembered)
         if path != config.SAMPLE_DATASET and path.is_relative_to(config.DATA_ROOT):
@@ -66,6 +73,8 @@ def restore_choice() -> None:
     if pending:
         st.session_state["source"] = SOURCES[1]
         st.session_state["folder"] = pending
+    elif remembered and Path(remembered) == config.SAMPLE_DATASET:
+        st.session_state.setdefault("source", SOURCES[0])
 
 
 def dataset_ui() -> Path | None:
@@ -91,7 +100,17 @@ def folder_ui() -> Path | None:
     if st.session_state.get("folder") not in labels:
         st.session_state.pop("folder", None)
     choice = st.selectbox("Folder", labels, key="folder", help=f"dataset folders found in {config.DATA_ROOT}")
+    unusable_ui()
     return config.DATA_ROOT / choice
+
+
+def unusable_ui() -> None:
+    """Folders with images that cannot train, and why: not silently missing from the list."""
+    unusable = unusable_folders(config.DATA_ROOT, exclude=(config.SAMPLE_DATASET,))
+    if unusable:
+        with st.expander(f"Folders that cannot train ({len(unusable)})", icon=":material/block:"):
+            for folder, reason in unusable:
+                st.markdown(f"- `{folder.relative_to(config.DATA_ROOT)}`: {reason}")
 
 
 def upload_ui() -> Path | None:
@@ -331,6 +350,7 @@ report = scan_ui(dataset)
 if report is None:
     st.stop()
 st.session_state["dataset"] = str(dataset)
+st.query_params["dataset"] = dataset_param(dataset, config.DATA_ROOT, config.SAMPLE_DATASET)
 st.caption(f"The Train page uses this dataset: `{dataset}`")
 report_tab, split_tab, augment_tab, strategy_tab = st.tabs(
     ["Check", "Split", "Augmentation", "Which strategy?"]
@@ -342,6 +362,11 @@ with split_tab:
 with augment_tab:
     augment = augment_ui()
     st.session_state["augment"] = dataclasses.asdict(augment)
+    st.query_params["augment"] = augment_param(st.session_state["augment"])
+    st.caption(
+        f"Previewing changes no training by itself: on the Train page, choose *the Data page's* "
+        f"augmentation to train with this one ({describe_augment(st.session_state['augment'])})."
+    )
     preview_ui(report, augment)
 with strategy_tab:
     strategy_ui(dataset)

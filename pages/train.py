@@ -14,7 +14,7 @@ import streamlit as st
 
 from core import config
 from core.backbones import BACKBONES, snap_image_size, weights_problem
-from core.catalog import dataset_from_param, dataset_name, dataset_param, dataset_signature
+from core.catalog import dataset_name, dataset_signature
 from core.checks import can_download, data_warnings, launch_problems
 from core.config import (
     CLASSIFIERS,
@@ -52,6 +52,7 @@ from core.runs import (
     read_status,
     request_stop,
 )
+from core.url_state import augment_from_param, augment_param, dataset_from_param, dataset_param
 
 PRESET_NOTES = {
     "seed": "the reference recipe: InceptionV3, Flatten, Dense(1024), RMSprop, 30 epochs (slow on a CPU)",
@@ -354,6 +355,8 @@ def dataset_counts(path: str, signature: float) -> dict:
 def data_ui(dataset: str) -> str | None:
     """The Data page's warnings again, here where they matter; returns why the dataset cannot
     train (one class, an empty class), or None."""
+    if not Path(dataset).is_dir():
+        return None  # launch_problems says the folder is gone
     try:
         counts = dataset_counts(dataset, dataset_signature(dataset))
     except (DatasetError, OSError) as exc:
@@ -528,15 +531,18 @@ def _fmt(value) -> str:
 
 
 def chosen_dataset() -> str:
-    """The Data page's choice, else the one in the URL (so a reload keeps it), else the sample;
-    written back to the URL."""
-    dataset = st.session_state.get("dataset")
-    if not dataset:
-        found = dataset_from_param(st.query_params.get("dataset"), config.DATA_ROOT, config.SAMPLE_DATASET)
-        dataset = str(found or config.SAMPLE_DATASET)
-        st.session_state["dataset"] = dataset
-    st.query_params["dataset"] = dataset_param(dataset, config.DATA_ROOT, config.SAMPLE_DATASET)
-    return dataset
+    """The Data page's dataset (and augmentation), else the URL's (so a reload keeps them), else
+    the sample; both written back to the URL."""
+    state, params = st.session_state, st.query_params
+    if not state.get("dataset"):
+        found = dataset_from_param(params.get("dataset"), config.DATA_ROOT, config.SAMPLE_DATASET)
+        state["dataset"] = str(found or config.SAMPLE_DATASET)
+    if state.get("augment") is None and augment_from_param(params.get("augment")):
+        state["augment"] = augment_from_param(params.get("augment"))
+    params["dataset"] = dataset_param(state["dataset"], config.DATA_ROOT, config.SAMPLE_DATASET)
+    if state.get("augment") is not None:
+        params["augment"] = augment_param(state["augment"])
+    return state["dataset"]
 
 
 def snap_size(values: dict) -> list[str]:
