@@ -50,6 +50,8 @@ from core.runs import (
 )
 
 EVALUATE_TIMEOUT_S = 1800
+RUN_TAB, EVALUATION_TAB = "checkpoints_tab", "Evaluation"
+SHOW_RUN = "show_run"  # session key: the run another page asked this one to show
 GALLERY_COLUMNS = 6
 
 
@@ -157,7 +159,7 @@ def evaluate_ui(run: RunSummary, splits: list[str]) -> None:
     if not clicked:
         return
     split = clicked[0]
-    with st.spinner(f"Evaluating the best checkpoint on {split} (TensorFlow loads first)..."):
+    with st.spinner(f"Evaluating the best checkpoint on {split} (TensorFlow loads first)...", show_time=True):
         try:
             message = run_evaluation(run.path, split, EVALUATE_TIMEOUT_S)
         except RunError as exc:
@@ -276,15 +278,16 @@ def export_ui(run: RunSummary) -> None:
     choice = st.selectbox("Format", list(EXPORT_FORMATS), key=f"export_format_{run.name}")
     if st.button("Export and verify", icon=":material/package_2:", key=f"export_{run.name}"):
         fmt, quantize = EXPORT_FORMATS[choice]
-        with st.spinner(f"Exporting {run.name} as {choice} and verifying it..."):
+        with st.spinner(f"Exporting {run.name} as {choice} and verifying it...", show_time=True):
             try:
                 summary, zip_path = run_export(run.path, fmt, quantize, EVALUATE_TIMEOUT_S)
             except RunError as exc:
                 st.error(f"Cannot export: {exc}")
                 return
-        st.session_state[f"export_{run.name}_result"] = (summary, str(zip_path))
-    if result := st.session_state.get(f"export_{run.name}_result"):
-        summary, zip_path = result
+        st.session_state[f"export_{run.name}_result"] = (choice, summary, str(zip_path))
+    result = st.session_state.get(f"export_{run.name}_result")
+    if result and result[0] == choice:  # a result for another format is not this one's
+        _, summary, zip_path = result
         st.success(summary)
         st.download_button(
             "Download the zip",
@@ -326,12 +329,19 @@ st.dataframe(
     column_config={"best val accuracy": st.column_config.NumberColumn(format="%.3f")},
 )
 names = [r.name for r in runs]
+if st.session_state.get(SHOW_RUN) in names:  # sent here from another page to see this run
+    st.session_state["checkpoints_run"] = st.session_state.pop(SHOW_RUN)
 selected = st.selectbox(
-    "Run", names, format_func=lambda n: run_label(runs[names.index(n)]), help="newest first"
+    "Run",
+    names,
+    format_func=lambda n: run_label(runs[names.index(n)]),
+    help="newest first",
+    key="checkpoints_run",
 )
 run = runs[names.index(selected)]
+# Keyed and tracked, so a rerun (an evaluation finishing, a message above) keeps the tab open.
 details, evaluation, compare, export, delete = st.tabs(
-    ["Details", "Evaluation", "Compare runs", "Export", "Delete"]
+    ["Details", EVALUATION_TAB, "Compare runs", "Export", "Delete"], key=RUN_TAB, on_change="rerun"
 )
 with details:
     run_ui(run)

@@ -20,7 +20,15 @@ from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
 from core.plots import split_counts_figure
 from core.preview import augment_batch, augment_repeated, load_batch, preview_paths
 from core.reports import describe_augment
-from core.uploads import UploadError, extract_dataset_upload, safe_name, unique_path
+from core.uploads import (
+    UploadError,
+    delete_upload,
+    extract_dataset_upload,
+    rename_upload,
+    safe_name,
+    unique_path,
+    upload_folders,
+)
 from core.url_state import augment_from_param, augment_param, dataset_from_param, dataset_param
 
 SOURCES = ("The bundled sample", "A folder in the data folder", "Upload a zip")
@@ -118,9 +126,10 @@ def upload_ui() -> Path | None:
         "A zip of class folders (cats/..., dogs/...), or of train/ and validation/ folders",
         type="zip",
     )
+    uploads = config.DATA_ROOT / "uploads"
+    manage_uploads_ui(uploads)
     if upload is None:
         return None
-    uploads = config.DATA_ROOT / "uploads"
     with st.spinner("Unpacking the zip safely..."):
         try:
             folder = extract_dataset_upload(upload, uploads, upload.name)
@@ -135,7 +144,45 @@ def upload_ui() -> Path | None:
         )
         return None
     st.session_state["pending_dataset"] = str(folder.relative_to(config.DATA_ROOT))
-    st.session_state["flash"] = f"Unpacked {upload.name} into `{folder}`."
+    top = folder.relative_to(uploads).parts[0]
+    taken = (
+        ""
+        if top == safe_name(Path(upload.name).stem, "upload")
+        else " (that name was taken: rename it below)"
+    )
+    st.session_state["flash"] = f"Unpacked {upload.name} into `{folder}`{taken}."
+    st.rerun()
+
+
+def manage_uploads_ui(uploads: Path) -> None:
+    """Rename or delete earlier uploads."""
+    folders = upload_folders(uploads)
+    if not folders:
+        return
+    with st.expander(f"Your uploads ({len(folders)}): rename or delete", icon=":material/folder_managed:"):
+        for folder in folders:
+            name, rename, delete = st.columns([3, 1, 1], vertical_alignment="bottom")
+            new_name = name.text_input(
+                f"Name of `{folder.name}`", folder.name, key=f"upload_name:{folder.name}"
+            )
+            if rename.button("Rename", key=f"upload_rename:{folder.name}", disabled=new_name == folder.name):
+                _upload_action(
+                    rename_upload, uploads, folder, new_name, f"Renamed {folder.name} to {new_name}."
+                )
+            if delete.button("Delete", key=f"upload_delete:{folder.name}", icon=":material/delete:"):
+                _upload_action(delete_upload, uploads, folder, None, f"Deleted the upload {folder.name}.")
+
+
+def _upload_action(action, uploads: Path, folder: Path, new_name: str | None, done: str) -> None:
+    try:
+        action(uploads, folder, *([new_name] if new_name is not None else []))
+    except (UploadError, OSError) as exc:
+        st.error(f"Cannot change {folder.name}: {exc}")
+        return
+    if st.session_state.get("dataset", "").startswith(str(folder)):
+        st.session_state.pop("dataset", None)  # it moved or is gone
+        st.session_state.pop("folder", None)
+    st.session_state["flash"] = done
     st.rerun()
 
 

@@ -440,6 +440,7 @@ def live_view(run_dir: Path, polling: bool) -> None:
         )
         st.success(f"Completed: {done} in {format_duration(run_duration(status))}.")
         phases_caption(progress)
+        next_steps_ui(run_dir)
     elif progress.state == STOPPED:
         st.warning(f"Stopped after {len(epochs)} epochs. Its checkpoints are kept.")
     else:
@@ -456,6 +457,31 @@ def live_view(run_dir: Path, polling: bool) -> None:
         left.plotly_chart(accuracy_figure(epochs, start2), key="accuracy_chart")
         right.plotly_chart(loss_figure(epochs, start2), key="loss_chart")
     log_ui(run_dir)
+
+
+def next_steps_ui(run_dir: Path) -> None:
+    """After a run: straight to its evaluation, or to classifying photos with it."""
+    links = st.container(horizontal=True)
+    links.button(
+        "See its evaluation",
+        icon=":material/fact_check:",
+        on_click=_show_run,
+        args=(run_dir, "pages/checkpoints.py", {"checkpoints_tab": "Evaluation"}),
+        key="next_evaluation",
+    )
+    links.button(
+        "Classify photos with it",
+        icon=":material/image_search:",
+        on_click=_show_run,
+        args=(run_dir, "pages/predict.py", {}),
+        key="next_predict",
+    )
+    if target := st.session_state.pop("next_page", None):
+        st.switch_page(target)
+
+
+def _show_run(run_dir: Path, page: str, state: dict) -> None:
+    st.session_state.update({"show_run": run_dir.name, "next_page": page, **state})
 
 
 def metrics_ui(last: dict, counts: dict, features: bool) -> None:
