@@ -599,7 +599,8 @@ def test_a_completed_features_run_is_shown_as_one_fit_not_as_epochs(dirs):
     (run_dir / "config.json").write_text(json.dumps({"mode": "features", "classifier": "svm"}))
     at = open_page("pages/train.py")
     assert "Completed: support vector machine fitted on the embeddings in 12 s." in texts(at.success)
-    assert not [c for c in at.get("plotly_chart") if c.proto.id.endswith("accuracy_chart")]  # no one-dot curve
+    # No one-dot curve:
+    assert not [c for c in at.get("plotly_chart") if c.proto.id.endswith("accuracy_chart")]
     assert "Epoch" not in [m.label for m in at.metric]
     assert [m.value for m in at.metric if m.label == "Validation accuracy"] == ["0.900"]
     assert "no epochs: on the training images accuracy 1.000" in texts(at.caption)
