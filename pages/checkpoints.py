@@ -244,7 +244,9 @@ def _thumbnail(run_dir: Path, relative: str | None) -> Path | None:
 
 def compare_ui(runs: list[RunSummary], selected: str) -> None:
     names = [r.name for r in runs]
-    chosen = st.multiselect("Runs to compare", names, default=[selected])
+    chosen = st.multiselect(
+        "Runs to compare", names, default=[selected], format_func=lambda n: run_label(runs[names.index(n)])
+    )
     metric = st.radio(
         "Metric",
         ["val_accuracy", "val_loss", "val_macro_f1", "accuracy", "loss"],

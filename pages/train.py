@@ -400,6 +400,7 @@ def start(values: dict) -> None:
     else:
         st.session_state["train_run"] = str(run_dir)
         st.toast(f"Started {run_dir.name}", icon=":material/rocket_launch:")
+        st.rerun()  # the form folds away: the run's progress comes into view
 
 
 def watched_run() -> Path | None:
@@ -583,7 +584,6 @@ def snap_size(values: dict) -> list[str]:
 st.title("Train")
 dataset = chosen_dataset()
 st.caption(f"New runs train on **{dataset_name(dataset)}** (`{dataset}`) · choose another on the Data page")
-live_slot = st.container()  # drawn last, so a run started below shows at once
 running = active_run(config.RUNS_DIR)
 with st.expander("New run", expanded=running is None):
     preset_name, preset = preset_ui(dataset)
@@ -596,10 +596,10 @@ with st.expander("New run", expanded=running is None):
     plan_ui(values)
     running = active_run(config.RUNS_DIR)
 
+# Below the form (folded while a run trains), so Start is in view without scrolling.
 run_dir = watched_run()
-with live_slot:
-    if run_dir is None:
-        st.info("No runs yet: start one below.")
-    else:
-        polling = running is not None
-        st.fragment(live_view, run_every=POLL_SECONDS if polling else None)(run_dir, polling)
+if run_dir is None:
+    st.info("No runs yet: start one above.")
+else:
+    polling = running is not None
+    st.fragment(live_view, run_every=POLL_SECONDS if polling else None)(run_dir, polling)
