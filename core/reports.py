@@ -6,12 +6,11 @@ No TensorFlow and no Streamlit: everything here is read from the run's files.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import AugmentConfig, TrainConfig, head_training_path
 from core.predict import CHECKPOINTS, checkpoint_path
-from core.runs import ACTIVE_STATES, COMPLETED, RunSummary, read_json
+from core.runs import COMPLETED, RunSummary, read_json
 from core.uploads import safe_name
 
 EVALUATION_SPLITS = ("validation", "test", "train")  # core.evaluate.SPLITS, in the order offered
@@ -21,75 +20,6 @@ CLASSIFIER_NAMES = {
     "knn": "k nearest neighbours",
     "tree": "decision tree",
 }
-
-
-@dataclass
-class Progress:
-    """Where a run stands: `fraction` of all batches done and the estimated seconds left."""
-
-    state: str
-    epoch: int  # the epoch being trained (1-based), or the last one done
-    epochs: int
-    batch: int
-    batches: int
-    fraction: float
-    eta_s: float | None
-    error: str | None = None
-    phase: str | None = None  # e.g. "computing embeddings (1/2)", between epochs
-    stage: int = 1  # 2 while fine-tuning the backbone's top layers
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-
-def run_progress(status: dict, epoch_records: list[dict], batch_records: list[dict]) -> Progress:
-    """Combine status.json and metrics.jsonl into a `Progress`.
-
-    The time per batch comes from the current epoch's batch records (else from finished
-    epochs); the estimate covers the rest of this epoch and all epochs left.
-    """
-    state = status.get("state", "unknown")
-    epochs = int(status.get("epochs") or 0)
-    done = len(epoch_records)
-    batches = int(status.get("batches") or 0)
-    current = [b for b in batch_records if b.get("epoch") == done + 1]
-    batch = int(current[-1]["batch"]) if current else 0
-    phase, stage = status.get("phase"), int(status.get("stage") or 1)
-    if state == COMPLETED or (epochs and done >= epochs):  # still active while it is evaluating
-        return Progress(
-            state, done, epochs or done, batches, batches, 1.0, 0.0, status.get("error"), phase, stage
-        )
-    epoch = done + 1 if state in ACTIVE_STATES else max(done, 1)
-    fraction = (done + (batch / batches if batches else 0)) / epochs if epochs else 0.0
-    eta = _eta(current, epoch_records, batch, batches, epochs - done) if state in ACTIVE_STATES else None
-    return Progress(
-        state,
-        epoch,
-        epochs,
-        batch,
-        batches,
-        min(fraction, 1.0),
-        eta,
-        status.get("error"),
-        phase,
-        stage,
-    )
-
-
-def _eta(current: list[dict], epoch_records: list[dict], batch: int, batches: int, epochs_left: int):
-    per_epoch = None
-    seconds = [r["seconds"] for r in epoch_records if r.get("seconds")]
-    if seconds:
-        per_epoch = sum(seconds) / len(seconds)
-    elif batches and len(current) >= 2:
-        span = current[-1]["time"] - current[0]["time"]
-        steps = current[-1]["batch"] - current[0]["batch"]
-        per_epoch = span / steps * batches if steps > 0 else None
-    if per_epoch is None or not batches:
-        return None
-    this_epoch_left = per_epoch * (1 - batch / batches)
-    return this_epoch_left + per_epoch * max(epochs_left - 1, 0)
 
 
 def describe_augment(augment: dict | None) -> str:

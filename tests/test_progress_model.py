@@ -153,3 +153,34 @@ def test_learned_rates_read_completed_runs_only(tmp_path):
         (run / "config.json").write_text(json.dumps({"backbone": "m", "image_size": 96}))
         (run / "status.json").write_text(json.dumps({"state": state, "rates": {"starting_s": starting}}))
     assert learned_rates(tmp_path, "m", 96)["starting_s"] == 7.0
+
+
+def test_the_first_epoch_is_timed_from_its_batches():
+    status = {"state": "running", "epochs": 2, "batches": 10, "timeline": timeline((TRAINING, 0, None))}
+    batches = [{"epoch": 1, "batch": 2, "time": 10.0}, {"epoch": 1, "batch": 4, "time": 12.0}]
+    no_evaluation = {"evaluate_s_per_image": 0, "evaluate_overhead_s": 0}
+    progress = estimate(status, LIVE, COUNTS, [], batches, no_evaluation, now=12)
+    assert progress.eta_s == pytest.approx(6 + 10)  # 1 s per batch: 6 left in this epoch, 10 in the next
+
+
+@pytest.mark.parametrize(
+    "text, phase", [("computing embeddings (1/2): 3/9 images", EMBEDDING), ("evaluating", EVALUATING)]
+)
+def test_a_run_without_a_timeline_is_placed_by_its_phase_text(text, phase):
+    progress = estimate({"state": "running", "phase": text}, CACHED, COUNTS, [{"epoch": 1}], [], now=0)
+    assert progress.phase == phase and progress.eta_s > 0
+
+
+def test_a_failed_run_has_no_estimate():
+    progress = estimate({"state": "failed", "error": "boom"}, LIVE, COUNTS, [], [], now=0)
+    assert (progress.eta_s, progress.fraction, progress.active) == (None, 0.0, False)
+
+
+def test_a_real_run_records_its_phases_and_rates(trained_run):
+    """The training process writes the timeline the estimate reads, and its rates at the end."""
+    status = json.loads((trained_run / "status.json").read_text())
+    phases = [segment["phase"] for segment in status["timeline"]]
+    assert phases == [STARTING, EMBEDDING, TRAINING, EVALUATING]  # cached embeddings: 4 phases
+    assert all(segment["end"] >= segment["start"] for segment in status["timeline"])
+    assert run_duration(status) <= status["ended_at"] - status["started_at"] + 1
+    assert {"starting_s", "embed_s_per_image", "cached_batch_s", "evaluate_s_per_image"} <= set(status["rates"])
