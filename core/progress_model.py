@@ -38,11 +38,11 @@ PHASE_NOTES = {
 DEFAULT_RATES = {
     "starting_s": 20.0,  # import TensorFlow, scan the images, build the backbone
     "embed_s_per_image": 0.03,
-    "batch_s": 0.5,  # one training batch, live images (cached embeddings: far less)
+    "batch_s": 1.0,  # one training batch, live images (cached embeddings: far less)
     "cached_batch_s": 0.005,
     "fit_s": 2.0,  # fitting a classical classifier on the embeddings
     "evaluate_s_per_image": 0.05,
-    "evaluate_overhead_s": 10.0,  # loading TensorFlow and the checkpoint in the evaluation
+    "evaluate_overhead_s": 20.0,  # loading the checkpoint, the thumbnails and Grad-CAM gallery
 }
 
 

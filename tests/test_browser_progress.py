@@ -48,3 +48,11 @@ def test_a_run_watched_through_its_phases(page):  # noqa: F811
     assert_no_exception(page)
     page.get_by_role("heading", name="Checkpoints", exact=True).scroll_into_view_if_needed()
     shot(page, "ux-06-checkpoints-table-and-evaluation")
+
+    # A long evaluation leaves the user on the Evaluation tab, now showing the new split.
+    page.get_by_role("button", name="Evaluate on train").click()
+    page.get_by_text(re.compile(r"^Evaluated ")).wait_for(timeout=120_000)
+    expect(page.get_by_role("tab", name="Evaluation", selected=True)).to_be_visible()
+    expect(page.get_by_role("radio", name="train")).to_be_checked()
+    assert_no_exception(page)
+    shot(page, "ux-07-evaluated-on-train")

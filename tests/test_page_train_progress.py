@@ -256,3 +256,16 @@ def test_an_export_result_disappears_when_the_format_changes(dirs, monkeypatch):
         "TFLite, int8 (a quarter of the size; refused if it disagrees)"
     ).run()
     assert "float32: agrees 100%" not in texts(at.success)
+
+
+def test_uploads_can_be_renamed_and_deleted_on_the_data_page(dirs):
+    make_color_dataset(dirs.data / "uploads" / "hands")
+    at = open_page("pages/data.py")
+    at.radio(key="source").set_value("Upload a zip").run()
+    at.text_input(key="upload_name:hands").set_value("gloves").run()
+    at.button(key="upload_rename:hands").click().run()
+    assert [p.name for p in (dirs.data / "uploads").iterdir()] == ["gloves"]
+    assert "Renamed hands to gloves." in texts(at.success)
+    at.button(key="upload_delete:gloves").click().run()
+    assert not list((dirs.data / "uploads").iterdir())
+    assert "Deleted the upload gloves." in texts(at.success)

@@ -359,8 +359,8 @@ def test_live_view_of_a_running_run(dirs):
     at = open_page("pages/train.py")
     assert f"Run {run_dir.name}" in texts(at.subheader)
     progress = at.get("progress")[0].proto
-    # 1.5 epochs of 8 s left, then the evaluation (its default rate: no finished run here)
-    assert progress.text == "Training: epoch 2/3 · batch 2/4 · about 22 s left in all"
+    # 1.5 epochs of 8 s left, then the evaluation (its default 20 s: no finished run to learn from)
+    assert progress.text == "Training: epoch 2/3 · batch 2/4 · about 32 s left in all"
     spec = chart_spec(at, "accuracy_chart")
     assert [(t["name"], t["x"], t["y"]) for t in spec["data"]] == [
         ("train", [1], [0.6]),

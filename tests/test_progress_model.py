@@ -65,7 +65,7 @@ def test_the_eta_during_start_up_counts_every_phase_still_to_come():
     status = {"state": "running", "timeline": timeline((STARTING, 0, None))}
     progress = estimate(status, CACHED, COUNTS, [], [], rates, now=5)
     assert progress.phase == STARTING
-    embedding, evaluation = 100 * 0.05, 10 + 20 * 0.5
+    embedding, evaluation = 100 * 0.05, DEFAULT_RATES["evaluate_overhead_s"] + 20 * 0.5
     training = 5 * 5 * 0.01  # 5 epochs of ceil(80 / 16) batches
     assert progress.eta_s == pytest.approx(15 + embedding + training + evaluation)
     assert [p.state for p in progress.phases] == ["current", "todo", "todo", "todo"]
