@@ -195,6 +195,12 @@ class RunProgress:
     def active(self) -> bool:
         return self.state in ("starting", "running")
 
+    @property
+    def label(self) -> str:
+        """The current phase's name ("Start-up", "Embedding images", ...)."""
+        current = [p.label for p in self.phases if p.state == "current"]
+        return current[0] if current else PHASE_LABELS.get(self.phase or STARTING, "")
+
 
 def planned_phases(config: dict) -> list[str]:
     """The phases a run of `config` goes through: embedding only when the frozen base runs
@@ -264,12 +270,13 @@ def estimate(
         left[current] = _current_left(current, status, config, epoch_records, batch_records, spent, left)
     order = plan.index(current) if current in plan else len(plan)
     phases = []
+    features = config.get("mode") == "features"
     for i, phase in enumerate(plan):
         done = (not active and state == "completed") or i < order
         phases.append(
             PhaseState(
                 phase,
-                PHASE_LABELS[phase],
+                "Fitting the classifier" if features and phase == TRAINING else PHASE_LABELS[phase],
                 "done" if done else "current" if i == order and active else "todo",
                 spent.get(phase) if (done or i == order) else expected.get(phase),
             )

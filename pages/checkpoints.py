@@ -67,10 +67,17 @@ def run_ui(run: RunSummary) -> None:
         details.append(f"embeddings: {cache_line(status)}")
     st.caption(" · ".join(details))
     resume_ui(run, run_config)
-    start2 = stage2_start(status, epochs)
-    left, right = st.columns(2)
-    left.plotly_chart(accuracy_figure(epochs, start2), key="run_accuracy")
-    right.plotly_chart(loss_figure(epochs, start2), key="run_loss")
+    if run.mode == "features" and epochs:  # one fit, no epochs: a curve would be one dot
+        last = epochs[-1]
+        st.caption(
+            f"One fit on the embeddings: validation accuracy {last.get('val_accuracy', 0):.3f}, "
+            f"macro F1 {last.get('val_macro_f1', 0):.3f}; training accuracy {last.get('accuracy', 0):.3f}."
+        )
+    else:
+        start2 = stage2_start(status, epochs)
+        left, right = st.columns(2)
+        left.plotly_chart(accuracy_figure(epochs, start2), key="run_accuracy")
+        right.plotly_chart(loss_figure(epochs, start2), key="run_loss")
     with st.expander("Config"):
         st.json(run_config)
         st.caption(f"Classes: {', '.join(run.classes) or 'not known yet'} · folder `{run.path}`")

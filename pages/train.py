@@ -30,7 +30,7 @@ from core.config import (
 )
 from core.data import DatasetError, imbalance_ratio, scan_dataset
 from core.plots import accuracy_figure, loss_figure
-from core.progress_model import PHASE_LABELS, STARTING, RunProgress, estimate, learned_rates, run_duration
+from core.progress_model import RunProgress, estimate, learned_rates, run_duration
 from core.reports import (
     CLASSIFIER_NAMES,
     cache_line,
@@ -368,21 +368,26 @@ def data_ui(dataset: str) -> str | None:
 
 def start_ui(values: dict, notes: list[str], data_problem: str | None) -> None:
     """The Start button, disabled while anything would make the launch fail, with the reason
-    beside it (the engine's own limits)."""
+    beside it (the engine's own limits), or while another training runs (a wait, not an error)."""
+    running = active_run(config.RUNS_DIR)
     problems = ([data_problem] if data_problem else []) + launch_problems(values, weights_downloadable())
     button, reason = st.columns([1, 3], vertical_alignment="center")
     clicked = button.button(
         "Start training",
         type="primary",
         icon=":material/play_arrow:",
-        disabled=bool(problems),
+        disabled=bool(problems or running),
         help=problems[0] if problems else None,
     )
     if problems:
         reason.error(f"Cannot start: {problems[0]}", icon=":material/block:")
+    elif running:
+        reason.info(
+            f"A training is already running: {running.name}. Stop it or wait.", icon=":material/hourglass:"
+        )
     for note in notes:
         reason.info(note, icon=":material/straighten:")
-    if clicked and not problems:
+    if clicked and not problems and not running:
         start(values)
 
 
@@ -537,9 +542,8 @@ def details_line(status: dict, run_config: dict) -> None:
 def status_line(progress: RunProgress) -> None:
     """The phases, then one bar over the whole run with the time left in all of it."""
     phases_caption(progress)
-    label = PHASE_LABELS.get(progress.phase or STARTING)
     eta = f" · about {format_duration(progress.eta_s)} left in all" if progress.eta_s is not None else ""
-    st.progress(progress.fraction, text=f"{label}: {progress.detail}{eta}")
+    st.progress(progress.fraction, text=f"{progress.label}: {progress.detail}{eta}")
 
 
 def phases_caption(progress: RunProgress) -> None:

@@ -304,8 +304,9 @@ def test_start_writes_a_run_stop_writes_stop_and_a_second_start_is_refused(dirs,
     assert (run_dir / "STOP").exists()
     assert "Stop requested" in texts(at.info)
 
-    _start(at)
-    assert f"a training is already running: {run_dir.name}" in texts(at.error)
+    [start] = [b for b in at.button if b.label == "Start training"]
+    assert start.disabled  # a second training is refused before it is tried
+    assert f"A training is already running: {run_dir.name}" in texts(at.info)
     assert len([p for p in dirs.runs.iterdir() if p.is_dir()]) == 1
 
 

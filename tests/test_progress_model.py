@@ -186,3 +186,15 @@ def test_a_real_run_records_its_phases_and_rates(trained_run):
     assert {"starting_s", "cached_batch_s", "evaluate_s_per_image"} <= set(status["rates"])
     # Embeddings read from the cache measure nothing about computing one.
     assert ("embed_s_per_image" in status["rates"]) == bool(status["cache_misses"])
+
+
+def test_feature_extraction_fits_a_classifier_rather_than_training_epochs():
+    status = {
+        "state": "running",
+        "timeline": timeline((STARTING, 0, 10), (EMBEDDING, 10, 20), (TRAINING, 20, None)),
+    }
+    progress = estimate(status, {"mode": "features"}, COUNTS, [], [], now=21)
+    assert (progress.label, progress.detail) == (
+        "Fitting the classifier",
+        "fitting the classifier on the embeddings",
+    )
