@@ -60,11 +60,12 @@ def enter_phase(timeline: list[dict], phase: str, now: float) -> list[dict]:
     return [*timeline, {"phase": phase, "start": now, "end": None}]
 
 
-def close_timeline(timeline: list[dict], now: float) -> list[dict]:
-    """The timeline with its open segment (if any) ended at `now`."""
+def close_timeline(timeline: list[dict], now: float | None) -> list[dict]:
+    """The timeline with its open segment (if any) ended at `now` (None: where it began, for a
+    segment whose end is unknown), never before it began."""
     timeline = [dict(segment) for segment in timeline or []]
     if timeline and timeline[-1].get("end") is None:
-        timeline[-1]["end"] = now
+        timeline[-1]["end"] = max(now or 0.0, timeline[-1]["start"])
     return timeline
 
 
@@ -100,7 +101,7 @@ def mark_phase(run_dir: Path, entered: str, now: float | None = None, **fields) 
 
 
 def finish_timeline(run_dir: Path, now: float | None = None) -> list[dict]:
-    """Close the run's timeline at `now` in status.json; returns it."""
+    """Close the run's timeline at `now` (default: the present) in status.json; returns it."""
     from core.runs import read_json, write_status
 
     status = read_json(Path(run_dir) / "status.json", {}) or {}

@@ -36,7 +36,7 @@ from core.config import (
 )
 from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
 from core.demo import check_demo_limits, demo_mode
-from core.progress_model import EVALUATING, STARTING, finish_timeline, mark_phase, run_rates
+from core.progress_model import EVALUATING, STARTING, close_timeline, finish_timeline, mark_phase, run_rates
 from core.runs import (
     COMPLETED,
     FAILED,
@@ -171,6 +171,9 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
     """
     stop = StopRequest(run_dir)
     total = config.epochs + (config.fine_tune_epochs if config.fine_tune_layers else 0)
+    if resume:  # a run whose process died left its last phase open: it ended with its last record
+        timeline = read_status(run_dir).get("timeline")
+        write_status(run_dir, timeline=close_timeline(timeline, _last_record_time(run_dir)))
     launched = read_status(run_dir)  # the dashboard's launcher wrote "starting" when Start was pressed
     launched_at = launched.get("updated_at") if launched.get("state") == "starting" else None
     mark_phase(run_dir, STARTING, launched_at or time.time())
@@ -211,6 +214,15 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
     return write_status(
         run_dir, state=COMPLETED, phase=None, ended_at=time.time(), rates=_rates(run_dir, config, report)
     )
+
+
+def _last_record_time(run_dir: Path) -> float | None:
+    """When the run last wrote a metrics line (its last sign of life), if it wrote any."""
+    from core.runs import read_metrics
+
+    epochs, batches = read_metrics(run_dir)
+    times = [r["time"] for r in epochs + batches if r.get("time")]
+    return max(times) if times else None
 
 
 def _rates(run_dir: Path, config: TrainConfig, report: DatasetReport) -> dict:

@@ -124,7 +124,11 @@ def knobs_ui(preset: dict, key: str) -> dict:
 
 
 def common_ui(preset: dict, k) -> dict:
-    """The knobs both kinds share: input, pooling, batches, split, monitor, weights."""
+    """The knobs both kinds share: input, pooling, batches, split, monitor, weights.
+
+    Number boxes here have no min/max of their own (the `None, None`): a widget's limits keep
+    the old value silently, while an out-of-range value that reaches `TrainConfig.validate`
+    disables Start with the engine's reason."""
     values = {}
     a, b, c = st.columns(3)  # filled row by row: a, b, c, a, b, c, ...
     values["image_size"] = int(

@@ -36,6 +36,8 @@ def test_enter_phase_closes_the_open_segment_and_ignores_the_same_phase():
     line = enter_phase(line, TRAINING, 10.0)
     assert line == timeline((STARTING, 0.0, 10.0), (TRAINING, 10.0, None))
     assert close_timeline(line, 12.0)[-1]["end"] == 12.0
+    # A process that died: its last phase ends with its last record, or where it began if none.
+    assert close_timeline(line, None)[-1]["end"] == 10.0
 
 
 def test_a_resumed_run_counts_active_time_only():
