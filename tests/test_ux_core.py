@@ -6,6 +6,7 @@ import json
 import pytest
 from conftest import make_color_dataset
 
+import core.backbones
 from core.backbones import snap_image_size, weights_file_name, weights_problem
 from core.catalog import unusable_folders
 from core.checks import MIN_IMAGES_PER_CLASS, config_problem, data_warnings, launch_problems
@@ -54,7 +55,7 @@ def test_mobilenet_sizes_snap_to_those_with_their_own_weights():
 
 
 def test_weights_problem_names_the_file_keras_wants(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(core.backbones, "keras_cache_dir", lambda: tmp_path / "models")
     assert weights_file_name("mobilenet_v2_0.35", 160).endswith("_0.35_160_no_top.h5")
     assert weights_file_name("mobilenet_0.25", 96) == "mobilenet_2_5_224_tf_no_top.h5"  # Keras's fallback
     problem = weights_problem("inception_v3", 299, downloadable=False)
@@ -66,7 +67,7 @@ def test_weights_problem_names_the_file_keras_wants(tmp_path, monkeypatch):
 
 
 def test_launch_problems_cover_a_gone_dataset_and_missing_weights(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(core.backbones, "keras_cache_dir", lambda: tmp_path / "models")
     problems = launch_problems(quick(data=str(tmp_path / "gone")), downloadable=False)
     assert problems[0].startswith("Dataset: the folder is gone") and "ImageNet weights" in problems[1]
     assert launch_problems(quick(data=str(tmp_path), weights=None), downloadable=False) == []
