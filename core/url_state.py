@@ -27,18 +27,23 @@ def dataset_param(folder: str | os.PathLike, data_root: Path, sample: Path) -> s
         return str(folder)
 
 
-def dataset_from_param(param: str | None, data_root: Path, sample: Path) -> Path | None:
+def dataset_from_param(
+    param: str | None, data_root: Path, sample: Path, allowed: list[Path] | None = None
+) -> Path | None:
     """The dataset folder a URL's parameter names, if it is a dataset inside the data root
-    (or the sample); None otherwise, so a stale or crafted link falls back to the default."""
+    (or the sample) and, when `allowed` is given, one of those (the demo: this visitor's own);
+    None otherwise, so a stale or crafted link falls back to the default."""
     if not param:
         return None
     if param == SAMPLE_PARAM:
         return Path(sample)
     root = Path(data_root).resolve()
     folder = (root / param).resolve()
-    if folder.is_relative_to(root) and folder.is_dir() and looks_like_dataset(folder):
-        return folder
-    return None
+    if not (folder.is_relative_to(root) and folder.is_dir() and looks_like_dataset(folder)):
+        return None
+    if allowed is not None and folder not in {Path(p).resolve() for p in allowed}:
+        return None
+    return folder
 
 
 def augment_param(augment: dict) -> str:

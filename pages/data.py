@@ -14,13 +14,16 @@ import streamlit as st
 
 from core import advisor, config
 from core.backbones import WeightsUnavailableError
-from core.catalog import dataset_signature, find_datasets, looks_like_dataset, unusable_folders
+from core.catalog import dataset_signature, looks_like_dataset, unusable_folders
 from core.config import FILL_MODES, REFERENCE_AUGMENT, AugmentConfig
 from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
+from core.demo import workspace
 from core.plots import split_counts_figure
 from core.preview import augment_batch, augment_repeated, load_batch, preview_paths
 from core.reports import describe_augment
+from core.text import code, md
 from core.uploads import (
+    MAX_UNCOMPRESSED_BYTES,
     UploadError,
     delete_upload,
     extract_dataset_upload,
@@ -70,7 +73,10 @@ def restore_choice() -> None:
     pending = st.session_state.pop("pending_dataset", None)
     remembered = st.session_state.get("dataset")
     if not remembered:  # a reload: the URL remembers the dataset and the augmentation
-        found = dataset_from_param(st.query_params.get("dataset"), config.DATA_ROOT, config.SAMPLE_DATASET)
+        allowed = workspace(st.session_state).datasets()  # in the demo, never another visitor's
+        found = dataset_from_param(
+            st.query_params.get("dataset"), config.DATA_ROOT, config.SAMPLE_DATASET, allowed
+        )
         remembered = str(found) if found else None
         if st.session_state.get("augment") is None:
             st.session_state["augment"] = augment_from_param(st.query_params.get("augment"))
@@ -89,7 +95,7 @@ def dataset_ui() -> Path | None:
     """Widgets choosing the dataset; returns its folder, or None while there is none."""
     source = st.radio("Dataset", SOURCES, key="source", horizontal=True)
     if source == SOURCES[0]:
-        st.caption(f"100 photos of horses and humans, bundled with the app: `{config.SAMPLE_DATASET}`")
+        st.caption(f"100 photos of horses and humans, bundled with the app: {code(config.SAMPLE_DATASET)}")
         return config.SAMPLE_DATASET
     if source == SOURCES[1]:
         return folder_ui()
@@ -97,7 +103,7 @@ def dataset_ui() -> Path | None:
 
 
 def folder_ui() -> Path | None:
-    folders = find_datasets(config.DATA_ROOT, exclude=(config.SAMPLE_DATASET,))
+    folders = workspace(st.session_state).datasets()  # in the demo, never another visitor's
     if not folders:
         st.info(
             f"No dataset folders in `{config.DATA_ROOT}` yet. Put one there (one folder of images per "
@@ -114,11 +120,14 @@ def folder_ui() -> Path | None:
 
 def unusable_ui() -> None:
     """Folders with images that cannot train, and why: not silently missing from the list."""
-    unusable = unusable_folders(config.DATA_ROOT, exclude=(config.SAMPLE_DATASET,))
+    space = workspace(st.session_state)
+    root = space.data_dir if space.isolated else config.DATA_ROOT  # the demo: this visitor's own
+    containers = (space.uploads_dir, space.splits_dir)
+    unusable = unusable_folders(root, exclude=(config.SAMPLE_DATASET,), containers=containers)
     if unusable:
         with st.expander(f"Folders that cannot train ({len(unusable)})", icon=":material/block:"):
             for folder, reason in unusable:
-                st.markdown(f"- `{folder.relative_to(config.DATA_ROOT)}`: {reason}")
+                st.markdown(f"- {code(folder.relative_to(root))}: {md(reason)}")
 
 
 def upload_ui() -> Path | None:
@@ -126,22 +135,22 @@ def upload_ui() -> Path | None:
         "A zip of class folders (cats/..., dogs/...), or of train/ and validation/ folders",
         type="zip",
     )
-    uploads = config.DATA_ROOT / "uploads"
-    manage_uploads_ui(uploads)
+    space = workspace(st.session_state)
+    uploads, free = space.uploads_dir, space.free_bytes()
+    manage_uploads_ui(uploads)  # in the demo, this visitor's own uploads only
     if upload is None:
         return None
+    limit = MAX_UNCOMPRESSED_BYTES if free is None else min(free, MAX_UNCOMPRESSED_BYTES)
     with st.spinner("Unpacking the zip safely..."):
         try:
-            folder = extract_dataset_upload(upload, uploads, upload.name)
+            folder = extract_dataset_upload(upload, uploads, upload.name, max_bytes=limit)
         except UploadError as exc:
-            st.error(f"That zip cannot be used: {exc}")
+            st.error(f"That zip cannot be used: {md(exc)}")
             return None
-    if not looks_like_dataset(folder):
+    unusable = _unusable(folder)
+    if unusable:  # removed at once: an unusable upload must not keep taking disk space
         shutil.rmtree(uploads / folder.relative_to(uploads).parts[0], ignore_errors=True)
-        st.error(
-            "That zip holds no dataset: it needs one folder of images per class (at least two), "
-            "or train/ and validation/ folders holding those."
-        )
+        st.error(f"That zip cannot be used: {md(unusable)}")
         return None
     st.session_state["pending_dataset"] = str(folder.relative_to(config.DATA_ROOT))
     top = folder.relative_to(uploads).parts[0]
@@ -150,7 +159,7 @@ def upload_ui() -> Path | None:
         if top == safe_name(Path(upload.name).stem, "upload")
         else " (that name was taken: rename it below)"
     )
-    st.session_state["flash"] = f"Unpacked {upload.name} into `{folder}`{taken}."
+    st.session_state["flash"] = f"Unpacked {md(upload.name)} into {code(folder)}{taken}."
     st.rerun()
 
 
@@ -163,21 +172,21 @@ def manage_uploads_ui(uploads: Path) -> None:
         for folder in folders:
             name, rename, delete = st.columns([3, 1, 1], vertical_alignment="bottom")
             new_name = name.text_input(
-                f"Name of `{folder.name}`", folder.name, key=f"upload_name:{folder.name}"
+                f"Name of {code(folder.name)}", folder.name, key=f"upload_name:{folder.name}"
             )
             if rename.button("Rename", key=f"upload_rename:{folder.name}", disabled=new_name == folder.name):
                 _upload_action(
-                    rename_upload, uploads, folder, new_name, f"Renamed {folder.name} to {new_name}."
+                    rename_upload, uploads, folder, new_name, f"Renamed {md(folder.name)} to {md(new_name)}."
                 )
             if delete.button("Delete", key=f"upload_delete:{folder.name}", icon=":material/delete:"):
-                _upload_action(delete_upload, uploads, folder, None, f"Deleted the upload {folder.name}.")
+                _upload_action(delete_upload, uploads, folder, None, f"Deleted the upload {md(folder.name)}.")
 
 
 def _upload_action(action, uploads: Path, folder: Path, new_name: str | None, done: str) -> None:
     try:
         action(uploads, folder, *([new_name] if new_name is not None else []))
     except (UploadError, OSError) as exc:
-        st.error(f"Cannot change {folder.name}: {exc}")
+        st.error(f"Cannot change {md(folder.name)}: {md(exc)}")
         return
     if st.session_state.get("dataset", "").startswith(str(folder)):
         st.session_state.pop("dataset", None)  # it moved or is gone
@@ -186,12 +195,26 @@ def _upload_action(action, uploads: Path, folder: Path, new_name: str | None, do
     st.rerun()
 
 
+def _unusable(folder: Path) -> str | None:
+    """Why an unpacked upload cannot be trained on, or None when it can."""
+    if not looks_like_dataset(folder):
+        return (
+            "it holds no dataset: it needs one folder of images per class (at least two), "
+            "or train/ and validation/ folders holding those."
+        )
+    try:
+        cached_scan(str(folder), dataset_signature(folder))
+    except DatasetError as exc:
+        return str(exc)
+    return None
+
+
 def scan_ui(dataset: Path) -> DatasetReport | None:
     with st.spinner("Checking every image with Pillow..."):
         try:
             return cached_scan(str(dataset), dataset_signature(dataset))
         except DatasetError as exc:
-            st.error(f"This folder cannot be used for training: {exc}")
+            st.error(f"This folder cannot be used for training: {md(exc)}")
             return None
 
 
@@ -251,15 +274,15 @@ def split_ui(dataset: Path, report: DatasetReport) -> None:
         submitted = st.form_submit_button("Split into a new folder", icon=":material/call_split:")
     if not submitted:
         return
-    output = unique_path(config.DATA_ROOT / "splits", safe_name(name, "split"))
+    output = unique_path(workspace(st.session_state).splits_dir, safe_name(name, "split"))
     with st.spinner(f"Splitting into {output}..."):
         try:
             split_dataset(report, output, val, seed, test_split=test)
         except DatasetError as exc:
-            st.error(f"Cannot split: {exc}")
+            st.error(f"Cannot split: {md(exc)}")
             return
     st.session_state["pending_dataset"] = str(output.relative_to(config.DATA_ROOT))
-    st.session_state["flash"] = f"Split into `{output}`: the Train page now uses it."
+    st.session_state["flash"] = f"Split into {code(output)}: the Train page now uses it."
     st.rerun()
 
 
@@ -304,7 +327,7 @@ def preview_ui(report: DatasetReport, augment: AugmentConfig) -> None:
     with st.spinner("Augmenting (TensorFlow loads the first time, a few seconds)..."):
         repeated = cached_repeated(samples[0][0], settings, seed)
         batch = cached_batch(tuple(p for p, _ in samples), settings, seed)
-    st.markdown(f"**One image, augmented {PREVIEW_COUNT} times** ({Path(samples[0][0]).name})")
+    st.markdown(f"**One image, augmented {PREVIEW_COUNT} times** ({md(Path(samples[0][0]).name)})")
     image_row(list(repeated))
     st.markdown("**A random augmented batch**")
     image_row(list(batch), [name for _, name in samples])
@@ -331,7 +354,7 @@ def strategy_ui(dataset: Path) -> None:
         return
     except (DatasetError, ValueError) as exc:
         st.session_state.pop("advice_for")
-        st.error(f"The advisor cannot measure this dataset: {exc}")
+        st.error(f"The advisor cannot measure this dataset: {md(exc)}")
         return
     advice_ui(dataset, advice)
 
@@ -398,7 +421,7 @@ if report is None:
     st.stop()
 st.session_state["dataset"] = str(dataset)
 st.query_params["dataset"] = dataset_param(dataset, config.DATA_ROOT, config.SAMPLE_DATASET)
-st.caption(f"The Train page uses this dataset: `{dataset}`")
+st.caption(f"The Train page uses this dataset: {code(dataset)}")
 report_tab, split_tab, augment_tab, strategy_tab = st.tabs(
     ["Check", "Split", "Augmentation", "Which strategy?"]
 )

@@ -29,6 +29,7 @@ from core.config import (
     TrainConfig,
 )
 from core.data import DatasetError, imbalance_ratio, scan_dataset
+from core.demo import workspace
 from core.plots import accuracy_figure, loss_figure
 from core.progress_model import RunProgress, estimate, learned_rates, run_duration
 from core.reports import (
@@ -52,6 +53,7 @@ from core.runs import (
     read_status,
     request_stop,
 )
+from core.text import code, md
 from core.url_state import augment_from_param, augment_param, dataset_from_param, dataset_param
 
 PRESET_NOTES = {
@@ -86,7 +88,7 @@ def preset_ui(dataset: str) -> tuple[str, dict]:
         "Preset", names, index=names.index(default), format_func=lambda p: f"{p}: {notes.get(p, '')}"
     )
     if name == ADVISOR and advised["dataset"] != dataset:
-        st.warning(f"The advisor's recommendation was for `{advised['dataset']}`, not this dataset.")
+        st.warning(f"The advisor's recommendation was for {code(advised['dataset'])}, not this dataset.")
     fields = advised["preset"] if name == ADVISOR else PRESETS[name]
     return name, {**TrainConfig().to_dict(), **fields}  # a preset may leave fields out
 
@@ -366,14 +368,14 @@ def data_ui(dataset: str) -> str | None:
     except (DatasetError, OSError) as exc:
         return f"Dataset: {exc}"
     for warning in data_warnings(counts):
-        st.warning(warning, icon=":material/warning:")
+        st.warning(md(warning), icon=":material/warning:")
     return None
 
 
 def start_ui(values: dict, notes: list[str], data_problem: str | None) -> None:
     """The Start button, disabled while anything would make the launch fail, with the reason
     beside it (the engine's own limits), or while another training runs (a wait, not an error)."""
-    running = active_run(config.RUNS_DIR)
+    running = active_run(space.runs_dir)
     problems = ([data_problem] if data_problem else []) + launch_problems(values, weights_downloadable())
     button, reason = st.columns([1, 3], vertical_alignment="center")
     clicked = button.button(
@@ -384,13 +386,13 @@ def start_ui(values: dict, notes: list[str], data_problem: str | None) -> None:
         help=problems[0] if problems else None,
     )
     if problems:
-        reason.error(f"Cannot start: {problems[0]}", icon=":material/block:")
+        reason.error(f"Cannot start: {md(problems[0])}", icon=":material/block:")
     elif running:
         reason.info(
             f"A training is already running: {running.name}. Stop it or wait.", icon=":material/hourglass:"
         )
     for note in notes:
-        reason.info(note, icon=":material/straighten:")
+        reason.info(md(note), icon=":material/straighten:")
     if clicked and not problems and not running:
         start(values)
 
@@ -401,11 +403,11 @@ def start(values: dict) -> None:
         train_config = TrainConfig.from_dict(values)
         train_config.validate()
         with st.spinner("Starting the training process..."):
-            run_dir = launch_training(train_config, config.RUNS_DIR)
+            run_dir = launch_training(train_config, space.runs_dir)
     except ConfigError as exc:
-        st.error(f"Check the settings: {exc}")
+        st.error(f"Check the settings: {md(exc)}")
     except RunError as exc:
-        st.error(f"Cannot start: {exc}")
+        st.error(f"Cannot start: {md(exc)}")
     else:
         st.session_state["train_run"] = str(run_dir)
         st.toast(f"Started {run_dir.name}", icon=":material/rocket_launch:")
@@ -414,13 +416,13 @@ def start(values: dict) -> None:
 
 def watched_run() -> Path | None:
     """The active run, else the one started from this session, else the newest."""
-    running = active_run(config.RUNS_DIR)
+    running = active_run(space.runs_dir)
     if running:
         return running
     mine = st.session_state.get("train_run")
     if mine and Path(mine, "config.json").is_file():
         return Path(mine)
-    runs = list_runs(config.RUNS_DIR)
+    runs = list_runs(space.runs_dir)
     return runs[0].path if runs else None
 
 
@@ -430,12 +432,13 @@ def live_view(run_dir: Path, polling: bool) -> None:
     epochs, batches = read_metrics(run_dir)
     run_config = read_json(run_dir / "config.json", {}) or {}
     counts = (read_json(run_dir / "dataset.json", {}) or {}).get("counts") or {}
-    rates = learned_rates(config.RUNS_DIR, run_config.get("backbone", ""), run_config.get("image_size", 0))
+    rates = learned_rates(space.runs_dir, run_config.get("backbone", ""), run_config.get("image_size", 0))
     progress = estimate(status, run_config, counts, epochs, batches, rates)
     if polling and not progress.active:
         st.rerun()  # finished: redraw the whole page once, and stop polling
     st.subheader(f"Run {run_dir.name}")
-    st.caption(f"Dataset: **{dataset_name(run_config.get('data', ''))}** (`{run_config.get('data', '?')}`)")
+    data = run_config.get("data", "?")
+    st.caption(f"Dataset: **{md(dataset_name(data))}** ({code(data)})")
     features = run_config.get("mode") == "features"
     if progress.active:
         status_line(progress)
@@ -454,7 +457,7 @@ def live_view(run_dir: Path, polling: bool) -> None:
     elif progress.state == STOPPED:
         st.warning(f"Stopped after {len(epochs)} epochs. Its checkpoints are kept.")
     else:
-        st.error(f"The run {progress.state}: {status.get('error') or 'no reason recorded'}")
+        st.error(f"The run {progress.state}: {md(status.get('error') or 'no reason recorded')}")
         if not epochs:
             log_ui(run_dir)
             return  # no curves to draw: the reason stands in their place
@@ -570,7 +573,8 @@ def chosen_dataset() -> str:
     the sample; both written back to the URL."""
     state, params = st.session_state, st.query_params
     if not state.get("dataset"):
-        found = dataset_from_param(params.get("dataset"), config.DATA_ROOT, config.SAMPLE_DATASET)
+        allowed = space.datasets()  # in the demo, never another visitor's
+        found = dataset_from_param(params.get("dataset"), config.DATA_ROOT, config.SAMPLE_DATASET, allowed)
         state["dataset"] = str(found or config.SAMPLE_DATASET)
     if state.get("augment") is None and augment_from_param(params.get("augment")):
         state["augment"] = augment_from_param(params.get("augment"))
@@ -590,9 +594,12 @@ def snap_size(values: dict) -> list[str]:
 
 
 st.title("Train")
+space = workspace(st.session_state)  # in the demo, this visitor's own runs only
 dataset = chosen_dataset()
-st.caption(f"New runs train on **{dataset_name(dataset)}** (`{dataset}`) · choose another on the Data page")
-running = active_run(config.RUNS_DIR)
+st.caption(
+    f"New runs train on **{md(dataset_name(dataset))}** ({code(dataset)}) · choose another on the Data page"
+)
+running = active_run(space.runs_dir)
 with st.expander("New run", expanded=running is None):
     preset_name, preset = preset_ui(dataset)
     values = knobs_ui(preset, preset_name)
@@ -602,7 +609,7 @@ with st.expander("New run", expanded=running is None):
     data_problem = data_ui(dataset)
     start_ui(values, notes, data_problem)
     plan_ui(values)
-    running = active_run(config.RUNS_DIR)
+    running = active_run(space.runs_dir)
 
 # Below the form (folded while a run trains), so Start is in view without scrolling.
 run_dir = watched_run()
