@@ -9,13 +9,14 @@ from types import SimpleNamespace
 
 import pytest
 import streamlit as st
-from conftest import make_color_dataset
 from streamlit.testing.v1 import AppTest
 
 import core.checks
 import core.config
 import core.embeddings
 import core.runs
+from core.text import code
+from tests.helpers import make_color_dataset
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
@@ -190,7 +191,7 @@ def test_a_one_class_folder_is_listed_with_its_reason(dirs):
     at = open_page("pages/data.py")
     at.radio(key="source").set_value("A folder in the data folder").run()
     assert at.selectbox(key="folder").options == ["good"]
-    assert "`solo`: only one class folder (cats): training needs at least two" in texts(at.markdown)
+    assert f"{code('solo')}: only one class folder (cats): training needs at least two" in texts(at.markdown)
 
 
 # --- 3. Runs you can tell apart ---------------------------------------------------------------
@@ -202,7 +203,7 @@ def test_the_run_header_names_the_runs_dataset_not_the_chosen_one(dirs):
     at = open_page("pages/train.py")  # the sample is the chosen dataset
     captions = texts(at.caption)
     assert "New runs train on **horse-or-human**" in captions
-    assert "Dataset: **hands** (`/datasets/hands`)" in captions
+    assert f"Dataset: **hands** ({code('/datasets/hands')})" in captions
 
 
 def test_the_dataset_and_augmentation_survive_a_reload(dirs):

@@ -4,7 +4,6 @@ can take, data warnings, folders that cannot train, the URL's state, run names a
 import json
 
 import pytest
-from conftest import make_color_dataset
 
 import core.backbones
 from core.backbones import snap_image_size, weights_file_name, weights_problem
@@ -16,6 +15,7 @@ from core.reports import describe_augment, run_label, runs_table
 from core.runs import list_runs, new_run_dir, write_json_atomic
 from core.uploads import UploadError, delete_upload, rename_upload, upload_folders
 from core.url_state import augment_from_param, augment_param, dataset_from_param, dataset_param
+from tests.helpers import make_color_dataset
 
 
 def quick(**changes) -> dict:
