@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from core.data import DatasetError
 
@@ -205,8 +207,9 @@ class KerasHead:
             self._build(x.shape[1])
         else:  # a fresh start: initial weights, optimizer moments and step count at zero
             self.model.set_weights(self.initial)
-            for variable in self.model.optimizer.variables:
-                variable.assign(np.zeros(variable.shape, variable.dtype))
+            for variable in self.model.optimizer.variables:  # the learning rate is one: keep it
+                if "learning_rate" not in variable.name:
+                    variable.assign(np.zeros(variable.shape, variable.dtype))
         targets = y.astype(np.float32).reshape(-1, 1) if self.num_classes == 2 else y.astype(np.int32)
         batch = min(self.batch_size, len(x))
         data = embedding_dataset(self._standardise(x), targets, batch, training=True, seed=self.seed)
@@ -243,8 +246,8 @@ def make_estimator(classifier: str, params: dict, num_classes: int, config=None)
     from sklearn.svm import SVC
 
     balanced = "balanced" if config is not None and config.class_weights else None
-    if classifier == "logreg":
-        return LogisticRegression(C=params["C"], max_iter=2000, class_weight=balanced)
+    if classifier == "logreg":  # scoring needs predictions, not the last digit of convergence
+        return LogisticRegression(C=params["C"], max_iter=300, tol=1e-3, class_weight=balanced)
     if classifier == "svm":
         return SVC(C=params["C"], kernel="linear", class_weight=balanced)
     if classifier == "knn":
@@ -306,13 +309,16 @@ def cross_validate(
         estimator = make_estimator(classifier, params, num_classes, config)
         scores, losses = [], []
         for (train, test), (z_train, z_test) in zip(folds, standardised):
-            estimator.fit(z_train, y[train])
+            with warnings.catch_warnings():  # scoring stops early on purpose (see make_estimator)
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                estimator.fit(z_train, y[train])
             predicted = estimator.predict(z_test)
             scores.append(float(f1_score(y[test], predicted, average="macro", labels=np.unique(y))))
             if hasattr(estimator, "predict_proba"):
                 probs = np.zeros((len(test), num_classes))
                 probs[:, estimator.classes_] = estimator.predict_proba(z_test)
-                losses.append(float(log_loss(y[test], np.clip(probs, 1e-7, 1), labels=labels)))
+                probs = np.clip(probs, 1e-7, 1)
+                losses.append(float(log_loss(y[test], probs / probs.sum(1, keepdims=True), labels=labels)))
         results.append((params, scores, float(np.mean(losses)) if losses else 0.0))
     best_mean = max(np.mean(s) for _, s, _ in results)
     tied = [r for r in results if np.mean(r[1]) >= best_mean - 1e-9]
@@ -699,3 +705,13 @@ def leaderboard_rows(auto: dict) -> list[dict]:
         }
         for i, c in enumerate(auto.get("candidates") or [])
     ]
+
+
+def fine_tune_line(auto: dict) -> str | None:
+    """ "Fine-tuning the backbone: skipped: <why>." from auto.json, or None if not decided yet."""
+    decision = auto.get("fine_tune")
+    if not decision:
+        return None
+    verdict = "worth trying" if decision["try"] else "skipped"
+    note = f" ({decision['note']})" if decision.get("note") and decision["try"] else ""
+    return f"Fine-tuning the backbone: {verdict}: {decision['reason']}{note}."

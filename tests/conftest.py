@@ -133,7 +133,7 @@ def run_cli(module: str, *args: str, env: dict | None = None, timeout: int = 600
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
-    """A completed run of 2 epochs on the synthetic colour dataset (random weights: fast).
+    """A completed fine-tune run of 2 epochs on the synthetic colour dataset (random weights: fast).
 
     Used by tests of the dashboard and of prediction plumbing, not of learning.
     """
@@ -155,6 +155,8 @@ def trained_run(tmp_path_factory) -> Path:
         "2",
         "--batch-size",
         "8",
+        "--mode",
+        "finetune",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return Path(result.stdout.strip().splitlines()[-1])
@@ -179,5 +181,5 @@ def launch_tiny_run(tmp_path: Path, **fields) -> Path:
 
     data = make_color_dataset(tmp_path / "d", per_class=16)
     config = TrainConfig(data=str(data), backbone="mobilenet_v2_0.35", weights=None, image_size=32,
-                         batch_size=1, patience=0, **fields)  # fmt: skip
+                         batch_size=1, patience=0, **{"mode": "finetune", **fields})  # fmt: skip
     return launch_training(config, tmp_path / "runs")
