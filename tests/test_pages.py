@@ -282,6 +282,9 @@ def _start(at: AppTest) -> AppTest:
 def test_start_writes_a_run_stop_writes_stop_and_a_second_start_is_refused(dirs, fake_trainer):
     data = make_color_dataset(dirs.data / "colors")
     at = open_page("pages/train.py", {"dataset": str(data)})
+    assert at.radio(key="quick:mode").value == "auto"  # the default: measure, keep the best
+    assert "**Auto:**" in plan(at)
+    at.radio(key="quick:mode").set_value("finetune").run()
     at.number_input(key="quick:epochs").set_value(1)
     at.number_input(key="quick:image_size").set_value(32)
     at.checkbox(key="quick:weights").uncheck()
@@ -500,7 +503,6 @@ def plan(at: AppTest) -> str:
 def test_features_mode_with_knn_writes_its_config(dirs, fake_trainer):
     data = make_color_dataset(dirs.data / "colors")
     at = open_page("pages/train.py", {"dataset": str(data)})
-    assert at.radio(key="quick:mode").value == "finetune"
     at.radio(key="quick:mode").set_value("features").run()
     assert not [n for n in at.number_input if n.key == "quick:epochs"]  # a classifier fits once
     assert at.number_input(key="quick:classifier_c").value == 1.0  # logistic regression's C
@@ -530,6 +532,7 @@ def test_svm_and_tree_show_their_own_hyperparameters(dirs):
 def test_fine_tune_with_stage_2_shows_the_plan_and_writes_it(dirs, fake_trainer):
     data = make_color_dataset(dirs.data / "colors")
     at = open_page("pages/train.py", {"dataset": str(data)})
+    at.radio(key="quick:mode").set_value("finetune").run()
     assert at.number_input(key="quick:ft_epochs").disabled  # 0 layers: no stage 2
     assert "Stage 1, the head (live)" in plan(at)  # the quick preset's flip needs live images
     assert "live augmentation" in plan(at)
