@@ -609,12 +609,6 @@ def train_auto(config, run_dir: Path, report, stop, log) -> None:
     log(f"auto: {why}")
     per_class_min = int(np.bincount(y_train, minlength=num_classes).min())
     decision = fine_tune_decision(ranked, per_class_min)
-    decision["done"] = False
-    decision["note"] = (
-        "stage 2 is not run automatically yet: train again with --mode finetune --fine-tune-layers N"
-        if decision["try"]
-        else "not run"
-    )
     log(f"auto: fine-tuning {'looks worth trying' if decision['try'] else 'skipped'}: {decision['reason']}")
     write_status(run_dir, phase="auto: learning curve", candidate=None)
     x_winner = x_train[winner.layer]
@@ -626,11 +620,21 @@ def train_auto(config, run_dir: Path, report, stop, log) -> None:
     p_train, p_val = save_winner(
         fit_config, base, run_dir, winner, x_train[winner.layer], y_train, x_val[winner.layer], num_classes
     )
+    trial = None
+    if decision["try"] and not stop:
+        record.update(candidates=[c.to_dict() for c in ranked], trying="fine-tuning the backbone")
+        write_json_atomic(run_dir / AUTO_FILE, record)
+        write_status(run_dir, phase="auto: trying fine-tuning the backbone", candidate="fine-tuning")
+        trial = fine_tune_trial(config, run_dir, report, base, layers, winner, x_train, y_train, stop, log)
+        decision["trial"] = trial
+        if trial["kept"]:
+            why = trial["reason"]
+            p_train, p_val = _image_probabilities(run_dir, report, config)
     record.update(
         state="done",
         trying=None,
         candidates=[c.to_dict() for c in ranked],
-        winner=winner.to_dict(),
+        winner=winner.to_dict() if not (trial and trial["kept"]) else trial["winner"],
         reason=why,
         fine_tune=decision,
         learning_curve=curve,
@@ -641,10 +645,142 @@ def train_auto(config, run_dir: Path, report, stop, log) -> None:
         },
     )
     write_json_atomic(run_dir / AUTO_FILE, record)
-    write_status(run_dir, phase=None, winner=winner.name)
+    write_status(run_dir, phase=None, winner=record["winner"]["name"])
     record_single_fit(
         fit_config, run_dir, p_train, y_train, p_val, y_val, time.time() - started, stats, winner.name, log
     )
+
+
+FINE_TUNE_HOLDOUT = 0.2  # the fraction of the training split the fine-tuning trial is judged on
+# Stage 2 trains on live images; without augmentation set by the user, a mild one that suits most
+# photos (no flips: they would confuse classes that differ by handedness, text, digits).
+TRIAL_AUGMENT = dict(rotation=10.0, width_shift=0.1, height_shift=0.1, zoom=0.1)
+TRIAL_DIR = "finetune_trial"
+
+
+def fine_tune_trial(
+    config,
+    run_dir: Path,
+    report,
+    base,
+    layers,
+    winner: Candidate,
+    x_train: dict,
+    y_train: np.ndarray,
+    stop,
+    log,
+) -> dict:
+    """Fine-tune the backbone's top (stage 2) on 80% of the training split and keep it only if it
+    beats the embedding winner, fitted on the same 80%, on the other 20% (macro-F1).
+
+    The layers unfrozen are those after the best earlier candidate layer when one beat the top
+    (the part whose features were too ImageNet-specific), else the last stage. The head starts
+    from logistic regression on the top-layer embeddings, so stage 2 starts from a good head.
+    If fine-tuning wins, its checkpoint replaces the run's. Returns what the trial measured.
+    """
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import train_test_split
+
+    from core.backbones import build_backbone
+    from core.callbacks import AtomicCheckpoint, link_or_copy
+    from core.classical import CLASSIFIER_FILE, linear_weights, make_classifier
+    from core.config import AugmentConfig
+    from core.data import Split
+    from core.model import BACKBONE_LAYER, build_model, set_linear_head
+    from core.stages import fine_tune
+
+    started, num_classes = time.time(), len(report.class_names)
+    fit, hold = train_test_split(
+        np.arange(len(y_train)), test_size=FINE_TUNE_HOLDOUT, stratify=y_train, random_state=config.seed
+    )
+    x = x_train[winner.layer]
+    ((z_fit, z_hold),) = _standardised_folds(x, [(fit, hold)])
+    embedding = make_estimator(winner.classifier, winner.params, num_classes, config).fit(z_fit, y_train[fit])
+    embedding_score = float(f1_score(y_train[hold], embedding.predict(z_hold), average="macro"))
+
+    earlier = [c for c in layers if c is not None]
+    start_layer = winner.layer if winner.layer is not None else (earlier[-1] if earlier else None)
+    names = [layer.name for layer in base.layers]
+    unfreeze = len(names) - 1 - names.index(start_layer) if start_layer else max(1, len(names) // 5)
+    augment = config.augment if not config.augment.is_identity else AugmentConfig(**TRIAL_AUGMENT)
+    trial_config = dataclasses.replace(
+        config,
+        mode="finetune",
+        feature_layer=None,
+        dense_units=0,
+        fine_tune_layers=unfreeze,
+        monitor="val_macro_f1",
+        augment=augment,
+    )
+    model = build_model(
+        trial_config, num_classes, build_backbone(config.backbone, config.image_size, config.weights)
+    )
+    top = make_classifier(dataclasses.replace(trial_config, classifier="logreg")).fit(
+        x_train[None][fit], y_train[fit]
+    )
+    set_linear_head(model, *linear_weights(top, num_classes))
+    train_paths = np.asarray(report.splits["train"].paths)
+    trial_report = dataclasses.replace(
+        report,
+        splits={
+            "train": Split(list(train_paths[fit]), [int(v) for v in y_train[fit]]),
+            "validation": Split(list(train_paths[hold]), [int(v) for v in y_train[hold]]),
+        },
+    )
+    trial_dir = run_dir / TRIAL_DIR
+    (trial_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    checkpoint = AtomicCheckpoint(trial_dir, model, "val_macro_f1")
+    log(
+        f"auto: fine-tuning trial: the top {unfreeze} backbone layers, judged on {len(hold)} held-out "
+        "training images"
+    )
+    fine_tune(trial_config, trial_dir, model, trial_report, stop, checkpoint, 0, log)
+    score = float(checkpoint.best) if checkpoint.best is not None else 0.0
+    kept = score > embedding_score + TIE and (trial_dir / "checkpoints" / "best.keras").is_file()
+    trial = {
+        "layers_unfrozen": unfreeze,
+        "from_layer": layer_label(start_layer) if start_layer else None,
+        "epochs": config.fine_tune_epochs,
+        "augment": dataclasses.asdict(augment),
+        "holdout_images": int(len(hold)),
+        "holdout_macro_f1": {"fine_tuned": round(score, 4), winner.name: round(embedding_score, 4)},
+        "seconds": round(time.time() - started, 2),
+        "kept": bool(kept),
+    }
+    if kept:
+        folder = run_dir / "checkpoints"
+        link_or_copy(trial_dir / "checkpoints" / "best.keras", folder / "best.keras")
+        link_or_copy(folder / "best.keras", folder / "last.keras")
+        (folder / CLASSIFIER_FILE).unlink(missing_ok=True)
+        name = f"fine-tuned top {unfreeze} layers of {BACKBONE_LAYER}"
+        trial["winner"] = {"name": name, "classifier": "finetune", "layer": "top", "params": {}}
+        trial["reason"] = (
+            f"fine-tuning the top {unfreeze} backbone layers reached {score:.3f} macro-F1 on {len(hold)} "
+            f"held-out training images against {embedding_score:.3f} for {winner.name} on the same split, "
+            "so the fine-tuned model (trained on the other 80%) is kept."
+        )
+    log(
+        f"auto: fine-tuning trial {score:.3f} vs {embedding_score:.3f} for {winner.name}: "
+        f"{'kept' if kept else 'not kept'}"
+    )
+    return trial
+
+
+def _image_probabilities(run_dir: Path, report, config) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) probabilities of the run's saved checkpoint, from the images."""
+    from core.pipeline import make_dataset
+    from core.predict import load_classifier
+
+    classifier = load_classifier(run_dir)
+    num_classes = len(report.class_names)
+    out = []
+    for split in ("train", "validation"):
+        data = make_dataset(
+            report.splits[split], config.image_size, config.batch_size, num_classes, training=False
+        )
+        raw = np.asarray(classifier.model.predict(data, verbose=0))
+        out.append(np.concatenate([1.0 - raw, raw], axis=1) if raw.shape[1] == 1 else raw)
+    return out[0], out[1]
 
 
 def save_winner(config, base, run_dir: Path, winner: Candidate, x_train, y_train, x_val, num_classes: int):

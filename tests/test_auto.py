@@ -229,3 +229,34 @@ def test_the_default_run_is_auto_and_its_checkpoint_predicts_what_it_reported(tm
     recorded = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["val_accuracy"]
     evaluation = json.loads((run / "evaluation.json").read_text())
     assert evaluation["validation"]["accuracy"] == pytest.approx(recorded)
+
+
+def test_the_fine_tuning_trial_is_judged_on_held_out_training_images(tmp_path, capsys, monkeypatch):
+    """When the evidence says fine-tuning is worth trying, stage 2 runs on 80% of the training
+    split and is kept only if it beats the embedding winner on the other 20%; either way the
+    saved checkpoint gives the validation accuracy the run recorded."""
+    import core.auto
+    from core.train import main as train_main
+
+    monkeypatch.setattr("core.embeddings.CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(
+        core.auto, "fine_tune_decision", lambda ranked, n: {"try": True, "reason": "forced", "evidence": {}}
+    )
+    data = make_color_dataset(tmp_path / "colors", per_class=10)
+    args = ["--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--backbone", "mobilenet_v2_0.35",
+            "--weights", "none", "--image-size", "32", "--batch-size", "8"]  # fmt: skip
+    assert train_main([*args, "--fine-tune-epochs", "1"]) == 0
+    run = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    auto = json.loads((run / AUTO_FILE).read_text())
+    trial = auto["fine_tune"]["trial"]
+    assert trial["holdout_images"] == 4 and trial["layers_unfrozen"] > 0  # 20% of 16 training images
+    assert set(trial["holdout_macro_f1"]) == {"fine_tuned", auto["candidates"][0]["name"]}
+    trial_epochs = [
+        json.loads(line) for line in (run / "finetune_trial" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [e["stage"] for e in trial_epochs if "batch" not in e] == [2]
+    assert auto["winner"]["name"].startswith("fine-tuned") == trial["kept"]
+    assert (run / "checkpoints" / "classifier.joblib").exists() is False or not trial["kept"]
+    recorded = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["val_accuracy"]
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["validation"]["accuracy"] == pytest.approx(recorded)
