@@ -260,3 +260,39 @@ def test_the_fine_tuning_trial_is_judged_on_held_out_training_images(tmp_path, c
     recorded = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["val_accuracy"]
     evaluation = json.loads((run / "evaluation.json").read_text())
     assert evaluation["validation"]["accuracy"] == pytest.approx(recorded)
+
+
+@pytest.mark.slow
+def test_few_shot_real_photos_the_default_matches_logistic_regression_and_finetune_converges(
+    tmp_path, capsys, monkeypatch, use_keras_home
+):
+    """10 real photos per class: the default (auto) is within 0.01 of (or above) logistic
+    regression on the same embeddings, and so is fine-tune mode's Keras head (which trains by
+    steps, so 20 images do not leave it unconverged). Later runs read the embeddings cached."""
+    from core.train import main as train_main
+    from tests.conftest import horse_or_human_subset
+
+    monkeypatch.setattr("core.embeddings.CACHE_DIR", tmp_path / "cache")
+    data = tmp_path / "hoh"
+    horse_or_human_subset(data / "train", 10, "train", stride=50)
+    horse_or_human_subset(data / "validation", 40, "validation", stride=3)
+    common = [
+        "--data",
+        str(data),
+        "--backbone",
+        "mobilenet_v2_0.35",
+        "--image-size",
+        "128",
+        "--batch-size",
+        "16",
+    ]
+
+    def accuracy(mode: str) -> float:
+        assert train_main([*common, "--runs-dir", str(tmp_path / mode), "--mode", mode]) == 0
+        run = Path(capsys.readouterr().out.strip().splitlines()[-1])
+        return json.loads((run / "evaluation.json").read_text())["validation"]["accuracy"]
+
+    auto, logreg, finetune = accuracy("auto"), accuracy("features"), accuracy("finetune")
+    assert logreg >= 0.8, logreg  # the real weights were loaded: random ones score about 0.5
+    assert auto >= logreg - 0.01, (auto, logreg)
+    assert finetune >= logreg - 0.01, (finetune, logreg)
