@@ -35,6 +35,7 @@ from core.data import DatasetError
 
 AUTO_FILE = "auto.json"
 MAX_FOLDS = 5
+LARGE_SPLIT_FOLDS = (1000, 3)  # from this many training images, 3 folds: stable enough, and cheaper
 EARLIER_LAYERS = 2  # earlier candidate layers besides the top: the ends of the stages before the last
 LOGREG_CS = (0.01, 0.1, 1.0, 10.0)
 SVM_CS = (0.01, 0.1, 1.0)
@@ -115,7 +116,8 @@ class CrossValidationError(DatasetError):
 
 
 def cv_folds(labels: np.ndarray, seed: int = 0, max_folds: int = MAX_FOLDS) -> list[tuple]:
-    """Stratified (train indices, test indices) folds; the rarest class bounds their number.
+    """Stratified (train indices, test indices) folds; the rarest class bounds their number
+    (and a training split of 1000+ images gets 3).
 
     Raises:
         CrossValidationError: some class has fewer than 2 training images.
@@ -130,6 +132,8 @@ def cv_folds(labels: np.ndarray, seed: int = 0, max_folds: int = MAX_FOLDS) -> l
             "auto mode cross-validates on the training split: every class needs at least 2 "
             f"training images (the rarest has {rarest})"
         )
+    if len(labels) >= LARGE_SPLIT_FOLDS[0]:
+        max_folds = min(max_folds, LARGE_SPLIT_FOLDS[1])
     folds = StratifiedKFold(min(max_folds, rarest), shuffle=True, random_state=seed)
     return list(folds.split(np.zeros(len(labels)), labels))
 
@@ -348,9 +352,9 @@ def select(
     """Cross-validate the candidates; return them best first and the reason for the winner.
 
     Logistic regression and kNN (cheap) run at every layer; the Keras head and the SVM
-    (costlier) at the layer where logistic regression did best. A perfect score in every
-    fold cannot be beaten, so the search stops there. `on_candidate(name, done)` is
-    called before each candidate is tried, with the candidates scored so far.
+    (costlier) at the layer where logistic regression did best. A candidate within one
+    standard error of a perfect score cannot measurably be beaten, so the search stops there.
+    `on_candidate(name, done)` is called before each candidate is tried, with those scored so far.
     """
     standardised = {layer: _standardised_folds(x, folds) for layer, x in embeddings.items()}
     done: list[Candidate] = []
@@ -369,7 +373,7 @@ def select(
     for classifier in cheap:
         for layer in reversed(list(embeddings)):  # the top first: the usual winner
             run(classifier, layer)
-            if done[-1].cv_mean >= PERFECT:
+            if unbeatable(done[-1]):
                 stopped = done[-1]
                 break
         if stopped:
@@ -380,7 +384,14 @@ def select(
         for classifier in (c for c in ("head", "svm") if c in classifiers):
             run(classifier, best_layer)
     ranked = rank(done)
-    return ranked, reason(ranked, stopped is not None)
+    return ranked, reason(ranked, stopped)
+
+
+def unbeatable(candidate: Candidate) -> bool:
+    """True when the candidate is within one standard error of a perfect score: no other can
+    beat it by more than the measurement can tell (a perfect score in every fold included)."""
+    folds = max(len(candidate.fold_scores), 1)
+    return 1.0 - candidate.cv_mean <= candidate.cv_std / folds**0.5 + 1e-9
 
 
 def rank(candidates: list[Candidate]) -> list[Candidate]:
@@ -395,7 +406,7 @@ def rank(candidates: list[Candidate]) -> list[Candidate]:
     return tied + rest
 
 
-def reason(ranked: list[Candidate], stopped_perfect: bool = False) -> str:
+def reason(ranked: list[Candidate], stopped: Candidate | None = None) -> str:
     """One sentence: why the first candidate won."""
     winner = ranked[0]
     folds = len(winner.fold_scores)
@@ -407,8 +418,13 @@ def reason(ranked: list[Candidate], stopped_perfect: bool = False) -> str:
         text += f"; {runner.name} ties with it within {TIE}, and the simpler one is kept"
     elif runner is not None:
         text += f", ahead of {runner.name} ({runner.cv_mean:.3f} ± {runner.cv_std:.3f})"
-    if stopped_perfect:
+    if stopped is not None and stopped.cv_mean >= PERFECT:
         text += "; it is perfect in every fold, so no other candidate was tried"
+    elif stopped is not None:
+        text += (
+            "; it is within one standard error of a perfect score, so no other candidate could "
+            "measurably beat it and none other was tried"
+        )
     return text + "."
 
 
@@ -494,6 +510,11 @@ def learning_curve(
     estimator = make_estimator(candidate.classifier, candidate.params, num_classes, config)
     means, stds, images = [], [], []
     for fraction in fractions:
+        if fraction == 1.0 and candidate.fold_scores and len(candidate.fold_scores) == len(folds):
+            means.append(candidate.cv_mean)  # the whole training part: the selection measured it
+            stds.append(candidate.cv_std)
+            images.append(float(np.mean([len(train) for train, _ in folds])))
+            continue
         scores, sizes = [], []
         for (train, test), (z_train, z_test) in zip(folds, standardised):
             keep = _stratified_subset(y[train], fraction, rng)
@@ -711,6 +732,7 @@ def fine_tune_trial(
         fine_tune_layers=unfreeze,
         monitor="val_macro_f1",
         augment=augment,
+        epochs=0,  # no stage 1: the head starts from logistic regression (and logs say "epoch 1/5")
     )
     model = build_model(
         trial_config, num_classes, build_backbone(config.backbone, config.image_size, config.weights)

@@ -73,6 +73,7 @@ def test_folds_are_bounded_by_the_rarest_class_and_each_holds_it():
         assert 2 in y[test] and 2 in y[train]
         assert len(set(train) & set(test)) == 0
     assert len(cv_folds(np.array([0] * 30 + [1] * 30))) == 5
+    assert len(cv_folds(np.array([0] * 500 + [1] * 500))) == 3  # a large split: fewer, costlier folds
 
 
 def test_a_class_with_one_training_image_cannot_be_cross_validated():
@@ -114,6 +115,14 @@ def test_a_perfect_candidate_ends_the_search():
     assert len(ranked) == 1 and ranked[0].cv_mean == 1.0
     assert calls == ["logistic regression @ top"]
     assert "no other candidate was tried" in why
+
+
+def test_a_candidate_within_one_standard_error_of_perfect_is_unbeatable():
+    from core.auto import unbeatable
+
+    assert unbeatable(_candidate("logreg", None, 1.0, 0.0))
+    assert unbeatable(_candidate("logreg", None, 0.98, 0.05))  # 0.02 <= 0.05 / sqrt(5)
+    assert not unbeatable(_candidate("logreg", None, 0.97, 0.02))
 
 
 def test_ties_go_to_the_simpler_candidate_and_a_clear_win_to_the_better():
