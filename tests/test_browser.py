@@ -213,7 +213,7 @@ def test_the_whole_app_in_chromium(page):
     go(page, "Data")
     page.get_by_role("tab", name="Which strategy?").click()
     page.get_by_role("button", name="Recommend a strategy").click()
-    page.get_by_text(re.compile("^Recommended: ")).wait_for(timeout=90_000)
+    page.get_by_text(re.compile("^Recommended: ")).wait_for(timeout=180_000)  # two networks measured
     expect(page.get_by_text("Similarity to ImageNet")).to_be_visible()
     assert_no_exception(page)
     shot(page, "10-data-strategy")
