@@ -25,7 +25,7 @@ from core.auto import (
     select,
     stage_ends,
 )
-from tests.conftest import make_color_dataset
+from tests.helpers import make_color_dataset
 
 
 def _blobs(n_per_class: int, dim: int, separation: float, classes: int = 3, seed: int = 0):
@@ -279,7 +279,7 @@ def test_few_shot_real_photos_the_default_matches_logistic_regression_and_finetu
     regression on the same embeddings, and so is fine-tune mode's Keras head (which trains by
     steps, so 20 images do not leave it unconverged). Later runs read the embeddings cached."""
     from core.train import main as train_main
-    from tests.conftest import horse_or_human_subset
+    from tests.helpers import horse_or_human_subset
 
     monkeypatch.setattr("core.embeddings.CACHE_DIR", tmp_path / "cache")
     data = tmp_path / "hoh"
