@@ -866,10 +866,20 @@ def leaderboard_rows(auto: dict) -> list[dict]:
 
 
 def fine_tune_line(auto: dict) -> str | None:
-    """ "Fine-tuning the backbone: skipped: <why>." from auto.json, or None if not decided yet."""
+    """ "Fine-tuning the backbone: skipped: <why>." (or what the trial measured) from auto.json,
+    or None if not decided yet."""
     decision = auto.get("fine_tune")
     if not decision:
         return None
-    verdict = "worth trying" if decision["try"] else "skipped"
-    note = f" ({decision['note']})" if decision.get("note") and decision["try"] else ""
-    return f"Fine-tuning the backbone: {verdict}: {decision['reason']}{note}."
+    if not decision["try"]:
+        return f"Fine-tuning the backbone: skipped: {decision['reason']}."
+    trial = decision.get("trial")
+    if not trial:
+        return f"Fine-tuning the backbone: worth trying: {decision['reason']}."
+    ((other, other_score),) = [(k, v) for k, v in trial["holdout_macro_f1"].items() if k != "fine_tuned"]
+    return (
+        f"Fine-tuning the backbone: tried, because {decision['reason']}. The top {trial['layers_unfrozen']} "
+        f"layers fine-tuned reached {trial['holdout_macro_f1']['fine_tuned']:.3f} macro-F1 on "
+        f"{trial['holdout_images']} held-out training images against {other_score:.3f} for {other}: "
+        f"{'kept' if trial['kept'] else 'not kept'}."
+    )

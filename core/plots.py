@@ -166,16 +166,15 @@ def leaderboard_figure(candidates: list[dict], winner: str | None = None) -> go.
             error_x=dict(type="data", array=[c["cv_std"] for c in ranked], visible=True),
             marker_color=["#2f6fde" if n == winner else "#a9bfe8" for n in names],
             text=[f"{c['cv_mean']:.3f} ± {c['cv_std']:.3f}" for c in ranked],
-            textposition="inside",
-            insidetextanchor="start",
+            textposition="auto",
             textangle=0,
         )
     )
     low = min((c["cv_mean"] - c["cv_std"] for c in candidates), default=0.0)
     fig.update_layout(
         **{**_LAYOUT, "height": 120 + 32 * len(ranked)},
-        title="Candidates: cross-validated macro-F1 on the training split",
-        xaxis_title="macro-F1 (mean ± std over folds)",
+        title="Candidates (cross-validated on the training split)",
+        xaxis_title="macro-F1, mean ± std over folds",
     )
     fig.update_xaxes(range=[max(0.0, min(low, 0.9) - 0.05), 1.0])
     return fig

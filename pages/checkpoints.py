@@ -91,10 +91,10 @@ def auto_ui(run: RunSummary) -> None:
     winner = (auto.get("winner") or {}).get("name")
     if auto.get("reason"):
         st.markdown(f"**Chosen:** {auto['reason']}")
-    left, right = st.columns(2)
-    left.plotly_chart(leaderboard_figure(auto["candidates"], winner), key="run_leaderboard")
+    st.plotly_chart(leaderboard_figure(auto["candidates"], winner), key="run_leaderboard")
     if auto.get("learning_curve"):
-        right.plotly_chart(learning_curve_figure(auto["learning_curve"]), key="run_learning_curve")
+        left, right = st.columns([3, 2], vertical_alignment="center")
+        left.plotly_chart(learning_curve_figure(auto["learning_curve"]), key="run_learning_curve")
         right.caption(auto["learning_curve"]["reading"])
     st.dataframe(leaderboard_rows(auto), hide_index=True)
     if fine_tune_line(auto):

@@ -409,15 +409,15 @@ def auto_view(run_dir: Path) -> None:
         st.markdown(f"**Chosen:** {auto['reason']}")
     elif auto.get("trying"):
         st.caption(f"Trying {auto['trying']}...")
-    left, right = st.columns(2)
-    left.plotly_chart(leaderboard_figure(auto["candidates"], winner), key="leaderboard_chart")
+    st.plotly_chart(leaderboard_figure(auto["candidates"], winner), key="leaderboard_chart")
     if auto.get("learning_curve"):
-        right.plotly_chart(learning_curve_figure(auto["learning_curve"]), key="learning_curve_chart")
+        left, right = st.columns([3, 2], vertical_alignment="center")
+        left.plotly_chart(learning_curve_figure(auto["learning_curve"]), key="learning_curve_chart")
         right.caption(auto["learning_curve"]["reading"])
+        if fine_tune_line(auto):
+            right.caption(fine_tune_line(auto))
     with st.expander("Leaderboard"):
         st.dataframe(leaderboard_rows(auto), hide_index=True)
-        if fine_tune_line(auto):
-            st.caption(fine_tune_line(auto))
 
 
 def details_line(status: dict, run_config: dict) -> None:
