@@ -166,7 +166,8 @@ def leaderboard_figure(candidates: list[dict], winner: str | None = None) -> go.
             error_x=dict(type="data", array=[c["cv_std"] for c in ranked], visible=True),
             marker_color=["#2f6fde" if n == winner else "#a9bfe8" for n in names],
             text=[f"{c['cv_mean']:.3f} ± {c['cv_std']:.3f}" for c in ranked],
-            textposition="auto",
+            textposition="inside",
+            insidetextanchor="start",  # at the bar's start, clear of the error bar at its end
             textangle=0,
         )
     )
