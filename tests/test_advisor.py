@@ -144,8 +144,8 @@ def test_cli_names_the_missing_weights_file(tmp_path, color_dataset):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith("error: Could not download the ImageNet weights for mobilenet_v2_0.35")
-    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5" in line
+    assert line.startswith("error: Could not download the ImageNet weights for mobilenet_v2 ")
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" in line
     assert str(tmp_path / "empty-keras-home" / "models") in line
 
 
