@@ -328,3 +328,11 @@ def test_the_fine_tuning_line_says_what_the_trial_measured():
         "Fine-tuning the backbone: skipped: no room."
     )
     assert fine_tune_line({}) is None
+
+
+def test_the_cached_head_takes_enough_steps_however_few_images_there_are():
+    from core.auto import HEAD_STEPS
+    from core.stages import head_steps_per_epoch
+
+    assert head_steps_per_epoch(30, 16, 10) * 10 >= HEAD_STEPS  # not 2 batches an epoch: 20 steps in all
+    assert head_steps_per_epoch(10_000, 32, 10) == 313  # plenty of images: one pass per epoch, as before
