@@ -650,7 +650,7 @@ def test_the_advisor_recommends_and_fills_the_train_form(dirs, fresh_caches, mon
     assert f"Recommended: **{core.advisor.SMALL_DIFFERENT}**" in texts(at.success)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Smallest class"] == "8 images" and metrics["Similarity to ImageNet"] == "0.31"
-    assert "BatchNorm layers on 16 images" in texts(at.caption)
+    assert "logistic regression on 16 sample images" in texts(at.caption)
     assert "Recommended: an earlier layer." in texts(at.markdown)
     button(at, "Use this on the Train page").click().run()
     assert calls == [str(data)]  # measured once: the second run read the cache
