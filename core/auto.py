@@ -668,7 +668,16 @@ def train_auto(config, run_dir: Path, report, stop, log) -> None:
     write_json_atomic(run_dir / AUTO_FILE, record)
     write_status(run_dir, phase=None, winner=record["winner"]["name"])
     record_single_fit(
-        fit_config, run_dir, p_train, y_train, p_val, y_val, time.time() - started, stats, winner.name, log
+        fit_config,
+        run_dir,
+        p_train,
+        y_train,
+        p_val,
+        y_val,
+        time.time() - started,
+        stats,
+        record["winner"]["name"],
+        log,
     )
 
 
