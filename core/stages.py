@@ -115,7 +115,9 @@ def train_head(
         if not config.dense_units and initial_epoch == 0:
             start_from_logistic_regression(config, model, x_train, y_train, num_classes)
         fitted = head_model(model, config.optimizer, config.learning_rate)
-        checkpoint = AtomicCheckpoint(run_dir, model, config.monitor, CACHED_SAVE_EVERY_S)
+        checkpoint = AtomicCheckpoint(
+            run_dir, model, config.monitor, CACHED_SAVE_EVERY_S, head_snapshots=True
+        )
         batches = head_steps_per_epoch(len(x_train), config.batch_size, config.epochs)
         data = dict(
             x=embedding_dataset(
