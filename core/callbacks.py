@@ -112,7 +112,9 @@ class BatchOutputs(keras.callbacks.Callback):
         self.handle = handle
 
     def on_predict_batch_end(self, batch, logs=None):
-        self.handle(np.asarray(logs["outputs"]))
+        outputs = logs["outputs"]  # a list of arrays from a model with several outputs
+        several = isinstance(outputs, list | tuple)
+        self.handle([np.asarray(o) for o in outputs] if several else np.asarray(outputs))
 
 
 class RunLogger(keras.callbacks.Callback):

@@ -28,6 +28,7 @@ PHASE_LABELS = {
     TRAINING: "Training",
     EVALUATING: "Evaluation",
 }
+TRAINING_LABELS = {"features": "Fitting the classifier", "auto": "Trying candidates"}
 PHASE_NOTES = {
     STARTING: "loading TensorFlow, checking the images, building the backbone",
     EMBEDDING: "the frozen backbone runs once per image",
@@ -210,7 +211,7 @@ def planned_phases(config: dict) -> list[str]:
 
     try:
         cached = (
-            config.get("mode") == "features"
+            config.get("mode") in ("features", "auto")  # both embed every image once
             or head_training_path(TrainConfig.from_dict(config))[0] == "cached"
         )
     except (ValueError, TypeError):
@@ -229,7 +230,7 @@ def expected_seconds(config: dict, counts: dict, rates: dict, status: dict) -> d
     if cached:
         images = train * (1 + views) + sum((counts.get("validation") or {}).values())
         expected[EMBEDDING] = images * rates["embed_s_per_image"]
-    if config.get("mode") == "features":
+    if config.get("mode") in ("features", "auto"):
         expected[TRAINING] = rates["fit_s"]
     else:
         batch_size = max(int(config.get("batch_size") or 1), 1)
@@ -271,13 +272,14 @@ def estimate(
         left[current] = _current_left(current, status, config, epoch_records, batch_records, spent, left)
     order = plan.index(current) if current in plan else len(plan)
     phases = []
-    features = config.get("mode") == "features"
     for i, phase in enumerate(plan):
         done = (not active and state == "completed") or i < order
         phases.append(
             PhaseState(
                 phase,
-                "Fitting the classifier" if features and phase == TRAINING else PHASE_LABELS[phase],
+                TRAINING_LABELS.get(config.get("mode"), PHASE_LABELS[phase])
+                if phase == TRAINING
+                else PHASE_LABELS[phase],
                 "done" if done else "current" if i == order and active else "todo",
                 spent.get(phase) if (done or i == order) else expected.get(phase),
             )
@@ -338,6 +340,8 @@ def _detail(phase, status, config, epoch_records, batch_records) -> str:
     if phase == TRAINING:
         if config.get("mode") == "features":
             return "fitting the classifier on the embeddings"
+        if config.get("mode") == "auto":
+            return (status.get("phase") or "").removeprefix("auto: ") or "measuring the candidates"
         finished = len(epoch_records)
         total = int(status.get("epochs") or config.get("epochs") or 0)
         current = [b for b in batch_records if b.get("epoch") == finished + 1]

@@ -17,6 +17,7 @@ def test_a_run_watched_through_its_phases(page):  # noqa: F811
     go(page, "Train")
     start = page.get_by_role("button", name="Start training")
     expect(start).to_be_enabled()
+    page.get_by_text("Fine-tune: train a Keras head").click()  # epochs to watch (auto is the default)
     page.get_by_text("Advanced settings").click()
     page.get_by_label("Batch size").fill("-5")
     page.get_by_label("Batch size").press("Enter")
