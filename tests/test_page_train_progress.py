@@ -137,6 +137,7 @@ def test_a_failed_run_says_why_in_place_of_the_charts(dirs):
 )
 def test_an_invalid_value_disables_start_with_the_reason_beside_it(dirs, spawned, key, value, reason):
     at = open_page("pages/train.py", {"dataset": str(make_color_dataset(dirs.data / "colors"))})
+    at.radio(key="quick:mode").set_value("finetune").run()  # its epochs and head (auto: the default)
     assert not start_button(at).disabled
     at.number_input(key=key).set_value(value).run()
     assert start_button(at).disabled
