@@ -26,7 +26,7 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 POOLINGS = ("avg", "flatten")
 MONITORS = ("val_accuracy", "val_loss", "val_macro_f1")
 IMBALANCE_WARNING_RATIO = 1.5  # largest class / smallest class above this: warn
-MODES = ("finetune", "features")
+MODES = ("auto", "finetune", "features")
 CLASSIFIERS = ("logreg", "svm", "knn", "tree")
 SVM_KERNELS = ("rbf", "linear", "poly")
 HEAD_TRAINING = ("auto", "cached", "live")
@@ -104,13 +104,12 @@ class TrainConfig:
     val_split: float = knob(0.2, float, 0, 1, low_open=True, high_open=True)
     seed: int = knob(42, int, 0, MAX_SEED)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    # Transfer-learning kind: "finetune" trains a Keras head (then optionally the base's top);
-    # "features" fits a scikit-learn classifier on the frozen backbone's embeddings.
-    mode: str = knob("finetune", str, choices=MODES)
+    # Transfer-learning kind: "auto" measures the candidates below by cross-validation on the
+    # training split and keeps the best (core/auto.py); "finetune" trains a Keras head (then
+    # optionally the base's top); "features" fits a scikit-learn classifier on the embeddings.
+    mode: str = knob("auto", str, choices=MODES)
     classifier: str = knob("logreg", str, choices=CLASSIFIERS)  # features mode
-    classifier_c: float = knob(
-        1.0, float, 0, 1_000_000, low_open=True
-    )  # inverse regularisation (logreg, svm)
+    classifier_c: float = knob(1.0, float, 0, 1_000_000, low_open=True)  # inverse regularisation
     svm_kernel: str = knob("rbf", str, choices=SVM_KERNELS)
     knn_neighbors: int = knob(5, int, 1, 1000)
     tree_max_depth: int = knob(0, int, 0, 1000)  # 0 = grow until pure
@@ -132,6 +131,11 @@ class TrainConfig:
         if not self.data or not isinstance(self.data, str):
             raise ConfigError("data: choose a dataset folder")
         _raise_first_problem(self, "")
+        if self.image_size < BACKBONES[self.backbone].min_size:
+            minimum = BACKBONES[self.backbone].min_size
+            raise ConfigError(
+                f"image_size: {self.backbone} needs at least {minimum} px, got {self.image_size}"
+            )
         if self.mode == "features" and self.fine_tune_layers:
             raise ConfigError("fine_tune_layers: fine-tuning needs mode 'finetune', not 'features'")
         if not isinstance(self.augment, AugmentConfig):
@@ -211,6 +215,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         patience=5,
         monitor="val_accuracy",
         augment=dataclasses.asdict(REFERENCE_AUGMENT),
+        mode="finetune",  # the reference trains its head with live augmentation, as the tutorial did
     ),
     # Small and fast: for the bundled sample, demos and a laptop CPU.
     "quick": dict(

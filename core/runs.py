@@ -32,7 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.catalog import dataset_name
 from core.config import PROJ_ROOT, TrainConfig
+from core.progress_model import run_duration
+from core.uploads import safe_name
 
 RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = (
     "running",
@@ -224,8 +227,9 @@ class RunDir:
         state = self.status().get("state")
         if state not in states:
             return f"only a stopped, interrupted or failed run can resume ({self.name}: {state})"
-        if self.config().get("mode") == "features":
-            return "a features-mode run has nothing to resume: train it again"
+        mode = self.config().get("mode")
+        if mode in ("features", "auto"):
+            return f"a {mode}-mode run has nothing to resume: train it again"
         if not self.checkpoint("last").is_file() and self.metrics()[0]:  # none recorded: it starts over
             return f"{self.name} recorded epochs but saved no checkpoint, so it cannot resume"
         return None
@@ -249,15 +253,16 @@ class RunDir:
         epochs, _ = self.metrics()
         accuracies = [e["val_accuracy"] for e in epochs if "val_accuracy" in e]
         started = status.get("started_at") if is_number(status.get("started_at")) else None
-        ended = next((status[k] for k in ("ended_at", "updated_at") if is_number(status.get(k))), None)
+        data = config.get("data")
         return RunSummary(
             path=self.path,
             name=self.name,
             state=BROKEN if problem else str(status.get("state", "unknown")),
             backbone=str(config.get("backbone", "?")),
             mode=str(config.get("mode", "finetune")),
+            dataset=dataset_name(data) if data and isinstance(data, str) else "?",
             started_at=started,
-            duration_s=(ended - started) if started and ended else None,
+            duration_s=None if problem else run_duration(status, time.time()),
             epochs_done=len(epochs),
             best_val_accuracy=max(accuracies) if accuracies else None,
             classes=self.labels(),
@@ -284,6 +289,7 @@ class RunSummary:
     state: str
     backbone: str
     mode: str
+    dataset: str  # the dataset folder's name
     started_at: float | None
     duration_s: float | None
     epochs_done: int
@@ -315,9 +321,9 @@ def summarize_run(run_dir: Path) -> RunSummary:
 
 
 def new_run_dir(runs_dir: Path, config: TrainConfig) -> Path:
-    """Create `runs_dir/YYYYmmdd-HHMMSS-<backbone>-<size>` (suffixed if it exists)."""
+    """Create `runs_dir/YYYYmmdd-HHMMSS-<dataset>-<backbone>-<size>` (suffixed if it exists)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{config.backbone}-{config.image_size}"
+    base = f"{stamp}-{safe_name(dataset_name(config.data), 'data')}-{config.backbone}-{config.image_size}"
     try:
         Path(runs_dir).mkdir(parents=True, exist_ok=True)
         for attempt in range(100):

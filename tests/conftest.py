@@ -78,7 +78,7 @@ def horse_or_human() -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
-    """A completed run of 2 epochs on the synthetic colour dataset (random weights: fast).
+    """A completed fine-tune run of 2 epochs on the synthetic colour dataset (random weights: fast).
 
     Used by tests of the dashboard and of prediction plumbing, not of learning.
     """
@@ -100,6 +100,8 @@ def trained_run(tmp_path_factory) -> Path:
         "2",
         "--batch-size",
         "8",
+        "--mode",
+        "finetune",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return Path(result.stdout.strip().splitlines()[-1])
@@ -109,8 +111,10 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def dirs(tmp_path, monkeypatch) -> SimpleNamespace:
-    """Temp data, runs and cache folders, for the pages (patched) and the processes they start (env)."""
+def dirs(tmp_path, monkeypatch, keras_home) -> SimpleNamespace:
+    """Temp data, runs and cache folders, for the pages (patched) and the processes they start
+    (env); ImageNet weights in the session's Keras home (the Train page offers Start only for
+    a backbone whose weights are there)."""
     import core.config
     import core.embeddings
 

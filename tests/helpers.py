@@ -100,7 +100,7 @@ def launch_tiny_run(tmp_path: Path, hold_at_epoch: int | None = None, **fields) 
 
     data = make_color_dataset(tmp_path / "d", per_class=16)
     config = TrainConfig(data=str(data), backbone="mobilenet_v2_0.35", weights=None, image_size=32,
-                         batch_size=4, patience=0, **fields)  # fmt: skip
+                         batch_size=4, patience=0, **{"mode": "finetune", **fields})  # fmt: skip
     previous = os.environ.get(HOLD_AT_EPOCH_ENV)
     os.environ[HOLD_AT_EPOCH_ENV] = str(hold_at_epoch or 0)  # read by the child it launches
     try:

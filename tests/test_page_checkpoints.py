@@ -38,7 +38,8 @@ def test_compare_two_runs(with_run, dirs):
     at = open_page("pages/checkpoints.py")
     at.multiselect[0].set_value([with_run.name, other.name]).run()
     compare = chart_spec(at, "compare_chart")
-    assert [t["name"] for t in compare["data"]] == [with_run.name, other.name]
+    # The legend names each run's dataset (the old-style name lacks it: it is added)
+    assert [t["name"] for t in compare["data"]] == [with_run.name, f"{other.name} · colors"]
 
 
 def test_delete_needs_confirmation(with_run):

@@ -141,9 +141,9 @@ def _advice(**changes) -> core.advisor.Advice:
         images_per_class_mean=8.0,
         counts={"blue": 8, "red": 8},
         similarity=0.31,
-        divergence=0.67,
+        scores={"imagenet": {"block_13_expand_relu": 0.9, "top": 0.7}, "random": {"top": 0.6}},
         sample_size=16,
-        similarity_method="activation statistics of mobilenet_v2_0.35's BatchNorm layers on 16 images",
+        similarity_method="cross-validated logistic regression on 16 sample images",
         size_label="small",
         similarity_label="different",
         strategy=core.advisor.SMALL_DIFFERENT,
@@ -170,7 +170,7 @@ def test_the_advisor_recommends_and_fills_the_train_form(dirs, fresh_caches, mon
     assert f"Recommended: **{core.advisor.SMALL_DIFFERENT}**" in texts(at.success)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Smallest class"] == "8 images" and metrics["Similarity to ImageNet"] == "0.31"
-    assert "BatchNorm layers on 16 images" in texts(at.caption)
+    assert "logistic regression on 16 sample images" in texts(at.caption)
     assert "Recommended: an earlier layer." in texts(at.markdown)
     button(at, "Use this on the Train page").click().run()
     assert calls == [str(data)]  # measured once: the second run read the cache
