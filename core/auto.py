@@ -578,6 +578,7 @@ def train_auto(config, run_dir: Path, report, stop, log) -> None:
     from core.backbones import build_backbone
     from core.demo import demo_mode
     from core.embeddings import CacheStats, EmbeddingCache, embed_paths, extractor_key
+    from core.progress_model import EMBEDDING, TRAINING, mark_phase
     from core.runs import write_json_atomic, write_status
     from core.stages import _embedding_progress, record_single_fit
 
@@ -595,19 +596,19 @@ def train_auto(config, run_dir: Path, report, stop, log) -> None:
     extractor = layer_extractor(config, base, layers)
     keys = [extractor_key(dataclasses.replace(config, feature_layer=layer)) for layer in layers]
     log(f"auto: one forward pass, embeddings from {', '.join(layer_label(layer) for layer in layers)}")
-    write_status(run_dir, phase="computing embeddings")
+    mark_phase(run_dir, EMBEDDING, phase="computing embeddings", embedded=0, to_embed=None)
     arrays = embed_paths(
         extractor,
         config,
         train.paths + val.paths,
         EmbeddingCache(),
         stats=stats,
-        progress=_embedding_progress(run_dir, "1/1"),
+        progress=_embedding_progress(run_dir, "1/1", stats, 0),
         keys=keys,
     )
     embed_s = time.time() - started
     log(f"embeddings: {stats.hits} from cache, {stats.misses} computed ({embed_s:.1f} s)")
-    write_status(run_dir, phase=None, cache_hits=stats.hits, cache_misses=stats.misses)
+    mark_phase(run_dir, TRAINING, phase=None, cache_hits=stats.hits, cache_misses=stats.misses)
     x_train = {layer: a[: len(train.paths)] for layer, a in zip(layers, arrays)}
     x_val = {layer: a[len(train.paths) :] for layer, a in zip(layers, arrays)}
 
