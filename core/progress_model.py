@@ -304,6 +304,8 @@ def _current_phase(status: dict, epoch_records: list[dict], batch_records: list[
         return EMBEDDING
     if text.startswith("evaluating"):
         return EVALUATING
+    if text.startswith("auto:"):  # trying candidates, fitting the winner
+        return TRAINING
     return TRAINING if epoch_records or batch_records else STARTING
 
 
