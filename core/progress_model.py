@@ -157,14 +157,15 @@ def merge_rates(history: list[tuple[dict, dict]], backbone: str, image_size: int
 
 def learned_rates(runs_dir: Path, backbone: str, image_size: int, limit: int = 20) -> dict[str, float]:
     """`merge_rates` over the newest `limit` completed runs in `runs_dir` that recorded rates."""
-    from core.runs import read_json
+    from core.runs import RunDir
 
     history = []
     folders = sorted((p for p in Path(runs_dir).glob("*/status.json")), reverse=True)
     for path in folders:
-        status = read_json(path, {}) or {}
-        if status.get("state") == "completed" and status.get("rates"):
-            history.append((read_json(path.parent / "config.json", {}) or {}, status["rates"]))
+        run = RunDir(path.parent)  # total readers: a malformed file is skipped, never raised
+        status = run.status()
+        if status.get("state") == "completed" and isinstance(status.get("rates"), dict):
+            history.append((run.config(), status["rates"]))
             if len(history) >= limit:
                 break
     return merge_rates(history, backbone, image_size)

@@ -280,6 +280,7 @@ def test_a_completed_features_run_is_shown_as_one_fit_not_as_epochs(dirs):
 
 def test_knob_widgets_take_their_ranges_from_the_config_table(dirs):
     at = open_page("pages/train.py")
+    at.radio(key="quick:mode").set_value("finetune").run()
     dropout = at.slider(key="quick:dropout")
     assert (dropout.min, dropout.max) == (0.0, field_limits("dropout").high)
     at.switch_page("pages/data.py").run()

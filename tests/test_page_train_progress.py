@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 import core.checks
 import core.config
 import core.embeddings
-import core.runs
+import core.launch
 from core.text import code
 from tests.helpers import make_color_dataset
 
@@ -38,7 +38,7 @@ def dirs(tmp_path, monkeypatch, keras_home) -> SimpleNamespace:
 def spawned(monkeypatch) -> list:
     """Launches recorded instead of started: the run folder and config are real."""
     calls = []
-    monkeypatch.setattr(core.runs, "_spawn", lambda run_dir, args, mode: calls.append(run_dir))
+    monkeypatch.setattr(core.launch, "_spawn", lambda run, args, mode: calls.append(run.path))
     return calls
 
 
@@ -250,7 +250,7 @@ def test_an_export_result_disappears_when_the_format_changes(dirs, monkeypatch):
     zip_path = run / "exports" / "model.zip"
     zip_path.parent.mkdir()
     zip_path.write_bytes(b"zip")
-    monkeypatch.setattr("core.runs.run_export", lambda *a, **k: ("float32: agrees 100%", zip_path))
+    monkeypatch.setattr("core.launch.run_export", lambda *a, **k: ("float32: agrees 100%", zip_path))
     at = open_page("pages/checkpoints.py")
     at.button(key=f"export_{run.name}").click().run()
     assert "float32: agrees 100%" in texts(at.success)
