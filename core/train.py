@@ -34,8 +34,9 @@ from core.config import (
     TrainConfig,
     preset_config,
 )
-from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
+from core.data import DatasetError, DatasetReport, link_split, scan_dataset, split_dataset
 from core.demo import check_demo_limits, demo_mode
+from core.exclusions import apply_exclusions, load_exclusions
 from core.runs import (
     COMPLETED,
     FAILED,
@@ -126,8 +127,15 @@ def prepare_data(config: TrainConfig, run_dir: Path, log) -> DatasetReport:
     report = scan_dataset(config.data)
     for skipped in report.skipped:
         log(f"skipped {skipped.path}: {skipped.reason}")
-    if not report.is_split:
-        split_dir = split_dataset(report, run_dir / "split", config.val_split, config.seed, link=True)
+    report, decided = apply_exclusions(report, load_exclusions(config.data))  # the Health tab's
+    if decided["excluded"] or decided["relabelled"]:
+        log(f"left out {len(decided['excluded'])} photo(s), moved {len(decided['relabelled'])} (Health tab)")
+    if not report.is_split or decided["excluded"] or decided["relabelled"]:
+        split_dir = (
+            link_split(report, run_dir / "split")  # the run's own view of a split dataset
+            if report.is_split
+            else split_dataset(report, run_dir / "split", config.val_split, config.seed, link=True)
+        )
         report = dataclasses.replace(
             scan_dataset(split_dir, validate=False), skipped=report.skipped, sizes=report.sizes
         )
@@ -138,6 +146,7 @@ def prepare_data(config: TrainConfig, run_dir: Path, log) -> DatasetReport:
             "classes": report.class_names,
             "counts": report.counts(),
             "skipped": [dataclasses.asdict(s) for s in report.skipped],
+            **decided,
         },
     )
     for split, counts in report.counts().items():
