@@ -77,6 +77,7 @@ def evaluate_run(run_dir: str | Path, split: str = "validation", checkpoint: str
         "skipped": skipped,
     }
     result.update(_galleries(run_dir, split, files, y_true, probs, classifier))
+    result.update(_trust(run_dir, split, classifier, config, [paths[i] for i in kept], y_true, probs, root))
     evaluation = load_evaluation(run_dir)
     evaluation[split] = result
     write_json_atomic(run_dir / EVALUATION_FILE, evaluation)
@@ -236,6 +237,24 @@ def _galleries(run_dir: Path, split: str, files: list[str], y_true, probs, class
             "loss": float(losses[i]),
         }
     return {"misclassified": [entries[i] for i in wrong], "top_losses": [entries[i] for i in top]}
+
+
+def _trust(run_dir: Path, split, classifier, config: dict, paths, y_true, probs, root: Path) -> dict:
+    """Calibration and the open-set threshold (core/trust.py) from the split's and the training
+    photos' embeddings, read from the embedding cache when the backbone is the frozen one."""
+    from core.config import TrainConfig
+    from core.embeddings import EmbeddingCache, embed_paths
+    from core.trust import assess
+
+    keys = ("backbone", "weights", "image_size", "pooling", "feature_layer", "batch_size", "fine_tune_layers")
+    extractor_config = TrainConfig(**{k: config[k] for k in keys if k in config})
+    cache = None if extractor_config.fine_tune_layers else EmbeddingCache()  # fine-tuned: not the cached base
+    try:
+        train_paths, _ = _split_images(root, "train", classifier.class_names)
+        embeddings = embed_paths(classifier.extractor(), extractor_config, paths + train_paths, cache)
+        return assess(run_dir, split, probs, y_true, embeddings[: len(paths)], embeddings[len(paths) :])
+    except Exception as exc:  # the scores above stand without them
+        return {"calibration": None, "openset": None, "trust_error": f"{type(exc).__name__}: {exc}"}
 
 
 def _gradcam_available(model) -> bool:

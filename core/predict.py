@@ -4,13 +4,17 @@
 
 Prints one JSON object per image and line: {"file", "label", "probabilities"}, or
 {"file", "error"} for an image that cannot be read (the others are still predicted).
+A run evaluated on its validation split (which fits calibration and the open-set
+threshold, see core/trust.py) adds "confidence" (the calibrated probability of the label),
+"unknown" (true: the photo is far from every training photo - none of these) and
+"openset_score" (its cosine distance to the nearest training photo).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,7 @@ from core.classical import CLASSIFIER_FILE, load_classifier_file, probabilities
 from core.cli import OneLineParser, fail
 from core.data import load_image
 from core.runs import read_json
+from core.trust import Trust, load_trust
 
 CHECKPOINTS = ("best", "last")
 
@@ -38,14 +43,38 @@ class Classifier:
     checkpoint: str
     estimator: object = None  # a features-mode scikit-learn classifier; the model then embeds
 
+    trust: Trust | None = None  # calibration and the open-set threshold, once evaluated
+    _with_embeddings: object = field(default=None, repr=False)  # built on first use
+
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """Per-class probabilities (N, classes) for uint8 images (N, size, size, 3)."""
         raw = np.asarray(self.model.predict_on_batch(images.astype(np.float32)))
         if self.estimator is not None:
             return probabilities(self.estimator, raw, len(self.class_names))
-        if raw.shape[-1] == 1:  # sigmoid: the probability of class 1
-            return np.concatenate([1.0 - raw, raw], axis=-1)
-        return raw
+        return _two_columns(raw)
+
+    def extractor(self):
+        """Raw pixels -> the embedding (the pooling layer's output) that the open-set score uses."""
+        if self.estimator is not None:
+            return self.model  # a features-mode run saves the extractor itself
+        from core.model import feature_extractor
+
+        return feature_extractor(self.model)
+
+    def predict_with_embeddings(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, embeddings) of a batch in one pass of the model."""
+        images = images.astype(np.float32)
+        if self.estimator is not None:
+            embeddings = np.asarray(self.model.predict_on_batch(images))
+            return probabilities(self.estimator, embeddings, len(self.class_names)), embeddings
+        if self._with_embeddings is None:
+            from core.model import POOL_LAYER
+            from core.tf_setup import keras
+
+            pool = self.model.get_layer(POOL_LAYER).output
+            self._with_embeddings = keras.Model(self.model.input, [pool, self.model.output])
+        embeddings, raw = self._with_embeddings.predict_on_batch(images)
+        return _two_columns(np.asarray(raw)), np.asarray(embeddings)
 
     def predict(self, sources: list) -> list[dict]:
         """Classify paths, bytes or file-like objects; unreadable ones get an "error"."""
@@ -58,9 +87,19 @@ class Classifier:
                 results.append({"file": name})
             except Exception as exc:  # any unreadable input is reported, not raised
                 results.append({"file": name, "error": _describe(exc)})
-        if images:
+        if images and self.trust is None:
             for slot, probs in zip(slots, self.predict_arrays(np.stack(images))):
                 results[slot].update(self._labelled(probs))
+        elif images:
+            probs, embeddings = self.predict_with_embeddings(np.stack(images))
+            calibrated, scores, unknown = self.trust.judge(probs, embeddings)
+            for i, slot in enumerate(slots):
+                results[slot].update(self._labelled(probs[i]))
+                results[slot].update(
+                    confidence=float(calibrated[i].max()),
+                    unknown=bool(unknown[i]),
+                    openset_score=float(scores[i]),
+                )
         return results
 
     def _labelled(self, probs: np.ndarray) -> dict:
@@ -68,6 +107,11 @@ class Classifier:
             "label": self.class_names[int(np.argmax(probs))],
             "probabilities": {n: float(p) for n, p in zip(self.class_names, probs)},
         }
+
+
+def _two_columns(raw: np.ndarray) -> np.ndarray:
+    """A sigmoid's single column (the probability of class 1) as two columns; softmax as is."""
+    return np.concatenate([1.0 - raw, raw], axis=-1) if raw.shape[-1] == 1 else raw
 
 
 def checkpoint_path(run_dir: Path, checkpoint: str = "best") -> Path:
@@ -94,7 +138,8 @@ def load_classifier(run_dir: str | Path, checkpoint: str = "best") -> Classifier
     model = keras.models.load_model(path, compile=False, safe_mode=True)
     classifier_file = path.parent / CLASSIFIER_FILE
     estimator = load_classifier_file(classifier_file) if classifier_file.is_file() else None
-    return Classifier(model, list(class_names), int(config["image_size"]), run_dir, checkpoint, estimator)
+    size = int(config["image_size"])
+    return Classifier(model, list(class_names), size, run_dir, checkpoint, estimator, load_trust(run_dir))
 
 
 def _name_of(source) -> str:
