@@ -75,6 +75,12 @@ def evaluate_run(run_dir: str | Path, split: str = "validation", checkpoint: str
         "class_names": classifier.class_names,
         **compute_metrics(y_true, probs, classifier.class_names),
         "skipped": skipped,
+        "predictions": {  # every image, for the confusion matrix's drill-down (columns, compact)
+            "files": files,
+            "true": y_true.tolist(),
+            "predicted": probs.argmax(axis=1).tolist(),
+            "confidence": [round(float(p), 4) for p in probs.max(axis=1)],
+        },
     }
     result.update(_galleries(run_dir, split, files, y_true, probs, classifier))
     result.update(_trust(run_dir, split, classifier, config, [paths[i] for i in kept], y_true, probs, root))
@@ -88,6 +94,21 @@ def load_evaluation(run_dir: str | Path) -> dict:
     """`run_dir/evaluation.json` as {split: results}; an empty dict if there is none."""
     evaluation = read_json(Path(run_dir) / EVALUATION_FILE, {})
     return evaluation if isinstance(evaluation, dict) else {}
+
+
+def cell_images(result: dict, true_index: int, predicted_index: int) -> list[dict]:
+    """The images behind one confusion-matrix cell, least confident first: {"file", "confidence"}
+    plus the gallery's thumbnails and Grad-CAM overlay when the image is in a gallery."""
+    rows = result.get("predictions") or {}
+    gallery = {e["file"]: e for e in (result.get("misclassified") or []) + (result.get("top_losses") or [])}
+    cell = [
+        {**gallery.get(file, {}), "file": file, "confidence": confidence}
+        for file, true, predicted, confidence in zip(
+            rows.get("files", []), rows.get("true", []), rows.get("predicted", []), rows.get("confidence", [])
+        )
+        if true == true_index and predicted == predicted_index
+    ]
+    return sorted(cell, key=lambda entry: entry["confidence"])
 
 
 def dataset_root(run_dir: Path) -> Path:

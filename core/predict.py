@@ -1,19 +1,25 @@
 """Classify images with a trained run.
 
-    python -m core.predict --run RUN_DIR IMAGE [IMAGE ...]
+    python -m core.predict --run RUN_DIR [--csv] IMAGE_OR_FOLDER [...]
 
 Prints one JSON object per image and line: {"file", "label", "probabilities"}, or
 {"file", "error"} for an image that cannot be read (the others are still predicted).
 A run evaluated on its validation split (which fits calibration and the open-set
 threshold, see core/trust.py) adds "confidence" (the calibrated probability of the label),
 "unknown" (true: the photo is far from every training photo - none of these) and
-"openset_score" (its cosine distance to the nearest training photo).
+"openset_score" (its cosine distance to the nearest training photo). Folders are searched
+for images; `--csv` prints one table (file, label, probability, confidence, unknown,
+openset_score, error) instead.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +27,14 @@ import numpy as np
 
 from core.classical import CLASSIFIER_FILE, load_classifier_file, probabilities
 from core.cli import OneLineParser, fail
-from core.data import load_image
+from core.data import IMAGE_SUFFIXES, load_image
 from core.runs import read_json
 from core.trust import Trust, load_trust
 
 CHECKPOINTS = ("best", "last")
+BATCH = 32  # images classified at a time (a folder of thousands never sits in memory at once)
+ZIP_MAX_BYTES = 1024**3  # a zip of photos to classify is read into memory: at most 1 GiB unpacked
+CSV_COLUMNS = ("file", "label", "probability", "confidence", "unknown", "openset_score", "error")
 
 
 class RunNotReadyError(RuntimeError):
@@ -102,6 +111,15 @@ class Classifier:
                 )
         return results
 
+    def predict_many(self, sources: list, progress: Callable[[int, int], None] | None = None) -> list[dict]:
+        """`predict` in batches of BATCH; `progress(done, total)` after each."""
+        results = []
+        for start in range(0, len(sources), BATCH):
+            results += self.predict(sources[start : start + BATCH])
+            if progress:
+                progress(len(results), len(sources))
+        return results
+
     def _labelled(self, probs: np.ndarray) -> dict:
         return {
             "label": self.class_names[int(np.argmax(probs))],
@@ -156,18 +174,88 @@ def _describe(exc: Exception) -> str:
     return f"cannot read image ({type(exc).__name__}: {exc})"
 
 
+def expand_folders(paths: list[Path]) -> list[Path]:
+    """Files as given; each folder replaced by the image files below it, sorted."""
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(
+                p for p in path.rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.parts)
+            )  # fmt: skip
+        else:
+            found.append(path)
+    return found
+
+
+def images_in_zip(source) -> list[io.BytesIO]:
+    """The image files of a zip, read into memory and named by their path inside it; the zip
+    is checked as dataset uploads are (no absolute paths, '..', links, or zip bombs).
+
+    Raises:
+        UploadError: the zip is unsafe, damaged, or holds no image.
+    """
+    from core.uploads import UploadError, check_members
+
+    try:
+        with zipfile.ZipFile(source) as archive:
+            images = []
+            for info, path in check_members(archive, max_bytes=ZIP_MAX_BYTES):
+                if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith((".", "__")):
+                    buffer = io.BytesIO(archive.read(info))
+                    buffer.name = str(path)
+                    images.append(buffer)
+    except zipfile.BadZipFile as exc:
+        raise UploadError(f"not a zip file Python can read ({exc})") from None
+    if not images:
+        raise UploadError("the zip holds no image files")
+    return images
+
+
+def table_row(result: dict) -> dict:
+    """One prediction as a flat row: file, label, probability (of the label), calibrated
+    confidence, unknown, open-set score, error."""
+    probabilities = result.get("probabilities") or {}
+    return {
+        "file": result["file"],
+        "label": result.get("label"),
+        "probability": probabilities.get(result.get("label")),
+        "confidence": result.get("confidence"),
+        "unknown": result.get("unknown"),
+        "openset_score": result.get("openset_score"),
+        "error": result.get("error"),
+    }
+
+
+def results_csv(rows: list[dict]) -> str:
+    """`table_row` rows as CSV text, with a header line."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m core.predict", description=__doc__.split("\n")[1])
     parser.add_argument("--run", required=True, type=Path, help="a run directory")
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
-    parser.add_argument("images", nargs="+", type=Path)
+    parser.add_argument("--csv", action="store_true", help="print one CSV table instead of JSON lines")
+    parser.add_argument("images", nargs="+", type=Path, help="image files, or folders of them")
     args = parser.parse_args(argv)
     try:
         classifier = load_classifier(args.run, args.checkpoint)
     except RunNotReadyError as exc:
         return fail(str(exc))
-    for result in classifier.predict([str(p) for p in args.images]):
-        print(json.dumps(result), flush=True)
+    paths = [str(p) for p in expand_folders(args.images)]
+    if not paths:
+        return fail("no image files found in the folder(s) given")
+    if args.csv:
+        print(results_csv([table_row(r) for r in classifier.predict_many(paths)]), end="", flush=True)
+        return 0
+    for start in range(0, len(paths), BATCH):
+        for result in classifier.predict(paths[start : start + BATCH]):
+            print(json.dumps(result), flush=True)
     return 0
 
 
