@@ -309,6 +309,7 @@ EXPORT_FORMATS = {
     "TFLite, float32": ("tflite", None),
     "TFLite, float16 (half the size)": ("tflite", "float16"),
     "TFLite, int8 (a quarter of the size; refused if it disagrees)": ("tflite", "int8"),
+    "ONNX (onnxruntime and other ONNX runtimes)": ("onnx", None),
 }
 
 
