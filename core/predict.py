@@ -181,7 +181,8 @@ def expand_folders(paths: list[Path]) -> list[Path]:
         if path.is_dir():
             found += sorted(
                 p for p in path.rglob("*")
-                if p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.parts)
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )  # fmt: skip
         else:
             found.append(path)

@@ -108,3 +108,13 @@ def test_a_horse_or_human_model_calls_blood_cells_unknown(tmp_path, keras_home):
     known = [r["unknown"] for r in classifier.predict([str(p) for p in sorted(held_out.rglob("*.jpg"))])]
     assert np.mean(unknown_cells) >= 0.9 and len(cells) >= 50
     assert np.mean(known) <= 0.2
+
+
+def test_predict_csv_classifies_a_folder(trained_run, color_dataset):
+    result = run_cli("core.predict", "--run", str(trained_run), "--csv", str(color_dataset))
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "file,label,probability,confidence,unknown,openset_score,error"
+    files = sorted(line.split(",")[0] for line in lines[1:])
+    assert files == sorted(str(p) for p in color_dataset.rglob("*.png")) and len(files) == 16
+    assert all(line.split(",")[4] in ("True", "False") for line in lines[1:])
