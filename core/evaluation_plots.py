@@ -148,3 +148,24 @@ def reliability_figure(calibration: dict, title: str = "Reliability diagram") ->
     fig.update_layout(**_LAYOUT, title=title, xaxis_title="confidence (mean per bin)", yaxis_title="accuracy")
     _unit_square(fig)
     return fig
+
+
+def with_clickable_cells(fig: go.Figure, class_names: list[str]) -> go.Figure:
+    """Add an invisible marker on each confusion-matrix cell: a heatmap cannot be selected, a
+    marker can, so clicking a cell selects (x = predicted, y = true) for the drill-down."""
+    names = list(class_names)
+    fig.add_trace(
+        go.Scatter(
+            name="cells",
+            x=[p for _ in names for p in names],
+            y=[t for t in names for _ in names],
+            mode="markers",
+            marker=dict(size=max(12, 240 // max(len(names), 1)), opacity=0, symbol="square"),
+            hovertemplate="click to see these photos<extra></extra>",
+            showlegend=False,
+        )
+    )
+    n = len(names)  # markers would widen the autoranged axes: pin them to the cells
+    fig.update_xaxes(range=[-0.5, n - 0.5], autorange=False)
+    fig.update_yaxes(range=[n - 0.5, -0.5], autorange=False)  # first class on top, as before
+    return fig

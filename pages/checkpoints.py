@@ -19,6 +19,7 @@ from core.evaluation_plots import (
     pr_figure,
     reliability_figure,
     roc_figure,
+    with_clickable_cells,
 )
 from core.plots import accuracy_figure, compare_runs_figure, loss_figure
 from core.predict import checkpoint_path
@@ -184,7 +185,9 @@ def result_ui(run_dir: Path, result: dict) -> None:
     st.caption(f"The {result['checkpoint']} checkpoint on the {result['split']} split, {evaluated}{skipped}")
     left, right = st.columns(2)
     clicked = left.plotly_chart(
-        confusion_matrix_figure(result["confusion_matrix"], result["class_names"]),
+        with_clickable_cells(
+            confusion_matrix_figure(result["confusion_matrix"], result["class_names"]), result["class_names"]
+        ),
         key="confusion_matrix",
         on_select="rerun",
         selection_mode="points",
@@ -227,8 +230,12 @@ def cell_ui(run_dir: Path, result: dict, clicked) -> None:
         return
     names = result["class_names"]
     points = (clicked or {}).get("selection", {}).get("points") or []
-    if points and points[0].get("y") in names and points[0].get("x") in names:
-        st.session_state["cell_true"], st.session_state["cell_predicted"] = points[0]["y"], points[0]["x"]
+    click = (points[0].get("y"), points[0].get("x")) if points else None
+    if click != st.session_state.get("cell_click") and set(click or ()) <= set(names):
+        # A new click picks the cell; the boxes stay free to pick another until the next click.
+        st.session_state["cell_click"] = click
+        if click:
+            st.session_state["cell_true"], st.session_state["cell_predicted"] = click
     with st.expander("The photos behind a cell (click one in the matrix, or choose)", expanded=bool(points)):
         a, b = st.columns(2)
         true = a.selectbox("True class", names, key="cell_true", index=None)

@@ -73,3 +73,13 @@ def test_reliability_diagram_draws_before_and_after_over_the_diagonal():
     assert [t.name for t in fig.data] == ["perfect", "before (ECE 0.200)", "after (ECE 0.050)"]
     assert list(fig.data[1].x) == [0.6, 0.95] and list(fig.data[1].y) == [0.5, 0.7]
     assert list(fig.data[2].customdata) == [10]
+
+
+def test_clickable_cells_put_one_invisible_marker_on_each_cell():
+    from core.evaluation_plots import with_clickable_cells
+
+    fig = with_clickable_cells(confusion_matrix_figure(MATRIX, CLASSES), CLASSES)
+    heat, cells = fig.data
+    assert heat.type == "heatmap" and cells.type == "scatter" and cells.marker.opacity == 0
+    assert list(zip(cells.y, cells.x))[1] == ("cat", "dog")  # row by row: (true, predicted)
+    assert len(cells.x) == len(CLASSES) ** 2
