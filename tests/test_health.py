@@ -17,7 +17,8 @@ from core.health import (
     outlier_findings,
     read_findings,
 )
-from tests.conftest import SHARED, horse_or_human_subset, make_color_dataset, run_cli, write_image
+from tests.helpers import horse_or_human_subset, make_color_dataset, run_cli, write_image
+from tests.real_assets import pbc_blood_cells
 
 
 def _clusters(n_per_class: int = 40, dim: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +180,7 @@ def test_every_kind_is_found_on_real_photos(tmp_path, use_keras_home, monkeypatc
         for path in sorted((data / "train" / source).iterdir())[3::20]:  # 13 of each, spread out
             moved[str(data / "train" / target / path.name)] = source
             shutil.move(path, data / "train" / target / path.name)
-    cells = SHARED / "datasets" / "pbc-blood-cells" / "basophil"
+    cells = pbc_blood_cells() / "basophil"
     shutil.copy(sorted(cells.iterdir())[0], data / "train" / "humans" / "cell.jpg")
     write_image(data / "train" / "humans" / "same.png", (10, 200, 10), size=64)
     shutil.copy(data / "train" / "humans" / "same.png", data / "train" / "humans" / "same-again.png")

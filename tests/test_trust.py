@@ -15,7 +15,8 @@ from core.trust import (
     openset_scores,
     with_temperature,
 )
-from tests.conftest import SHARED, horse_or_human_subset, run_cli
+from tests.helpers import horse_or_human_subset, run_cli
+from tests.real_assets import pbc_blood_cells
 
 
 def _over_confident(n: int = 4000, classes: int = 3, seed: int = 0):
@@ -103,7 +104,7 @@ def test_a_horse_or_human_model_calls_blood_cells_unknown(tmp_path, keras_home):
     from core.predict import load_classifier
 
     classifier = load_classifier(run)
-    cells = sorted((SHARED / "datasets" / "pbc-blood-cells").rglob("*.jpg"))[::20]
+    cells = sorted(pbc_blood_cells().rglob("*.jpg"))[::20]
     unknown_cells = [r["unknown"] for r in classifier.predict([str(p) for p in cells])]
     known = [r["unknown"] for r in classifier.predict([str(p) for p in sorted(held_out.rglob("*.jpg"))])]
     assert np.mean(unknown_cells) >= 0.9 and len(cells) >= 50

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 import core.config
 import core.embeddings
 import core.runs
-from tests.conftest import make_color_dataset, write_image
+from tests.helpers import make_color_dataset, write_image
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
