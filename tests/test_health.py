@@ -64,8 +64,9 @@ def test_mislabelled_embeddings_are_flagged_with_their_true_class():
     noisy[flipped] = 1 - noisy[flipped]
     findings = label_issue_findings(_images(x, noisy))
     flagged = {int(f.files[0].removeprefix("img").removesuffix(".png")): f for f in findings}
-    assert set(flipped) <= set(flagged) and len(flagged) <= 2 * len(flipped)
-    assert all(flagged[i].suggested == ["cats", "dogs"][y[i]] for i in flipped)
+    found = set(flipped) & set(flagged)
+    assert len(found) >= 0.8 * len(flipped) and len(flagged) <= 2 * len(flipped)  # the issue's bar
+    assert all(flagged[i].suggested == ["cats", "dogs"][y[i]] for i in found)
     assert all(0 <= f.score <= 1 for f in findings)
 
 
