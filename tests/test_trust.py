@@ -89,8 +89,8 @@ def test_a_horse_or_human_model_calls_blood_cells_unknown(tmp_path, keras_home):
     """Real MobileNetV2 x0.35 on horse-or-human: blood-cell photos are "none of these", while
     held-out horse-or-human photos the model never saw are mostly accepted."""
     data = tmp_path / "data"
-    horse_or_human_subset(data / "train", 80, "train", stride=6)
-    horse_or_human_subset(data / "validation", 30, "validation", offset=0, stride=4)
+    horse_or_human_subset(data / "train", 60, "train", stride=8)
+    horse_or_human_subset(data / "validation", 20, "validation", offset=0, stride=6)
     held_out = horse_or_human_subset(tmp_path / "held-out", 20, "validation", offset=1, stride=6)
     result = run_cli("core.train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"),
                      "--backbone", "mobilenet_v2_0.35", "--image-size", "128", "--mode", "features",
@@ -104,10 +104,10 @@ def test_a_horse_or_human_model_calls_blood_cells_unknown(tmp_path, keras_home):
     from core.predict import load_classifier
 
     classifier = load_classifier(run)
-    cells = sorted(pbc_blood_cells().rglob("*.jpg"))[::20]
+    cells = sorted(pbc_blood_cells().rglob("*.jpg"))[::30]
     unknown_cells = [r["unknown"] for r in classifier.predict([str(p) for p in cells])]
     known = [r["unknown"] for r in classifier.predict([str(p) for p in sorted(held_out.rglob("*.jpg"))])]
-    assert np.mean(unknown_cells) >= 0.9 and len(cells) >= 50
+    assert np.mean(unknown_cells) >= 0.9 and len(cells) >= 40
     assert np.mean(known) <= 0.2
 
 
