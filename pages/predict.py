@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import config
 from core.data import load_image
+from core.demo import workspace
 from core.plots import probability_figure
 from core.predict import (
     CHECKPOINTS,
@@ -22,6 +22,7 @@ from core.predict import (
 )
 from core.reports import predictable_runs
 from core.runs import RunSummary, list_runs
+from core.text import md
 from core.uploads import UploadError
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]
@@ -97,7 +98,7 @@ def cached_overlay(_classifier: Classifier, model_key: tuple, data: bytes, class
 def result_ui(source, result: dict, explain: Classifier | None = None) -> None:
     """One photo: label and probabilities; with `explain`, its Grad-CAM overlay beside it."""
     if "error" in result:
-        st.warning(f"**{result['file']}** was skipped: {_reason(result['error'])}")
+        st.warning(f"**{md(result['file'])}** was skipped: {md(_reason(result['error']))}")
         return
     with st.container(border=True):
         columns = st.columns([1, 1, 1.5] if explain else [1, 2])
@@ -107,13 +108,13 @@ def result_ui(source, result: dict, explain: Classifier | None = None) -> None:
         right = columns[-1]
         confidence = result.get("confidence", result["probabilities"][result["label"]])
         if result.get("unknown"):
-            right.markdown(f"### None of these  \n(closest: {result['label']})")
+            right.markdown(f"### None of these  \n(closest: {md(result['label'])})")
             right.caption(
                 "This photo is further from every training photo than 95% of the validation photos "
                 f"are (distance {result['openset_score']:.3f}): it is probably none of the classes."
             )
         else:
-            right.markdown(f"### {result['label']}  \n{confidence:.1%} sure")
+            right.markdown(f"### {md(result['label'])}  \n{confidence:.1%} sure")
         right.plotly_chart(probability_figure(result["probabilities"]), key=f"probs_{result['index']}")
 
 
@@ -123,7 +124,7 @@ def gradcam_ui(column, source, result: dict, classifier: Classifier) -> None:
     try:
         heat = cached_overlay(classifier, model_key, source.getvalue(), index)
     except Exception as exc:  # an explanation that fails must not hide the prediction
-        column.warning(f"Grad-CAM failed for this image: {type(exc).__name__}: {exc}")
+        column.warning(f"Grad-CAM failed for this image: {type(exc).__name__}: {md(exc)}")
         return
     column.image(heat, caption=f"Grad-CAM: where it saw {result['label']}", width="stretch")
 
@@ -140,7 +141,7 @@ def table_ui(classifier: Classifier, sources: list) -> None:
     rows = st.session_state["table"]
     unknown = sum(bool(r["unknown"]) for r in rows)
     st.caption(
-        f"{len(rows)} photos: " + ", ".join(f"{n} {label}" for label, n in Counter(
+        f"{len(rows)} photos: " + ", ".join(f"{n} {md(label)}" for label, n in Counter(
             "none of these" if r["unknown"] else r["label"] or "unreadable" for r in rows).most_common())
         + (f" ({unknown} far from every training photo)" if unknown else "")
     )  # fmt: skip
@@ -169,12 +170,12 @@ def _reason(error: str) -> str:
 
 
 st.title("Predict")
-runs = predictable_runs(list_runs(config.RUNS_DIR))
+runs = predictable_runs(list_runs(workspace(st.session_state).runs_dir))
 if not runs:
     st.info("No trained model yet: train one on the Train page first.")
     st.stop()
 run, checkpoint = model_ui(runs)
-st.caption(f"Classes: {', '.join(run.classes)}")
+st.caption(f"Classes: {md(', '.join(run.classes))}")
 sources = images_ui()
 explain = st.toggle(
     "Show where the model looked (Grad-CAM)",
@@ -189,10 +190,10 @@ try:
     with st.spinner(f"Loading {run.name} ({checkpoint})..."):
         classifier = cached_classifier(str(run.path), checkpoint, path.stat().st_mtime)
 except (RunNotReadyError, OSError) as exc:
-    st.error(f"Cannot load this model: {exc}")
+    st.error(f"Cannot load this model: {md(exc)}")
     st.stop()
 except Exception as exc:  # a damaged or incompatible .keras file
-    st.error(f"Cannot load {Path(path).name} of {run.name}: {type(exc).__name__}: {exc}")
+    st.error(f"Cannot load {Path(path).name} of {md(run.name)}: {type(exc).__name__}: {md(exc)}")
     st.stop()
 if explain:
     reason = gradcam_unavailable(classifier)
