@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.progress_model import TRAINING, mark_phase
 from core.runs import append_jsonl, read_json, write_json_atomic, write_status
 from core.tf_setup import keras
 
@@ -111,7 +112,9 @@ class BatchOutputs(keras.callbacks.Callback):
         self.handle = handle
 
     def on_predict_batch_end(self, batch, logs=None):
-        self.handle(np.asarray(logs["outputs"]))
+        outputs = logs["outputs"]  # a list of arrays from a model with several outputs
+        several = isinstance(outputs, list | tuple)
+        self.handle([np.asarray(o) for o in outputs] if several else np.asarray(outputs))
 
 
 class RunLogger(keras.callbacks.Callback):
@@ -130,6 +133,9 @@ class RunLogger(keras.callbacks.Callback):
         super().__init__()
         self.run_dir, self.total_epochs, self.batches = run_dir, total_epochs, batches
         self.should_stop, self.stage, self.log = should_stop, stage, log
+
+    def on_train_begin(self, logs=None):
+        mark_phase(self.run_dir, TRAINING)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_start, self.last_batch_log = epoch + 1, time.time(), 0.0

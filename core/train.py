@@ -39,6 +39,7 @@ from core.config import (
 from core.data import DatasetError, DatasetReport, link_split, scan_dataset, split_dataset
 from core.demo import check_demo_limits, check_quota, demo_mode, hold_job_slot
 from core.exclusions import apply_exclusions, load_exclusions
+from core.progress_model import EVALUATING, STARTING, close_timeline, finish_timeline, mark_phase, run_rates
 from core.runs import (
     COMPLETED,
     FAILED,
@@ -80,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--monitor", choices=MONITORS)
     add("--val-split", type=float, help="validation fraction for an unsplit dataset")
     add("--seed", type=int)
-    add("--mode", choices=MODES, help="finetune (a Keras head) or features (a classical classifier)")
+    add(
+        "--mode",
+        choices=MODES,
+        help="auto (default: measure the candidates, keep the best), finetune (a Keras head) "
+        "or features (a classical classifier)",
+    )
     add("--classifier", choices=CLASSIFIERS, help="features mode: logreg (default), svm, knn or tree")
     add("--classifier-c", type=float, help="logreg/svm inverse regularisation C")
     add("--svm-kernel", choices=SVM_KERNELS)
@@ -187,12 +193,18 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
     """
     stop = StopRequest(run_dir)
     total = config.epochs + (config.fine_tune_epochs if config.fine_tune_layers else 0)
+    if resume:  # a run whose process died left its last phase open: it ended with its last record
+        timeline = read_status(run_dir).get("timeline")
+        write_status(run_dir, timeline=close_timeline(timeline, _last_record_time(run_dir)))
+    launched = read_status(run_dir)  # the dashboard's launcher wrote "starting" when Start was pressed
+    launched_at = launched.get("updated_at") if launched.get("state") == "starting" else None
+    mark_phase(run_dir, STARTING, launched_at or time.time())
     started = {"resumed_at": time.time()} if resume else {"started_at": time.time(), "epoch": 0, "stage": 1}
     write_status(
         run_dir,
         state=RUNNING,
         pid=os.getpid(),
-        epochs=1 if config.mode == "features" else total,
+        epochs=1 if config.mode in ("features", "auto") else total,
         error=None,
         ended_at=None,
         **started,
@@ -216,11 +228,32 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
         _train_model(config, run_dir, report, stop, log, resume)
     _refuse_diverged(run_dir)
     if stop:
+        finish_timeline(run_dir)
         return write_status(run_dir, state=STOPPED, ended_at=time.time())
     if evaluate:
-        write_status(run_dir, phase="evaluating")
+        mark_phase(run_dir, EVALUATING, phase="evaluating")
         _evaluate(run_dir, report, log)
-    return write_status(run_dir, state=COMPLETED, phase=None, ended_at=time.time())
+    finish_timeline(run_dir)
+    return write_status(
+        run_dir, state=COMPLETED, phase=None, ended_at=time.time(), rates=_rates(run_dir, config, report)
+    )
+
+
+def _last_record_time(run_dir: Path) -> float | None:
+    """When the run last wrote a metrics line (its last sign of life), if it wrote any."""
+    from core.runs import read_metrics
+
+    epochs, batches = read_metrics(run_dir)
+    times = [r["time"] for r in epochs + batches if r.get("time")]
+    return max(times) if times else None
+
+
+def _rates(run_dir: Path, config: TrainConfig, report: DatasetReport) -> dict:
+    """What this run measured per phase, for the time estimates of later runs on this machine."""
+    from core.runs import read_metrics
+
+    epochs, _ = read_metrics(run_dir)
+    return run_rates(read_status(run_dir), config.to_dict(), report.counts(), epochs)
 
 
 def _refuse_diverged(run_dir: Path) -> None:
@@ -252,7 +285,11 @@ def _evaluate(run_dir: Path, report: DatasetReport, log) -> None:
 
 
 def _train_model(config: TrainConfig, run_dir: Path, report: DatasetReport, stop, log, resume: bool):
-    if config.mode == "features":  # the classifier replaces the Keras head
+    if config.mode == "auto":  # candidates measured by cross-validation; the best is kept
+        from core.auto import train_auto
+
+        train_auto(config, run_dir, report, stop, log)
+    elif config.mode == "features":  # the classifier replaces the Keras head
         from core.model import build_model
         from core.stages import train_features
 
@@ -328,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(run_dir, str(exc))
     except KeyboardInterrupt:
         if run_dir:
+            finish_timeline(run_dir)
             write_status(run_dir, state=STOPPED, ended_at=time.time())
         return 130
     except Exception as exc:  # an unexpected bug: one line here, the traceback in the run
@@ -345,8 +383,8 @@ def _resume(run_dir: Path) -> int:
     if state not in (STOPPED, INTERRUPTED, FAILED, "starting"):  # refused: the run is left as it is
         return _fail(None, f"only a stopped, interrupted or failed run can resume ({run_dir.name}: {state})")
     config = TrainConfig.from_json((run_dir / "config.json").read_text(encoding="utf-8"))
-    if config.mode == "features":
-        return _fail(None, "a features-mode run has nothing to resume: train it again")
+    if config.mode in ("features", "auto"):
+        return _fail(None, f"a {config.mode}-mode run has nothing to resume: train it again")
     lock = TrainingLock(run_dir.parent)
     try:
         if demo_mode():
@@ -393,6 +431,7 @@ def _make_run_dir(args: argparse.Namespace, config: TrainConfig) -> Path:
 def _fail(run_dir: Path | None, message: str) -> int:
     if run_dir and run_dir.is_dir():
         try:
+            finish_timeline(run_dir)
             write_status(run_dir, state=FAILED, error=message, ended_at=time.time())
         except OSError as exc:  # a full disk: the message still reaches stderr and train.log
             message += f" (and status.json could not be written: {exc.strerror})"

@@ -20,7 +20,7 @@ from core.predict import (
     results_csv,
     table_row,
 )
-from core.reports import predictable_runs
+from core.reports import predictable_runs, run_label
 from core.runs import RunSummary, list_runs
 from core.text import md
 from core.uploads import UploadError
@@ -38,11 +38,14 @@ def cached_classifier(run_dir: str, checkpoint: str, mtime: float) -> Classifier
 
 def model_ui(runs: list[RunSummary]) -> tuple[RunSummary, str]:
     names = [r.name for r in runs]
+    if st.session_state.get("show_run") in names:  # sent here from the Train page
+        st.session_state["predict_run"] = st.session_state.pop("show_run")
     a, b = st.columns([3, 1])
     name = a.selectbox(
         "Run",
         names,
-        format_func=lambda n: f"{n} ({runs[names.index(n)].state})",
+        key="predict_run",
+        format_func=lambda n: f"{run_label(runs[names.index(n)])} ({runs[names.index(n)].state})",
         help="completed runs first, newest first",
     )
     run = runs[names.index(name)]
