@@ -422,7 +422,7 @@ class TrainingLock:
             self._handle = None
 
 
-_MOVED_TO_LAUNCH = ("launch_training", "launch_resume", "run_evaluation", "run_export")
+_MOVED_TO_LAUNCH = ("launch_training", "launch_resume", "run_evaluation", "run_export", "run_health")
 
 
 def __getattr__(name: str):
