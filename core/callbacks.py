@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from core.runs import append_jsonl, write_json_atomic, write_status
 from core.tf_setup import keras
 
@@ -37,18 +35,6 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 def _floats(logs: dict | None) -> dict[str, float]:
     return {k: float(v) for k, v in (logs or {}).items() if hasattr(v, "__float__")}
-
-
-class BatchOutputs(keras.callbacks.Callback):
-    """Hands each predicted batch to `handle` as soon as it is ready, in order, so work on
-    it (writing it to disk, reporting progress) overlaps the batches still computing."""
-
-    def __init__(self, handle: Callable[[np.ndarray], None]):
-        super().__init__()
-        self.handle = handle
-
-    def on_predict_batch_end(self, batch, logs=None):
-        self.handle(np.asarray(logs["outputs"]))
 
 
 class RunLogger(keras.callbacks.Callback):

@@ -70,6 +70,7 @@ def augment_variant(augment: AugmentConfig, view: int) -> str:
 class CacheStats:
     hits: int = 0
     misses: int = 0
+    engine: str | None = None  # what computed the misses, and why (core.engine); None: all cached
 
 
 class EmbeddingCache:
@@ -142,9 +143,11 @@ def embed_paths(
 ) -> np.ndarray:
     """Embeddings (N, D) for `paths` in order: cached ones read, the others computed and stored.
 
-    `progress(done, total)` is called after each computed batch.
+    `extractor_model` is a Keras extractor (run in the fastest engine, see core.engine) or a
+    ready `core.engine.Engine`. An extractor with several outputs gives one embedding per
+    image: its outputs flattened and concatenated in order. `progress(done, total)` is called
+    after each computed batch.
     """
-    from core.callbacks import BatchOutputs
     from core.pipeline import image_batches
 
     stats = stats if stats is not None else CacheStats()
@@ -176,12 +179,33 @@ def embed_paths(
                 if progress:
                     progress(len(done), len(missing))
 
-            extractor_model.predict(batches, verbose=0, callbacks=[BatchOutputs(store)])
+            engine = _run_batches(extractor_model, config, batches, len(missing), store)
+            stats.engine = engine.describe()
             for write in writes:
                 write.result()  # a failed write (a full disk) fails here, not silently
     if cache and missing:
         cache.enforce_limit()
     return np.stack(found).astype(np.float32) if found else np.zeros((0, 0), np.float32)
+
+
+def _run_batches(extractor_model, config: TrainConfig, batches, total: int, store: Callable):
+    """Feed every decoded batch to the engine (chosen on the first batch, which is its probe)
+    and hand each result to `store`; tf.data decodes the next batches meanwhile."""
+    from core.engine import Engine, extractor_engine
+
+    engine = extractor_model if isinstance(extractor_model, Engine) else None
+    for batch in batches.as_numpy_iterator():
+        if engine is None:
+            engine = extractor_engine(extractor_model, config, probe=batch, images=total)
+        store(joined_outputs(engine.run(batch)))
+    return engine
+
+
+def joined_outputs(outputs: list[np.ndarray]) -> np.ndarray:
+    """One (N, D) array from an extractor's outputs: each flattened per image, concatenated."""
+    if len(outputs) == 1 and outputs[0].ndim == 2:
+        return outputs[0]
+    return np.concatenate([o.reshape(len(o), -1) for o in outputs], axis=1)
 
 
 def main(argv: list[str] | None = None) -> int:
