@@ -87,6 +87,8 @@ class LiteRTEngine(Engine):
         self.input_name = next(iter(self.runner.get_input_details()))
         self.output_names = output_names
         self.lock = threading.Lock()  # one interpreter: one batch at a time
+        shape = self.runner.get_input_details()[self.input_name]["shape"]
+        _quietly(self.run, np.zeros([1, *shape[1:]], np.float32))  # XNNPACK announces itself on stderr
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         with self.lock:
@@ -194,7 +196,7 @@ def engine_key(model, config: TrainConfig) -> str:
         str(config.image_size),
         config.feature_layer or "top",
         config.pooling,
-        ",".join(f"{o.name}{tuple(o.shape)}" for o in model.outputs),
+        ",".join(f"{name}{tuple(o.shape)}" for name, o in zip(model.output_names, model.outputs)),
         f"tf{tf.__version__}",
     ]
     digest.update("|".join(parts).encode())
