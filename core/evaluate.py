@@ -62,7 +62,7 @@ def evaluate_run(run_dir: str | Path, split: str = "validation", checkpoint: str
     root = dataset_root(run_dir)
     paths, labels = _split_images(root, split, classifier.class_names)
     config = read_json(run_dir / "config.json", {}) or {}
-    probs, kept, skipped = _predict_all(classifier, paths, int(config.get("batch_size") or 32))
+    probs, kept, skipped = _predict_split(classifier, config, paths)
     if not kept:
         raise EvaluationError(f"none of the {len(paths)} images of {split} could be read")
     y_true = np.asarray([labels[i] for i in kept])
@@ -119,6 +119,42 @@ def _split_images(root: Path, split: str, class_names: list[str]) -> tuple[list[
         raise EvaluationError(f"the {split} split has no images")
     index = {name: class_names.index(name) for name in report.class_names}
     return chosen.paths, [index[report.class_names[label]] for label in chosen.labels]
+
+
+def _predict_split(classifier: Classifier, config: dict, paths: list[str]):
+    """Like `_predict_all`, from the frozen base's embeddings when the run allows it."""
+    probs = predict_from_embeddings(classifier, config, paths)
+    if probs is not None:
+        return probs, list(range(len(paths))), []
+    return _predict_all(classifier, paths, int(config.get("batch_size") or 32))
+
+
+def predict_from_embeddings(classifier: Classifier, config: dict, paths: list[str]) -> np.ndarray | None:
+    """Probabilities from the embeddings of a frozen-base run, or None when it has none to use.
+
+    While the base stays frozen (features mode, or a head trained without fine-tuning), the
+    run's base is the ImageNet extractor the embedding cache is keyed by: its validation
+    embeddings are there already, so only the head runs (missing ones are computed by the
+    fastest engine and cached). Random weights (tests) differ per seed, which the cache key
+    does not name, and an unreadable image needs the slow path, which skips it: both None.
+    """
+    from core.config import TrainConfig
+    from core.embeddings import EmbeddingCache, embed_paths
+    from core.model import feature_extractor
+
+    try:
+        run_config = TrainConfig.from_dict(config)
+    except (TypeError, ValueError):  # an older or newer config: take the slow path
+        return None
+    frozen = run_config.mode == "features" or not run_config.fine_tune_layers
+    if not frozen or run_config.weights is None:
+        return None
+    try:
+        extractor = feature_extractor(classifier.model)
+        embeddings = embed_paths(extractor, run_config, paths, EmbeddingCache())
+    except Exception:  # an unreadable image, a missing layer: the slow path handles or names it
+        return None
+    return classifier.predict_embeddings(embeddings).astype(np.float64)
 
 
 def _predict_all(classifier: Classifier, paths: list[str], batch_size: int):

@@ -43,9 +43,16 @@ class Classifier:
         raw = np.asarray(self.model.predict_on_batch(images.astype(np.float32)))
         if self.estimator is not None:
             return probabilities(self.estimator, raw, len(self.class_names))
-        if raw.shape[-1] == 1:  # sigmoid: the probability of class 1
-            return np.concatenate([1.0 - raw, raw], axis=-1)
-        return raw
+        return _per_class(raw)
+
+    def predict_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        """Per-class probabilities (N, classes) from the frozen base's embeddings: the head alone
+        (or the scikit-learn classifier), no backbone pass."""
+        if self.estimator is not None:
+            return probabilities(self.estimator, embeddings, len(self.class_names))
+        from core.model import classifier_head
+
+        return _per_class(np.asarray(classifier_head(self.model).predict_on_batch(embeddings)))
 
     def predict(self, sources: list) -> list[dict]:
         """Classify paths, bytes or file-like objects; unreadable ones get an "error"."""
@@ -68,6 +75,12 @@ class Classifier:
             "label": self.class_names[int(np.argmax(probs))],
             "probabilities": {n: float(p) for n, p in zip(self.class_names, probs)},
         }
+
+
+def _per_class(raw: np.ndarray) -> np.ndarray:
+    if raw.shape[-1] == 1:  # sigmoid: the probability of class 1
+        return np.concatenate([1.0 - raw, raw], axis=-1)
+    return raw
 
 
 def checkpoint_path(run_dir: Path, checkpoint: str = "best") -> Path:
