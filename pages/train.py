@@ -51,7 +51,7 @@ from core.runs import (
 
 PRESET_NOTES = {
     "seed": "the reference recipe: InceptionV3, Flatten, Dense(1024), RMSprop, 30 epochs (slow on a CPU)",
-    "quick": "small and fast: MobileNetV2 x0.35 at 160 px, 5 epochs (minutes on a CPU)",
+    "quick": "small and fast: MobileNetV2 x0.35 at 160 px, 5 epochs on cached embeddings (flips cached)",
 }
 ADVISOR = "advisor"  # the preset the Data page's strategy advisor recommended
 KINDS = {
