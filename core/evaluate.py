@@ -247,7 +247,6 @@ def _galleries(run_dir: Path, split: str, files: list[str], y_true, probs, class
     """The worst misclassified images and the highest-loss images, with thumbnails (and
     Grad-CAM overlays where the model allows, so a page can show them without TensorFlow)."""
     class_names = classifier.class_names
-    with_gradcam = classifier.estimator is None and _gradcam_available(classifier.model)
     losses = per_image_loss(y_true, probs)
     order = np.argsort(-losses, kind="stable")
     wrong = [int(i) for i in order if probs[i].argmax() != y_true[i]][:GALLERY_SIZE]
@@ -256,16 +255,17 @@ def _galleries(run_dir: Path, split: str, files: list[str], y_true, probs, class
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.jpg"):  # thumbnails of an earlier evaluation
         old.unlink()
-    entries = {}
-    for i in dict.fromkeys(wrong + top):
+    entries, shown = {}, list(dict.fromkeys(wrong + top))
+    heatmaps = _gradcam_heatmaps(
+        classifier, [files[i] for i in shown], [int(probs[i].argmax()) for i in shown]
+    )
+    for i in shown:
         entries[i] = {
             "file": files[i],
             "thumbnail": _write_thumbnail(files[i], folder / f"{i:05d}.jpg", run_dir),
             "gradcam_thumbnail": _write_gradcam_thumbnail(
-                classifier, files[i], int(probs[i].argmax()), folder / f"{i:05d}-gradcam.jpg", run_dir
-            )
-            if with_gradcam
-            else None,
+                heatmaps.get(files[i]), folder / f"{i:05d}-gradcam.jpg", run_dir
+            ),
             "true": class_names[int(y_true[i])],
             "predicted": class_names[int(probs[i].argmax())],
             "probabilities": {name: float(p) for name, p in zip(class_names, probs[i])},
@@ -274,24 +274,35 @@ def _galleries(run_dir: Path, split: str, files: list[str], y_true, probs, class
     return {"misclassified": [entries[i] for i in wrong], "top_losses": [entries[i] for i in top]}
 
 
-def _gradcam_available(model) -> bool:
-    from core.gradcam import gradcam_available
-
-    return gradcam_available(model)
+GRADCAM_BATCH = 16  # gallery images per Grad-CAM forward pass
 
 
-def _write_gradcam_thumbnail(
-    classifier, source: str, class_index: int, target: Path, run_dir: Path
-) -> str | None:
-    """Where the model looked for the class it predicted, over a thumbnail of `source`."""
-    from core.gradcam import gradcam, overlay
+def _gradcam_heatmaps(classifier, sources: list[str], class_indices: list[int]) -> dict:
+    """{source: (image, heatmap)} for the gallery, a few images per backbone pass; a batch
+    that fails leaves its images without overlays (a gallery without them is still a gallery)."""
+    from core.gradcam import gradcam_available, gradcam_batch
 
-    try:
-        image = load_image(source, classifier.image_size)
-        heatmap = gradcam(classifier.model, image, class_index)
-    except Exception:  # a gallery without one overlay is still a gallery
+    if classifier.estimator is not None or not gradcam_available(classifier.model):
+        return {}
+    heatmaps = {}
+    for start in range(0, len(sources), GRADCAM_BATCH):
+        chunk = list(zip(sources, class_indices))[start : start + GRADCAM_BATCH]
+        try:
+            images = [load_image(source, classifier.image_size) for source, _ in chunk]
+            heats = gradcam_batch(classifier.model, images, [c for _, c in chunk])
+        except Exception:
+            continue
+        heatmaps.update({source: (image, heat) for (source, _), image, heat in zip(chunk, images, heats)})
+    return heatmaps
+
+
+def _write_gradcam_thumbnail(image_and_heatmap, target: Path, run_dir: Path) -> str | None:
+    """Where the model looked for the class it predicted, over a thumbnail of the image."""
+    from core.gradcam import overlay
+
+    if image_and_heatmap is None:
         return None
-    picture = Image.fromarray(overlay(image, heatmap))
+    picture = Image.fromarray(overlay(*image_and_heatmap))
     picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), Image.Resampling.BILINEAR)
     tmp = target.with_name(f".{target.name}.tmp")
     picture.save(tmp, "JPEG", quality=85)

@@ -67,3 +67,20 @@ def test_a_fine_tuned_or_random_base_is_evaluated_through_the_whole_model(tmp_pa
     assert predict_from_embeddings(classifier, {**config, "fine_tune_layers": 2}, ["x.png"]) is None
     assert predict_from_embeddings(classifier, {**config, "weights": None}, ["x.png"]) is None
     assert backbone_calls == {"embedded": 0, "whole_model": 0}
+
+
+def test_gallery_gradcam_in_one_batch_equals_one_image_at_a_time():
+    from core.config import TrainConfig
+    from core.gradcam import gradcam, gradcam_batch
+    from core.model import build_model
+
+    model = build_model(
+        TrainConfig(data="unused", backbone="mobilenet_v2_0.35", weights=None, image_size=32), 3
+    )
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (h, 40, 3), dtype=np.uint8) for h in (32, 48, 40)]  # any sizes
+    together = gradcam_batch(model, images, [0, 2, 1])
+    assert all(heat.max() == 1.0 for heat in together)  # real heatmaps, each scaled to its peak
+    for image, heat, class_index in zip(images, together, [0, 2, 1]):
+        assert heat.shape == image.shape[:2]
+        np.testing.assert_allclose(heat, gradcam(model, image, class_index), atol=1e-5)
