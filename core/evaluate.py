@@ -37,13 +37,19 @@ class EvaluationError(ValueError):
     """The run cannot be evaluated on this split; the message says why."""
 
 
-def evaluate_run(run_dir: str | Path, split: str = "validation", checkpoint: str = "best") -> dict:
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "validation",
+    checkpoint: str = "best",
+    classifier: Classifier | None = None,
+) -> dict:
     """Predict every image of `split` with the run's model and measure how it did.
 
     Args:
         run_dir: a finished run (config.json, labels.json, checkpoints/<checkpoint>.keras).
         split: "validation", "test" or "train".
         checkpoint: "best" or "last".
+        classifier: the run's classifier when the caller holds it (the training process).
 
     Returns:
         This split's results (also saved under `split` in `run_dir/evaluation.json`):
@@ -58,7 +64,7 @@ def evaluate_run(run_dir: str | Path, split: str = "validation", checkpoint: str
         RunNotReadyError: the run has no such checkpoint or metadata.
     """
     run_dir = Path(run_dir)
-    classifier = load_classifier(run_dir, checkpoint)  # first: a bad run is named before its data
+    classifier = classifier or load_classifier(run_dir, checkpoint)  # first: a bad run is named first
     root = dataset_root(run_dir)
     paths, labels = _split_images(root, split, classifier.class_names)
     config = read_json(run_dir / "config.json", {}) or {}

@@ -110,6 +110,26 @@ def load_classifier(run_dir: str | Path, checkpoint: str = "best") -> Classifier
     return Classifier(model, list(class_names), int(config["image_size"]), run_dir, checkpoint, estimator)
 
 
+def classifier_from_model(run_dir: str | Path, model, checkpoint: str = "best") -> Classifier:
+    """The run's classifier over `model`, the training process's own (the same architecture),
+    with the checkpoint's weights: what `load_classifier` returns, without rebuilding the
+    model from its config (seconds for a large backbone)."""
+    from core.model import feature_extractor
+
+    run_dir = Path(run_dir)
+    config, class_names = read_json(run_dir / "config.json"), read_json(run_dir / "labels.json")
+    path = checkpoint_path(run_dir, checkpoint)
+    if not config or not class_names or not path.is_file():
+        raise RunNotReadyError(f"{run_dir} is not a finished run")
+    classifier_file = path.parent / CLASSIFIER_FILE
+    if classifier_file.is_file():  # features mode: the extractor, as saved, and the classifier
+        estimator, model = load_classifier_file(classifier_file), feature_extractor(model)
+    else:
+        estimator = None
+        model.load_weights(path)
+    return Classifier(model, list(class_names), int(config["image_size"]), run_dir, checkpoint, estimator)
+
+
 def _name_of(source) -> str:
     return str(getattr(source, "name", source if isinstance(source, (str, Path)) else "image"))
 

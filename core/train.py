@@ -196,36 +196,46 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
     if replicas > 1:  # batch_size is per replica; the pipeline feeds the global batch
         config = dataclasses.replace(config, batch_size=config.batch_size * replicas)
     with strategy.scope():
-        _train_model(config, run_dir, report, stop, log, resume)
+        model = _train_model(config, run_dir, report, stop, log, resume)
     if stop:
         return write_status(run_dir, state=STOPPED, ended_at=time.time())
     if evaluate:
         write_status(run_dir, phase="evaluating")
-        _evaluate(run_dir, report, log)
+        _evaluate(run_dir, report, log, model)
     return write_status(run_dir, state=COMPLETED, phase=None, ended_at=time.time())
 
 
-def _evaluate(run_dir: Path, report: DatasetReport, log) -> None:
-    """Evaluate the best checkpoint on validation (and test); a failure is logged, never fatal."""
-    from core.evaluate import evaluate_run, summary_line
+def _evaluate(run_dir: Path, report: DatasetReport, log, model=None) -> None:
+    """Evaluate the best checkpoint on validation (and test); a failure is logged, never fatal.
 
+    `model`, the one just trained, takes the best weights: loading best.keras anew would
+    rebuild the whole model (seconds, a third of a frozen-base run's evaluation)."""
+    from core.evaluate import evaluate_run, summary_line
+    from core.predict import classifier_from_model
+
+    try:
+        classifier = classifier_from_model(run_dir, model) if model is not None else None
+    except Exception:  # evaluate_run loads the checkpoint itself and names any problem
+        classifier = None
     for split in ("validation", "test"):
         if split in report.splits:
             try:
-                log(summary_line(evaluate_run(run_dir, split)))
+                log(summary_line(evaluate_run(run_dir, split, classifier=classifier)))
             except Exception as exc:  # the run itself succeeded; the page can evaluate again
                 log(f"evaluation of {split} failed: {type(exc).__name__}: {exc}")
 
 
 def _train_model(config: TrainConfig, run_dir: Path, report: DatasetReport, stop, log, resume: bool):
+    """Train as the config says; return the trained Keras model."""
     if config.mode == "features":  # the classifier replaces the Keras head
         from core.model import build_model
         from core.stages import train_features
 
         config = dataclasses.replace(config, dense_units=0, dropout=0.0)
-        train_features(config, run_dir, build_model(config, len(report.class_names)), report, log)
-    else:
-        _train_stages(config, run_dir, report, stop, log, resume)
+        model = build_model(config, len(report.class_names))
+        train_features(config, run_dir, model, report, log)
+        return model
+    return _train_stages(config, run_dir, report, stop, log, resume)
 
 
 def _train_stages(config: TrainConfig, run_dir: Path, report: DatasetReport, stop, log, resume: bool):
@@ -249,6 +259,7 @@ def _train_stages(config: TrainConfig, run_dir: Path, report: DatasetReport, sto
             checkpoint = AtomicCheckpoint(run_dir, model, config.monitor)
             checkpoint.best = best
         fine_tune(config, run_dir, model, report, stop, checkpoint, done, log, stage2_start)
+    return model
 
 
 def _resume_point(run_dir: Path):

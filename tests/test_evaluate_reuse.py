@@ -40,14 +40,18 @@ def test_a_frozen_base_run_is_evaluated_without_a_second_backbone_pass(
     tmp_path, capsys, backbone_calls, mode
 ):
     data = make_color_dataset(tmp_path / "d", per_class=8)
-    args = ["--data", str(data), "--runs-dir", str(tmp_path / "runs"), *TINY, "--mode", mode, "--no-evaluate"]
-    assert train_main(args) == 0
+    extra = ["--classifier", "knn"] if mode == "features" else []  # a classifier beside the extractor
+    args = ["--data", str(data), "--runs-dir", str(tmp_path / "runs"), *TINY, "--mode", mode, *extra]
+    assert train_main(args) == 0  # trains, then evaluates with the model it holds
     run = Path(capsys.readouterr().out.strip().splitlines()[-1])
-    assert backbone_calls == {"embedded": 16, "whole_model": 0}  # training: every image once
+    assert backbone_calls == {"embedded": 16, "whole_model": 0}  # every image once, none again
+    during_training = json.loads((run / "evaluation.json").read_text())["validation"]
 
-    result = evaluate_run(run)
-    assert backbone_calls == {"embedded": 16, "whole_model": 0}  # evaluation: none again
-    assert json.loads((run / "evaluation.json").read_text())["validation"]["confusion_matrix"]
+    result = evaluate_run(run)  # from disk this time: the checkpoint loaded anew
+    assert backbone_calls == {"embedded": 16, "whole_model": 0}
+    same = ("num_images", "accuracy", "confusion_matrix")
+    assert {k: result[k] for k in same} == {k: during_training[k] for k in same}
+    assert result["loss"] == pytest.approx(during_training["loss"], abs=1e-5)
 
     classifier = load_classifier(run)
     paths, labels = _split_images(dataset_root(run), "validation", classifier.class_names)
