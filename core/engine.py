@@ -45,6 +45,7 @@ class Engine:
 
     def __init__(self, reason: str):
         self.reason = reason
+        self.provisional = False  # True: choose again on the next call
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """One array per output of the extractor, each (N, ...), for a float32 batch (N, H, W, 3)."""
@@ -128,13 +129,10 @@ def extractor_engine(model, config: TrainConfig, probe: np.ndarray | None = None
     """
     with _lock:
         engine = _engines.get(model)
-        if engine is None or (engine.name == "keras" and engine.reason.startswith(_FEW)):
+        if engine is None or engine.provisional:
             engine = choose_engine(model, config, probe, images)
             _engines[model] = engine
         return engine
-
-
-_FEW = "only"  # the start of the reason "only N images to embed": a later, larger call may convert
 
 
 def choose_engine(model, config: TrainConfig, probe: np.ndarray | None, images: int) -> Engine:
@@ -152,7 +150,9 @@ def choose_engine(model, config: TrainConfig, probe: np.ndarray | None, images: 
         return KerasEngine(model, "LiteRT (ai-edge-litert) is not installed")
     path = engine_dir() / f"{engine_key(model, config)}.tflite"
     if not path.is_file() and choice == "auto" and images < MIN_IMAGES_TO_CONVERT:
-        return KerasEngine(model, f"{_FEW} {images} images to embed: converting would not pay off")
+        few = KerasEngine(model, f"only {images} images to embed: converting would not pay off")
+        few.provisional = True  # a later call with more images may convert
+        return few
     try:
         if not path.is_file():
             convert_extractor(model, path)
@@ -169,7 +169,8 @@ def choose_engine(model, config: TrainConfig, probe: np.ndarray | None, images: 
 
 def max_difference(engine: Engine, model, probe: np.ndarray) -> float:
     """The largest absolute difference between `engine` and Keras over every output."""
-    expected = KerasEngine(model, "reference").run(probe)
+    outputs = model(np.asarray(probe, np.float32), training=False)  # eager: no graph traced for a few images
+    expected = [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
     actual = engine.run(probe)
     if [a.shape for a in actual] != [e.shape for e in expected]:
         return float("inf")
