@@ -26,12 +26,14 @@ from core.advisor import (
     similarity_from_divergence,
 )
 from core.config import TrainConfig
-from core.model import build_model  # imports Keras before tests.conftest (see the note below)
-from tests.conftest import horse_or_human_subset, make_color_dataset, run_cli, write_image
-
-# Note: `tests.conftest` is a second copy of the conftest module, and importing it makes a
-# second session KERAS_HOME; Keras must be imported first so that it uses the one the
-# `keras_home` fixture fills.
+from core.model import build_model
+from tests.helpers import (
+    horse_or_human_subset,
+    make_color_dataset,
+    run_cli,
+    unreachable_network_env,
+    write_image,
+)
 
 PRESET_FIELDS = {
     "mode",
@@ -124,13 +126,13 @@ def test_counts_come_from_the_train_split_and_bad_images_are_left_out(tmp_path, 
 
 
 def test_cli_names_the_missing_weights_file(tmp_path, color_dataset):
-    result = run_cli("core.advisor", str(color_dataset), env={"KERAS_HOME": str(tmp_path / "empty")})
+    result = run_cli("core.advisor", str(color_dataset), env=unreachable_network_env(tmp_path))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: Could not download the ImageNet weights for mobilenet_v2_0.35")
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5" in line
-    assert str(tmp_path / "empty" / "models") in line
+    assert str(tmp_path / "empty-keras-home" / "models") in line
 
 
 def test_cli_refuses_a_missing_dataset(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from core.runs import read_json
-from tests.conftest import make_color_dataset, run_cli, write_image
+from tests.helpers import make_color_dataset, run_cli, write_image
 
 TINY = [
     "--backbone",

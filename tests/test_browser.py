@@ -15,8 +15,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from dashboard_helpers import free_port
 from playwright.sync_api import expect, sync_playwright
+
+from tests.dashboard_helpers import free_port
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = PROJ_ROOT / "test-artifacts"

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from core.data import DatasetError, check_image, load_image, scan_dataset, split_dataset
-from tests.conftest import make_color_dataset, write_image
+from tests.helpers import make_color_dataset, write_image
 
 
 def _odd_images(folder: Path) -> None:

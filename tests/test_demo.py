@@ -6,7 +6,7 @@ from core.config import SAMPLE_DATASET, ConfigError, TrainConfig
 from core.demo import DEMO_RUN, check_demo_limits, confine, ensure_demo_run
 from core.predict import load_classifier
 from core.runs import RunError, delete_run, list_runs
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ from core import engine
 from core.config import TrainConfig
 from core.data import load_image
 from core.embeddings import CacheStats, embed_paths
-from tests.conftest import HORSE_OR_HUMAN, require_shared
 
 
 @pytest.fixture(autouse=True)
@@ -28,16 +27,16 @@ def _extractor(size: int = 32, weights=None, seed: int = 0):
     return config, feature_extractor(build_model(config, 2))
 
 
-def _photos(count: int) -> list[str]:
-    folders = sorted(p for p in (require_shared(HORSE_OR_HUMAN) / "validation").iterdir() if p.is_dir())
+def _photos(root, count: int) -> list[str]:
+    folders = sorted(p for p in (root / "validation").iterdir() if p.is_dir())
     return [str(p) for folder in folders for p in sorted(folder.iterdir())[: count // len(folders)]]
 
 
-def test_litert_matches_keras_on_real_photos_with_imagenet_weights(monkeypatch):
+def test_litert_matches_keras_on_real_photos_with_imagenet_weights(monkeypatch, horse_or_human):
     monkeypatch.setenv("TLS_ENGINE", "litert")  # 12 photos: "auto" would leave them to Keras
     config, extractor = _extractor(size=96, weights="imagenet")
     config.batch_size = 5  # a smaller last batch: the interpreter resizes
-    paths = _photos(12)
+    paths = _photos(horse_or_human, 12)
     stats = CacheStats()
     embeddings = embed_paths(extractor, config, paths, cache=None, stats=stats)
     assert stats.engine.startswith("litert (checked against Keras")

@@ -25,8 +25,8 @@ from core.evaluate import (
 )
 from core.predict import RunNotReadyError
 from core.runs import write_json_atomic
-from core.tf_setup import keras  # before tests.conftest: see the note in test_advisor.py
-from tests.conftest import run_cli, write_image
+from core.tf_setup import keras
+from tests.helpers import run_cli, write_image
 
 RED, BLUE, GREEN = (220, 40, 40), (40, 40, 220), (40, 220, 40)
 PURPLE = (140, 40, 120)  # a "blue" image the rule calls red, but not by much (p(red) ~ 0.73)

@@ -10,7 +10,7 @@ import core.embeddings
 from core.evaluate import _predict_all, _split_images, dataset_root, evaluate_run, predict_from_embeddings
 from core.predict import Classifier, load_classifier
 from core.train import main as train_main
-from tests.conftest import HORSE_OR_HUMAN, make_color_dataset, require_shared
+from tests.helpers import make_color_dataset
 
 TINY = ["--backbone", "mobilenet_v2_0.35", "--image-size", "96", "--batch-size", "8", "--epochs", "2"]
 
@@ -73,14 +73,14 @@ def test_a_fine_tuned_or_random_base_is_evaluated_through_the_whole_model(tmp_pa
     assert backbone_calls == {"embedded": 0, "whole_model": 0}
 
 
-def test_gallery_gradcam_in_one_batch_equals_one_image_at_a_time(use_keras_home):
+def test_gallery_gradcam_in_one_batch_equals_one_image_at_a_time(use_keras_home, horse_or_human):
     from core.config import TrainConfig
     from core.data import load_image
     from core.gradcam import gradcam, gradcam_batch
     from core.model import build_model
 
     model = build_model(TrainConfig(data="unused", backbone="mobilenet_v2_0.35", image_size=96), 3)
-    photos = sorted((require_shared(HORSE_OR_HUMAN) / "validation" / "horses").iterdir())[:3]
+    photos = sorted((horse_or_human / "validation" / "horses").iterdir())[:3]
     images = [load_image(photo, size) for photo, size in zip(photos, (96, 120, 80))]  # any sizes
     together = gradcam_batch(model, images, [0, 2, 1])
     assert sum(heat.max() == 1.0 for heat in together) >= 2  # real heatmaps, scaled to their peaks

@@ -21,8 +21,8 @@ from ai_edge_litert.interpreter import Interpreter
 from core import export
 from core.export import ExportError, VerificationError, export_run, main
 from core.runs import read_json, write_json_atomic
-from core.tf_setup import keras  # before tests.conftest: see the note in test_advisor.py
-from tests.conftest import make_color_dataset, run_cli
+from core.tf_setup import keras
+from tests.helpers import make_color_dataset, run_cli
 
 COLOURS = {"blue": (40, 40, 220), "green": (40, 200, 40), "red": (220, 40, 40)}
 VALIDATION_COLOURS = {"blue": (60, 70, 200), "green": (70, 180, 60), "red": (200, 60, 70)}

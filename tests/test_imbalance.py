@@ -9,7 +9,7 @@ from core.model import MacroF1
 from core.runs import read_json, read_metrics
 from core.stages import class_weights
 from core.train import main as train_main
-from tests.conftest import make_color_dataset
+from tests.helpers import make_color_dataset
 
 
 @pytest.mark.parametrize("num_classes", [2, 3])

@@ -18,8 +18,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import streamlit as st
-from conftest import make_color_dataset, write_image
-from dashboard_helpers import class_zip_entries, free_port, make_zip, png_bytes, serve_directory
 from streamlit.testing.v1 import AppTest
 
 import core.advisor
@@ -29,6 +27,8 @@ import core.gradcam
 from core.backbones import WeightsUnavailableError
 from core.config import PRESETS, SAMPLE_DATASET, TrainConfig, head_training_path
 from core.reports import format_bytes
+from tests.dashboard_helpers import class_zip_entries, free_port, make_zip, png_bytes, serve_directory
+from tests.helpers import make_color_dataset, write_image
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 APP = str(PROJ_ROOT / "streamlit_app.py")

@@ -88,7 +88,7 @@ def test_training_data_is_augmented_and_shuffled_validation_is_not(color_dataset
 
 
 def test_multiclass_labels_are_integer_indices(tmp_path):
-    from tests.conftest import make_color_dataset
+    from tests.helpers import make_color_dataset
 
     root = make_color_dataset(
         tmp_path / "c", per_class=2, classes={"a": (255, 0, 0), "b": (0, 255, 0), "c": (0, 0, 255)}

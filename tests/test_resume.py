@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from core.runs import RunError, launch_resume, read_metrics, read_status, request_stop
-from tests.conftest import launch_tiny_run, run_cli, wait_for
+from tests.helpers import launch_tiny_run, run_cli, wait_for
 
 
 def _epochs(run_dir):

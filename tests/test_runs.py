@@ -105,7 +105,7 @@ def test_lock_is_released_when_its_process_dies(tmp_path):
 
 
 def test_cli_reports_an_unusable_runs_folder_in_one_line(tmp_path, color_dataset):
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

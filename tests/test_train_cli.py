@@ -9,7 +9,14 @@ import pytest
 
 from core.config import TrainConfig
 from core.runs import TrainingLock, read_metrics, read_status, request_stop
-from tests.conftest import launch_tiny_run, make_color_dataset, run_cli, wait_for, write_image
+from tests.helpers import (
+    launch_tiny_run,
+    make_color_dataset,
+    run_cli,
+    unreachable_network_env,
+    wait_for,
+    write_image,
+)
 
 
 def _assert_one_line_error(result, message):
@@ -60,7 +67,7 @@ def test_missing_weights_name_the_file_keras_expects(tmp_path, color_dataset):
         "mobilenet_v2_0.35",
         "--image-size",
         "96",
-        env={"KERAS_HOME": str(tmp_path / "empty-keras-home")},
+        env=unreachable_network_env(tmp_path),
     )
     _assert_one_line_error(result, "Could not download the ImageNet weights for mobilenet_v2_0.35")
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5" in result.stderr

@@ -12,7 +12,7 @@ from core.embeddings import main as embeddings_main
 from core.predict import load_classifier
 from core.runs import read_json, read_metrics, read_status
 from core.train import main as train_main
-from tests.conftest import make_color_dataset, write_image
+from tests.helpers import make_color_dataset, write_image
 
 # Real ImageNet weights at 96 px: random weights give near-constant embeddings that a
 # decision tree cannot split, which would test nothing.

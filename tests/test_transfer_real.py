@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.runs import read_metrics, read_status
-from tests.conftest import horse_or_human_subset, run_cli
+from tests.helpers import horse_or_human_subset, run_cli
 
 pytestmark = pytest.mark.slow
 

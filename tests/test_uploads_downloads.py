@@ -7,13 +7,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from dashboard_helpers import class_zip_entries, free_port, make_zip, png_bytes, serve_directory
 
 from core.catalog import dataset_signature, find_datasets, looks_like_dataset
 from core.downloads import URL_BASE_ENV, DownloadError, download_horse_or_human, url_base
 from core.reports import format_duration, run_progress
 from core.system import parse_nvidia_smi_list
 from core.uploads import UploadError, extract_dataset_upload, safe_extract_zip
+from tests.dashboard_helpers import class_zip_entries, free_port, make_zip, png_bytes, serve_directory
 
 
 def test_extract_upload_unwraps_a_top_folder(tmp_path):

@@ -1,0 +1,110 @@
+"""Real ImageNet weights and the real horse-or-human data for the tests marked `real`.
+
+Both live in a test cache (`TLS_TEST_CACHE`, default `.test-cache/` in the checkout):
+
+- weights in `<cache>/keras/models/`, the session's KERAS_HOME, under the names Keras asks for;
+- horse-or-human in `<cache>/data/downloads/horse-or-human/`, where the product's own
+  downloader (`core.downloads`, honouring `TLS_HORSE_OR_HUMAN_URL_BASE`) puts it.
+
+A missing file is taken from `../shared/` when that folder exists (CI, offline), else
+downloaded: the weights from Keras's own URLs (`TLS_KERAS_WEIGHTS_URL_BASE` moves them to a
+mirror), the data from the tutorial's bucket. When neither works the test fails with one
+line that says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core.downloads import DownloadError, download_file, download_horse_or_human, horse_or_human_dir
+from tests.helpers import PROJ_ROOT
+
+KERAS_WEIGHTS_URL_BASE = "https://storage.googleapis.com/tensorflow/keras-applications"
+MOBILENET_V2_035 = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{size}_no_top.h5"
+MOBILENET_V2_100 = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+# Keras's file name -> (its folder under Keras's URL base, the file in ../shared/weights that
+# holds the same arrays). MobileNetV2 asks for the file of the model's input size; ../shared
+# only has the 224 one, whose arrays have the same shapes and transfer well at smaller sizes.
+REAL_WEIGHTS = {
+    **{
+        MOBILENET_V2_035.format(size=size): (
+            "mobilenet_v2",
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5",
+        )
+        for size in (96, 128, 160, 192, 224)
+    },
+    MOBILENET_V2_100: ("mobilenet_v2", "mobilenet_v2_1.0_224_no_top.from-coral-tf2-ptq.h5"),
+}
+WHAT_TO_DO = (
+    "connect to the internet once (the files are cached in {cache}), put ../shared/ beside the "
+    "checkout, or deselect these tests with -m 'not real'"
+)
+
+
+def asset_cache() -> Path:
+    return Path(os.environ.get("TLS_TEST_CACHE") or PROJ_ROOT / ".test-cache")
+
+
+def shared_dir() -> Path:
+    """The read-only folder of real weights and data beside the checkout (`TLS_SHARED_DIR` moves it)."""
+    return Path(os.environ.get("TLS_SHARED_DIR") or PROJ_ROOT.parent / "shared")
+
+
+def session_keras_home() -> Path:
+    return asset_cache() / "keras"
+
+
+def ensure_real_weights() -> Path:
+    """KERAS_HOME with every file of REAL_WEIGHTS in its models/ folder; fails the test otherwise."""
+    models = session_keras_home() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    base = os.environ.get("TLS_KERAS_WEIGHTS_URL_BASE") or KERAS_WEIGHTS_URL_BASE
+    for name, (folder, shared_name) in REAL_WEIGHTS.items():
+        target = models / name
+        if target.exists():
+            continue
+        seed = shared_dir() / "weights" / shared_name
+        partial = target.with_suffix(".part")
+        try:
+            if seed.exists():
+                shutil.copy(seed, partial)
+            else:
+                download_file(f"{base.rstrip('/')}/{folder}/{name}", partial)
+        except DownloadError as exc:
+            partial.unlink(missing_ok=True)
+            pytest.fail(f"real ImageNet weights unavailable ({exc}): " + WHAT_TO_DO.format(cache=models),
+                        pytrace=False)  # fmt: skip
+        os.replace(partial, target)
+    return session_keras_home()
+
+
+def horse_or_human_dataset() -> Path:
+    """The real horse-or-human (train/ and validation/), from the cache, ../shared or a download."""
+    data_root = asset_cache() / "data"
+    folder = horse_or_human_dir(data_root)
+    if (folder / "validation").is_dir():
+        return folder
+    seed = shared_dir() / "datasets" / "horse-or-human"
+    if seed.is_dir():
+        stage = folder.with_name(".seeding")
+        shutil.rmtree(stage, ignore_errors=True)
+        for split in ("train", "validation"):
+            shutil.copytree(seed / split, stage / split)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(stage, folder)
+        return folder
+    try:
+        return download_horse_or_human(data_root)
+    except DownloadError as exc:
+        message = f"the real horse-or-human data is unavailable ({_cause(exc)}): "
+        pytest.fail(message + WHAT_TO_DO.format(cache=folder), pytrace=False)
+
+
+def _cause(error: DownloadError) -> str:
+    """The downloader's first sentence (its advice is for the dashboard's user, not for tests)."""
+    return str(error).split(". ")[0]
