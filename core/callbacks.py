@@ -8,18 +8,83 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from core.runs import append_jsonl, write_json_atomic, write_status
+import numpy as np
+
+from core.runs import append_jsonl, read_json, write_json_atomic, write_status
 from core.tf_setup import keras
 
 BATCH_LOG_INTERVAL_S = 0.5  # at most ~2 progress lines per second
+# While full saves are throttled, the head's weights (kilobytes) are saved every epoch here.
+LAST_HEAD, BEST_HEAD = "last.head.npz", "best.head.npz"
 
 
 def save_atomic(model: keras.Model, path: Path) -> None:
-    """Save next to `path` and rename, so a crash never leaves a half-written checkpoint."""
+    """Save next to `path` and rename, so a crash never leaves a half-written checkpoint,
+    and a failed save (a full disk) leaves the previous file and no temp file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_arrays_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """`np.savez` through a temp file and a rename, removing the temp file if it fails."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def head_weights(model: keras.Model) -> list[np.ndarray]:
+    """The weights of the layers after the pooling layer (what trains while the base is frozen)."""
+    from core.model import head_layers
+
+    return [w for layer in head_layers(model) for w in layer.get_weights()]
+
+
+def set_head_weights(model: keras.Model, weights: list[np.ndarray]) -> None:
+    from core.model import head_layers
+
+    weights = list(weights)
+    for layer in head_layers(model):
+        count = len(layer.get_weights())
+        layer.set_weights(weights[:count])
+        weights = weights[count:]
+
+
+def write_head_snapshot(path: Path, entries: list[tuple[int, list[np.ndarray]]], **extra: float) -> None:
+    """Save head weights of one or more epochs [(epoch, weights), ...] in one atomic file."""
+    arrays = {k: np.asarray(v) for k, v in extra.items()}
+    arrays["epochs"] = np.asarray([epoch for epoch, _ in entries])
+    for slot, (_, weights) in enumerate(entries):
+        arrays.update({f"w{slot}_{i}": w for i, w in enumerate(weights)})
+    save_arrays_atomic(path, arrays)
+
+
+def read_head_snapshot(path: Path) -> tuple[dict[int, list[np.ndarray]], dict[str, float]]:
+    """({epoch: head weights}, extra values) of a snapshot; empty when missing or unreadable."""
+    try:
+        with np.load(path) as data:
+            weights = {
+                int(epoch): [data[f"w{slot}_{i}"] for i in range(_count(data.files, slot))]
+                for slot, epoch in enumerate(data["epochs"])
+            }
+            extra = {k: float(data[k]) for k in data.files if k != "epochs" and not k.startswith("w")}
+            return weights, extra
+    except (OSError, ValueError, KeyError):
+        return {}, {}
+
+
+def _count(names: list[str], slot: int) -> int:
+    return sum(name.startswith(f"w{slot}_") for name in names)
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -99,16 +164,26 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     One instance spans both fine-tuning stages: stage 2 only replaces best.keras if it
     beats stage 1. With `every_s`, files are written at most that often (the first time
     at once) and at the end: an epoch on cached embeddings takes milliseconds, a save half
-    a second; in between, the best weights wait in memory.
+    a second. With `head_snapshots` (the base is frozen), the head's few weights are saved
+    every epoch in between (last.head.npz, best.head.npz), so every epoch the run records
+    has its weights on disk (`restore_head_snapshots` puts them back on resume).
     """
 
-    def __init__(self, run_dir: Path, full_model: keras.Model, monitor: str, every_s: float = 0.0):
+    def __init__(
+        self,
+        run_dir: Path,
+        full_model: keras.Model,
+        monitor: str,
+        every_s: float = 0.0,
+        head_snapshots: bool = False,
+    ):
         super().__init__()
         self.dir, self.full_model, self.monitor = run_dir / "checkpoints", full_model, monitor
         self.higher_is_better = monitor.endswith("accuracy") or monitor.endswith("f1")
         self.every_s, self.best, self.epoch = every_s, None, 0  # epoch: the last one ended
         self.saved_at = {"last": 0.0, "best": 0.0}
         self.pending_last, self.pending_best = False, None  # (weights, epoch) not on disk yet
+        self.head_snapshots, self.previous_head = head_snapshots, None  # (epoch, head weights)
 
     def improves(self, value: float) -> bool:
         if self.best is None:
@@ -131,9 +206,26 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                 self.pending_best = (self.full_model.get_weights(), epoch + 1)
         if self._due("last"):
             self._save_last(same_as_best=saved_best)
+        if self.head_snapshots and self.every_s:  # before RunLogger records the epoch (list order)
+            self._snapshot_head(epoch + 1)
+
+    def _snapshot_head(self, epoch: int) -> None:
+        """last.head.npz holds this epoch's and the previous one's head (a kill can fall between
+        this save and the epoch's line in metrics.jsonl); best.head.npz a best not saved yet."""
+        weights = head_weights(self.full_model)
+        write_head_snapshot(self.dir / LAST_HEAD, [(epoch, weights), *filter(None, [self.previous_head])])
+        self.previous_head = (epoch, weights)
+        if self.pending_best and self.pending_best[1] == epoch:
+            write_head_snapshot(self.dir / BEST_HEAD, [(epoch, weights)], value=self.best)
 
     def on_train_end(self, logs=None):
         # Runs before EarlyStopping restores the best weights (list order): last is the last.
+        self._flush()
+        for name in (LAST_HEAD, BEST_HEAD):  # the full files hold everything now
+            (self.dir / name).unlink(missing_ok=True)
+        self.previous_head = None
+
+    def _flush(self) -> None:
         if self.pending_best and self.pending_best[1] == self.epoch:
             self._save_best(self.epoch)  # the last epoch was the best: one file, two names
             self._save_last(same_as_best=True)
@@ -159,7 +251,31 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             link_or_copy(self.dir / "best.keras", self.dir / "last.keras")
         else:
             save_atomic(self.full_model, self.dir / "last.keras")
+        write_json_atomic(self.dir / "last.json", {"epoch": self.epoch})
         self.saved_at["last"], self.pending_last = time.time(), False
+
+
+def restore_head_snapshots(run_dir: Path, model: keras.Model, epoch: int, monitor: str) -> int | None:
+    """Bring a resumed run's checkpoints up to its record, from the head snapshots a
+    throttled run left when it was killed: best.keras from best.head.npz when that is
+    newer, and into `model` (loaded from last.keras) the head of `epoch`, the last
+    recorded one. Returns the epoch whose weights `model` holds, None when unknown."""
+    folder = Path(run_dir) / "checkpoints"
+    best, extra = read_head_snapshot(folder / BEST_HEAD)
+    best_epoch = max(best, default=0)
+    if best_epoch > ((read_json(folder / "best.json") or {}).get("epoch") or 0):
+        current = head_weights(model)
+        set_head_weights(model, best[best_epoch])
+        save_atomic(model, folder / "best.keras")
+        write_json_atomic(
+            folder / "best.json", {"epoch": best_epoch, "monitor": monitor, "value": extra.get("value")}
+        )
+        set_head_weights(model, current)
+    last, _ = read_head_snapshot(folder / LAST_HEAD)
+    if epoch in last:
+        set_head_weights(model, last[epoch])
+        return epoch
+    return (read_json(folder / "last.json") or {}).get("epoch")
 
 
 def early_stopping(monitor: str, patience: int) -> list[keras.callbacks.Callback]:

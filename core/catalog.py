@@ -37,15 +37,22 @@ def looks_like_dataset(folder: str | os.PathLike) -> bool:
     return sum(_has_images(d) for d in subdirs[:50]) >= 2
 
 
-def find_datasets(data_root: str | os.PathLike, max_depth: int = 4, exclude: tuple = ()) -> list[Path]:
-    """Dataset folders below `data_root` (not inside one another), sorted by path."""
+def find_datasets(
+    data_root: str | os.PathLike, max_depth: int = 4, exclude: tuple = (), containers: tuple = ()
+) -> list[Path]:
+    """Dataset folders below `data_root` (not inside one another), sorted by path.
+
+    `exclude`: folders not searched at all. `containers`: folders that hold datasets but
+    never are one (uploads/: two uploads are not one dataset whose classes they would be).
+    """
     excluded = {Path(p).resolve() for p in exclude}
+    holders = {Path(p).resolve() for p in containers}
     found: list[Path] = []
 
     def walk(folder: Path, depth: int) -> None:
         if folder.resolve() in excluded:
             return
-        if looks_like_dataset(folder):
+        if folder.resolve() not in holders and looks_like_dataset(folder):
             found.append(folder)
             return
         if depth < max_depth:

@@ -47,6 +47,7 @@ class AugmentConfig:
     fill_mode: str = "nearest"
 
     def validate(self) -> None:
+        check_types(self, "augment.")
         _check_range("augment.rotation", self.rotation, 0, 180)
         for name in ("width_shift", "height_shift", "shear", "zoom"):
             _check_range(f"augment.{name}", getattr(self, name), 0, 0.9)
@@ -100,26 +101,13 @@ class TrainConfig:
         """Raise `ConfigError` naming the first field that is out of range."""
         from core.backbones import BACKBONES  # no TensorFlow: the registry is plain data
 
+        check_types(self)
         if not self.data:
             raise ConfigError("data: choose a dataset folder")
         _check_choice("backbone", self.backbone, tuple(BACKBONES))
         if self.weights not in ("imagenet", None):
             raise ConfigError(f"weights: must be 'imagenet' or null, got {self.weights!r}")
-        for name in (
-            "image_size",
-            "dense_units",
-            "batch_size",
-            "epochs",
-            "patience",
-            "seed",
-            "knn_neighbors",
-            "tree_max_depth",
-            "augment_views",
-            "fine_tune_layers",
-            "fine_tune_epochs",
-        ):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
-                raise ConfigError(f"{name}: must be a whole number, got {getattr(self, name)!r}")
+        _check_range("seed", self.seed, 0, MAX_SEED)
         _check_range("image_size", self.image_size, 32, 1024)
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_range("dense_units", self.dense_units, 0, 8192)
@@ -160,6 +148,10 @@ class TrainConfig:
         """Build from a dict, rejecting unknown keys so typos do not pass silently."""
         values = dict(values)
         augment = values.pop("augment", {}) or {}
+        if not isinstance(augment, (dict, AugmentConfig)):
+            raise ConfigError(f"augment: must be an object of augmentation settings, got {augment!r}")
+        if isinstance(augment, AugmentConfig):
+            augment = dataclasses.asdict(augment)
         _reject_unknown(cls, values, "")
         _reject_unknown(AugmentConfig, augment, "augment.")
         return cls(**values, augment=AugmentConfig(**augment))
@@ -237,6 +229,30 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
     if name not in PRESETS:
         raise ConfigError(f"preset: unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     return TrainConfig.from_dict({**PRESETS[name], **overrides})
+
+
+MAX_SEED = 2**32 - 1  # NumPy and TensorFlow take seeds in [0, 2**32)
+_TYPES = {  # a field's annotation -> the JSON values it accepts (bool is not a number here)
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+    "str | None": (str, type(None)),
+}
+
+
+def check_types(config: object, prefix: str = "") -> None:
+    """Raise ConfigError naming the first field whose value has the wrong type: "1e-3" is
+    not a number, "false" is not a boolean (and would be true), true is not a number."""
+    for spec in dataclasses.fields(config):
+        allowed, value = _TYPES.get(str(spec.type)), getattr(config, spec.name)
+        if allowed is None:
+            continue
+        if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+            kind = {"int": "a whole number", "float": "a number", "bool": "true or false"}.get(
+                str(spec.type), "text" if str(spec.type) == "str" else "text or null"
+            )
+            raise ConfigError(f"{prefix}{spec.name}: must be {kind}, got {value!r}")
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

@@ -8,6 +8,7 @@ files are skipped and reported by name instead of aborting an epoch.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
@@ -84,17 +85,35 @@ def load_image(source: str | os.PathLike | bytes | io.BytesIO, size: int | None 
     """Open any image Pillow reads as an 8-bit RGB array, upright per its EXIF tag.
 
     Handles RGBA/LA/P (composited on white), L, CMYK, 16-bit and animated images
-    (first frame). With `size`, resize to a `size` x `size` square (bilinear).
+    (first frame). With `size`, resize to a `size` x `size` square (bilinear). An image
+    above `max_pixels()` is refused from its header, before it is decoded.
     """
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     with Image.open(source) as image:
+        _check_pixels(image)
         image.seek(0)
         image = ImageOps.exif_transpose(image)
         image = _to_rgb(image)
         if size:
             image = image.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(image, dtype=np.uint8)
+
+
+def max_pixels() -> int:
+    """The most pixels an image may have: the demo's limit (strangers share its memory),
+    else Pillow's decompression-bomb threshold."""
+    from core.demo import MAX_IMAGE_PIXELS, demo_mode
+
+    return MAX_IMAGE_PIXELS if demo_mode() else Image.MAX_IMAGE_PIXELS
+
+
+def _check_pixels(image: Image.Image) -> None:
+    width, height = image.size
+    if width * height > max_pixels():
+        raise ValueError(
+            f"image too large: {width}x{height} pixels (at most {max_pixels() / 1e6:.0f} million)"
+        )
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -121,6 +140,7 @@ def _inspect_image(path: str | os.PathLike) -> tuple[str | None, tuple[int, int]
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                _check_pixels(image)  # from the header: a huge image is never decoded
                 image.verify()  # cheap structural check
             with Image.open(path) as image:
                 size = image.size
@@ -133,6 +153,10 @@ def _inspect_image(path: str | os.PathLike) -> tuple[str | None, tuple[int, int]
         return "image too large (possible decompression bomb)", None
     except Image.UnidentifiedImageError:
         return "not an image Pillow can read", None
+    except ValueError as exc:
+        if str(exc).startswith("image too large"):
+            return str(exc), None
+        return f"corrupt image (ValueError: {exc})", None
     except Exception as exc:  # Pillow raises many types for damaged files
         return f"corrupt image ({type(exc).__name__}: {exc})", None
 
@@ -145,13 +169,61 @@ def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
 
 
-def _files_in(class_dir: Path) -> list[Path]:
-    """Every visible file below a class folder, nested subfolders included."""
-    found = []
+def _files_in(class_dir: Path, root: Path, skipped: list[SkippedFile]) -> list[Path]:
+    """Every visible file below a class folder, nested subfolders included.
+
+    A linked folder is followed once, and never back into the dataset: a link to a folder
+    above (a loop) or to another class's folder would repeat or mislabel images. It is
+    listed in `skipped` instead. In demo mode no link may leave the data root.
+    """
+    root_real, class_real = os.path.realpath(root), os.path.realpath(class_dir)
+    _confine_link(class_dir, class_real)
+    seen, found = {class_real}, []
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if _visible(Path(d)))
+        kept = []
+        for name in sorted(d for d in dirnames if _visible(Path(d))):
+            path, real = Path(dirpath) / name, os.path.realpath(Path(dirpath) / name)
+            reason = _link_problem(real, class_real, root_real, seen)
+            if reason:
+                skipped.append(SkippedFile(str(path), reason))
+                continue
+            _confine_link(path, real)
+            seen.add(real)
+            kept.append(name)
+        dirnames[:] = kept
         found.extend(Path(dirpath) / f for f in sorted(filenames) if _visible(Path(f)))
     return found
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _link_problem(real: str, class_real: str, root_real: str, seen: set[str]) -> str | None:
+    """Why the folder whose real path is `real` is not read, or None."""
+    if real in seen:
+        return "a symbolic link to a folder read already: not followed"
+    if _inside(class_real, real):
+        return "a symbolic link loop (to a folder above it): not followed"
+    if _inside(real, root_real) and not _inside(real, class_real):
+        return "a symbolic link to another folder of the dataset: not followed"
+    return None
+
+
+def _confine_link(path: Path, real: str) -> None:
+    """In demo mode, a linked folder must stay inside the data root (visitors share the disk)."""
+    from core.demo import demo_mode
+
+    if demo_mode() and path.is_symlink():
+        from core import config
+        from core.demo import confine
+
+        try:
+            confine(real, config.DATA_ROOT)
+        except ValueError:
+            raise DatasetError(
+                f"{path.name} links to a folder outside the data folder: refused in the demo"
+            ) from None
 
 
 def detect_splits(root: Path) -> dict[str, Path]:
@@ -176,12 +248,13 @@ def scan_dataset(root: str | os.PathLike, validate: bool = True) -> DatasetRepor
         raise DatasetError(f"dataset folder not found: {root}")
     split_dirs = detect_splits(root)
     class_names = _class_names(split_dirs)
+    skipped: list[SkippedFile] = []
     found = [(split_name, index, path) for split_name, split_dir in split_dirs.items()
              for index, name in enumerate(class_names) if (split_dir / name).is_dir()
-             for path in _files_in(split_dir / name)]  # fmt: skip
+             for path in _files_in(split_dir / name, root, skipped)]  # fmt: skip
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # Pillow decodes without the GIL
         checks = list(pool.map(lambda item: _check(item[2], validate), found))
-    splits, skipped, sizes = {name: Split() for name in split_dirs}, [], Counter()
+    splits, sizes = {name: Split() for name in split_dirs}, Counter()
     for (split_name, index, path), (reason, size) in zip(found, checks):
         if reason:
             skipped.append(SkippedFile(str(path), reason))
@@ -253,9 +326,10 @@ def split_dataset(
     if not (0 < val_split < 1 and 0 <= test_split < 1 and train > 0):
         raise DatasetError("split ratios must be positive and leave images for training")
     ratio = (train, val_split, test_split) if test_split else (train, val_split)
-    with tempfile.TemporaryDirectory(prefix="tls-stage-") as stage:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Staged beside the output, so a kill midway leaves its temp folder there, not in /tmp.
+    with tempfile.TemporaryDirectory(prefix=".tls-stage-", dir=output.parent) as stage:
         _stage_valid_images(report, Path(stage))
-        output.parent.mkdir(parents=True, exist_ok=True)
         splitfolders.ratio(
             stage, output=str(output), seed=seed, ratio=ratio, move="symlink" if link else False
         )
@@ -273,6 +347,24 @@ def _stage_valid_images(report: DatasetReport, stage: Path) -> None:
     for path, label in zip(report.splits["all"].paths, report.splits["all"].labels):
         class_dir = root / report.class_names[label]
         relative = Path(path).relative_to(class_dir)
-        target = stage / report.class_names[label] / "__".join(relative.parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(Path(path).resolve(), target)
+        folder = stage / report.class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        os.symlink(Path(path).resolve(), folder / _flat_name(relative, folder))
+
+
+MAX_NAME_BYTES = 200  # file systems allow 255 bytes per name; leave room for a suffix
+
+
+def _flat_name(relative: Path, folder: Path) -> str:
+    """`a/b/c.jpg` -> `a__b__c.jpg`, unique in `folder` (`a/b.jpg` beside `a__b.jpg` is
+    `a__b-2.jpg`) and short enough for the file system (a long one keeps its end and a hash)."""
+    name, suffix = "__".join(relative.parts), relative.suffix
+    if len(name.encode()) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        tail = name.encode()[-(MAX_NAME_BYTES - 13) :].decode(errors="ignore")
+        name = f"{digest}-{tail}"
+    candidate, n = name, 1
+    while os.path.lexists(folder / candidate):
+        n += 1
+        candidate = f"{name[: len(name) - len(suffix)]}-{n}{suffix}"
+    return candidate

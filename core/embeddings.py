@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from core.config import PROJ_ROOT, AugmentConfig, TrainConfig
 CACHE_DIR = Path(os.environ.get("TLS_CACHE_DIR", PROJ_ROOT / "cache" / "embeddings"))
 CACHE_LIMIT_BYTES = int(float(os.environ.get("TLS_CACHE_LIMIT_GB", "4")) * 1024**3)
 WRITE_THREADS = 8
+ORPHAN_AGE_S = 60.0  # a temp file this old belongs to a writer that died
 _digests: dict[tuple[str, int, int], str] = {}
 
 
@@ -74,61 +76,106 @@ class CacheStats:
 
 
 class EmbeddingCache:
-    """One .npy file per (extractor, file hash, variant), with a size limit."""
+    """One .npy file per (extractor, file hash, variant), with a size limit.
+
+    Other processes may read, write and clear the same folder at any moment: every
+    operation tolerates files and folders vanishing under it. A failed write (a full
+    disk) removes its temp file and is remembered in `write_error`; the embedding is
+    still used, only not cached.
+    """
 
     def __init__(self, root: str | os.PathLike | None = None, limit_bytes: int | None = None):
         self.root = Path(root or CACHE_DIR)  # read at call time, so tests and pages can move it
         self.limit_bytes = CACHE_LIMIT_BYTES if limit_bytes is None else limit_bytes
+        self.write_error: str | None = None
 
     def _path(self, extractor: str, digest: str, variant: str) -> Path:
         return self.root / extractor / variant / digest[:2] / f"{digest}.npy"
 
-    def get(self, extractor: str, digest: str, variant: str) -> np.ndarray | None:
+    def get(self, extractor: str, digest: str, variant: str, dim: int | None = None) -> np.ndarray | None:
+        """The entry, or None when missing or unusable: half-written, not a finite vector,
+        or (with `dim`) of another length. An unusable entry is then simply recomputed."""
         try:
-            return np.load(self._path(extractor, digest, variant))
-        except (OSError, ValueError):
-            return None  # missing, or half-written by a process that died
+            embedding = np.load(self._path(extractor, digest, variant))
+        except (OSError, ValueError, EOFError):
+            return None
+        if embedding.ndim != 1 or embedding.dtype.kind != "f" or not np.isfinite(embedding).all():
+            return None
+        return embedding if dim is None or embedding.shape[0] == dim else None
 
-    def put(self, extractor: str, digest: str, variant: str, embedding: np.ndarray) -> None:
+    def put(self, extractor: str, digest: str, variant: str, embedding: np.ndarray) -> bool:
+        """Store atomically; False (and `write_error` set, no temp file left) when it cannot."""
         path = self._path(extractor, digest, variant)
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Unique per process and thread: two writers of one entry must not share a temp file.
         tmp = path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp.npy")
-        np.save(tmp, embedding)
-        os.replace(tmp, path)
+        for _ in range(3):  # a concurrent clear() may remove the folder just made
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "wb") as handle:
+                    np.save(handle, embedding)
+                os.replace(tmp, path)
+                return True
+            except FileNotFoundError as exc:
+                self.write_error = f"{exc.strerror or exc} ({self.root})"
+            except OSError as exc:
+                self.write_error = f"{exc.strerror or exc} ({self.root})"
+                break
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return False
 
     def files(self) -> list[Path]:
-        return (
-            [p for p in self.root.rglob("*.npy") if not p.name.startswith(".")] if self.root.is_dir() else []
-        )
+        return [p for p in self._walk() if p.name.endswith(".npy") and not p.name.startswith(".")]
+
+    def orphans(self, older_than_s: float = ORPHAN_AGE_S) -> list[Path]:
+        """Temp files left by writers that died (a live writer's is only milliseconds old)."""
+        now = time.time()
+        return [p for p in self._walk() if p.name.endswith(".tmp.npy") and now - _mtime(p) > older_than_s]
+
+    def _walk(self) -> list[Path]:
+        return [Path(folder, name) for folder, _, names in os.walk(self.root) for name in names]
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.files())
+        return sum(_size(p) for p in self.files())
 
     def clear(self) -> int:
-        """Delete every entry and the folders they leave empty; return the bytes freed."""
+        """Delete every entry, orphaned temp files and the folders left empty; return the
+        bytes freed. Safe while a training writes: its new entries are simply written again."""
         freed = 0
-        for path in self.files():
-            try:
-                freed += path.stat().st_size
+        for path in self.files() + self.orphans():
+            freed += _size(path)
+            with contextlib.suppress(FileNotFoundError):  # another process removed it meanwhile
                 path.unlink()
-            except FileNotFoundError:  # another process removed it meanwhile
-                continue
-        for folder in sorted((p for p in self.root.rglob("*") if p.is_dir()), reverse=True):
+        for folder, _, _ in sorted(os.walk(self.root), reverse=True)[:-1]:  # not the root itself
             with contextlib.suppress(OSError):
-                folder.rmdir()  # only succeeds when empty
+                os.rmdir(folder)  # only succeeds when empty
         return freed
 
     def enforce_limit(self) -> int:
         """Delete the least recently written entries until under the limit; return bytes freed."""
-        files = sorted(self.files(), key=lambda p: p.stat().st_mtime)
-        total, freed = sum(p.stat().st_size for p in files), 0
+        files = sorted(self.files(), key=_mtime)
+        total, freed = sum(_size(p) for p in files), 0
         for path in files:
             if total - freed <= self.limit_bytes:
                 break
-            freed += path.stat().st_size
-            path.unlink()
+            freed += _size(path)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
         return freed
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def embed_paths(
@@ -153,7 +200,8 @@ def embed_paths(
     stats = stats if stats is not None else CacheStats()
     key = extractor_key(config)
     digests = [file_digest(p) for p in paths] if cache else [None] * len(paths)
-    found = [cache.get(key, d, variant) if cache else None for d in digests]
+    dim = (getattr(extractor_model, "output_shape", None) or (None,))[-1]  # a wrong-length entry: recompute
+    found = [cache.get(key, d, variant, dim) if cache else None for d in digests]
     missing = [i for i, e in enumerate(found) if e is None]
     stats.hits += len(paths) - len(missing)
     stats.misses += len(missing)
@@ -182,7 +230,7 @@ def embed_paths(
             engine = _run_batches(extractor_model, config, batches, len(missing), store)
             stats.engine = engine.describe()
             for write in writes:
-                write.result()  # a failed write (a full disk) fails here, not silently
+                write.result()  # a failed write (a full disk) leaves only this entry uncached
     if cache and missing:
         cache.enforce_limit()
     return np.stack(found).astype(np.float32) if found else np.zeros((0, 0), np.float32)

@@ -19,8 +19,9 @@ import numpy as np
 from PIL import Image
 
 from core.cli import OneLineParser, fail
-from core.config import PROJ_ROOT
+from core.config import PROJ_ROOT, ConfigError
 from core.data import DatasetError, load_image, scan_dataset
+from core.demo import hold_job_slot
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, load_classifier
 from core.runs import read_json, write_json_atomic
 
@@ -352,8 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.run.is_dir():
             raise EvaluationError(f"run directory not found: {args.run}")
+        hold_job_slot()  # in the demo: a few jobs at a time, all visitors together
         result = evaluate_run(args.run, args.split, args.checkpoint)
-    except (EvaluationError, RunNotReadyError) as exc:
+    except (EvaluationError, RunNotReadyError, ConfigError) as exc:
         return fail(str(exc))
     except Exception as exc:  # an unexpected failure is still one line, never a traceback
         return fail(f"evaluation failed: {type(exc).__name__}: {exc}")

@@ -29,7 +29,9 @@ import numpy as np
 
 from core.classical import CLASSIFIER_FILE
 from core.cli import OneLineParser, fail
+from core.config import ConfigError
 from core.data import DatasetError, load_image, scan_dataset
+from core.demo import hold_job_slot
 from core.evaluate import EvaluationError, dataset_root
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, checkpoint_path, load_classifier
 from core.runs import read_json, write_json_atomic
@@ -438,10 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
+        hold_job_slot()  # in the demo: a few jobs at a time, all visitors together
         result = export_run(
             args.run, args.format, args.quantize, args.checkpoint, args.out, args.allow_mismatch
         )
-    except (ExportError, RunNotReadyError) as exc:
+    except (ExportError, RunNotReadyError, ConfigError) as exc:
         return fail(str(exc))
     except Exception as exc:  # an unexpected failure is still one line, never a traceback
         return fail(f"export failed: {type(exc).__name__}: {exc}")

@@ -106,9 +106,14 @@ def classifier_head(model: keras.Model) -> keras.Model:
     pool = model.get_layer(POOL_LAYER)
     inputs = keras.Input(pool.output.shape[1:], name="embedding")
     x = inputs
-    for layer in model.layers[model.layers.index(pool) + 1 :]:
+    for layer in head_layers(model):
         x = layer(x)
     return keras.Model(inputs, x, name="head")
+
+
+def head_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers after the pooling layer: all that trains while the base is frozen."""
+    return model.layers[model.layers.index(model.get_layer(POOL_LAYER)) + 1 :]
 
 
 def set_linear_head(model: keras.Model, kernel, bias) -> None:

@@ -91,7 +91,7 @@ def load_classifier(run_dir: str | Path, checkpoint: str = "best") -> Classifier
     """Load a run's checkpoint with its own labels and input size (never guessed).
 
     Raises:
-        RunNotReadyError: missing checkpoint, labels.json or config.json.
+        RunNotReadyError: a missing or malformed checkpoint, labels.json or config.json.
     """
     run_dir = Path(run_dir)
     config = read_json(run_dir / "config.json")
@@ -99,15 +99,30 @@ def load_classifier(run_dir: str | Path, checkpoint: str = "best") -> Classifier
     path = checkpoint_path(run_dir, checkpoint)
     if not config or not class_names:
         raise RunNotReadyError(f"{run_dir} is not a finished run (config.json or labels.json missing)")
+    image_size = config.get("image_size") if isinstance(config, dict) else None
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 0 < image_size <= 4096:
+        raise RunNotReadyError(f"{run_dir.name}: config.json has no valid image_size ({image_size!r})")
+    names_ok = isinstance(class_names, list) and all(isinstance(n, str) for n in class_names)
+    if not names_ok or len(class_names) < 2:
+        raise RunNotReadyError(f"{run_dir.name}: labels.json must be a list of at least 2 class names")
     if not path.is_file():
         raise RunNotReadyError(f"{run_dir.name} has no {checkpoint} checkpoint yet")
     import core.model  # noqa: F401  registers ImagePreprocess for deserialization
     from core.tf_setup import keras
 
-    model = keras.models.load_model(path, compile=False, safe_mode=True)
-    classifier_file = path.parent / CLASSIFIER_FILE
-    estimator = load_classifier_file(classifier_file) if classifier_file.is_file() else None
-    return Classifier(model, list(class_names), int(config["image_size"]), run_dir, checkpoint, estimator)
+    try:
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
+        classifier_file = path.parent / CLASSIFIER_FILE
+        estimator = load_classifier_file(classifier_file) if classifier_file.is_file() else None
+    except Exception as exc:  # empty, truncated or foreign files fail in many ways
+        what = f"{run_dir.name}/{path.name}"
+        raise RunNotReadyError(f"cannot load {what}: {type(exc).__name__}: {exc}") from None
+    outputs = max(2, model.output_shape[-1]) if estimator is None else len(class_names)
+    if outputs != len(class_names):
+        raise RunNotReadyError(
+            f"{run_dir.name}: labels.json names {len(class_names)} classes, the model predicts {outputs}"
+        )
+    return Classifier(model, class_names, image_size, run_dir, checkpoint, estimator)
 
 
 def classifier_from_model(run_dir: str | Path, model, checkpoint: str = "best") -> Classifier:

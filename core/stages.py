@@ -117,7 +117,9 @@ def train_head(
         log(embeddings_line(stats))
         write_status(run_dir, cache_hits=stats.hits, cache_misses=stats.misses)
         fitted = head_model(model, config.optimizer, config.learning_rate)
-        checkpoint = AtomicCheckpoint(run_dir, model, config.monitor, CACHED_SAVE_EVERY_S)
+        checkpoint = AtomicCheckpoint(
+            run_dir, model, config.monitor, CACHED_SAVE_EVERY_S, head_snapshots=True
+        )
         batches = math.ceil(len(x_train) / config.batch_size)
         data = dict(
             x=embedding_dataset(

@@ -9,8 +9,10 @@ with status 2 and a one-line error. The dashboard launches exactly this command.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import sys
 import time
@@ -35,7 +37,7 @@ from core.config import (
     preset_config,
 )
 from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
-from core.demo import check_demo_limits, demo_mode
+from core.demo import check_demo_limits, check_quota, demo_mode, hold_job_slot
 from core.runs import (
     COMPLETED,
     FAILED,
@@ -51,6 +53,7 @@ from core.runs import (
     write_status,
 )
 
+LAUNCH_FILES = {"config.json", "status.json", "train.log"}  # what the dashboard writes before launching
 USER_ERRORS = (ConfigError, DatasetError, RunError, WeightsUnavailableError)
 
 
@@ -126,8 +129,13 @@ def prepare_data(config: TrainConfig, run_dir: Path, log) -> DatasetReport:
     report = scan_dataset(config.data)
     for skipped in report.skipped:
         log(f"skipped {skipped.path}: {skipped.reason}")
-    if not report.is_split:
-        split_dir = split_dataset(report, run_dir / "split", config.val_split, config.seed, link=True)
+    if not report.is_split:  # into a temp folder first: a kill midway must not leave half a split
+        partial = run_dir / ".split.partial"
+        for leftover in [partial, *run_dir.glob(".tls-stage-*")]:  # from a process killed midway
+            shutil.rmtree(leftover, ignore_errors=True)
+        split_dataset(report, partial, config.val_split, config.seed, link=True)
+        split_dir = run_dir / "split"
+        os.replace(partial, split_dir)
         report = dataclasses.replace(
             scan_dataset(split_dir, validate=False), skipped=report.skipped, sizes=report.sizes
         )
@@ -197,12 +205,29 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
         config = dataclasses.replace(config, batch_size=config.batch_size * replicas)
     with strategy.scope():
         model = _train_model(config, run_dir, report, stop, log, resume)
+    _refuse_diverged(run_dir)
     if stop:
         return write_status(run_dir, state=STOPPED, ended_at=time.time())
     if evaluate:
         write_status(run_dir, phase="evaluating")
         _evaluate(run_dir, report, log, model)
     return write_status(run_dir, state=COMPLETED, phase=None, ended_at=time.time())
+
+
+def _refuse_diverged(run_dir: Path) -> None:
+    """A run whose loss became NaN or infinite has learnt nothing usable: it fails, saying so."""
+    import math
+
+    from core.runs import read_metrics
+
+    for record in read_metrics(run_dir)[0]:
+        bad = [record[k] for k in ("loss", "val_loss") if isinstance(record.get(k), float)]
+        bad = [value for value in bad if not math.isfinite(value)]
+        if bad:
+            raise RunError(
+                f"training diverged: the loss became {bad[0]} at epoch {record.get('epoch')} "
+                "(bad inputs, or lower the learning rate)"
+            )
 
 
 def _evaluate(run_dir: Path, report: DatasetReport, log, model=None) -> None:
@@ -243,11 +268,8 @@ def _train_stages(config: TrainConfig, run_dir: Path, report: DatasetReport, sto
     from core.model import build_model
     from core.stages import fine_tune, train_head
 
-    done, stage2_start, best = 0, None, None
-    if resume:
-        model, done, stage2_start, best = _resume_point(run_dir)
-        log(f"resuming after epoch {done}" + (" (stage 2)" if stage2_start else ""))
-    else:
+    model, done, stage2_start, best = _resume_point(run_dir, config, log) if resume else (None, 0, None, None)
+    if model is None:
         model = build_model(config, len(report.class_names))
     checkpoint = None
     if stage2_start is None and done < config.epochs:
@@ -262,32 +284,43 @@ def _train_stages(config: TrainConfig, run_dir: Path, report: DatasetReport, sto
     return model
 
 
-def _resume_point(run_dir: Path):
-    """(model from last.keras, epochs done, stage-2 start epoch or None, best monitored value)."""
+def _resume_point(run_dir: Path, config: TrainConfig, log):
+    """(model from last.keras, epochs done, stage-2 start epoch or None, best monitored value);
+    the model is None when nothing was trained yet (the run starts from the beginning)."""
+    from core.callbacks import restore_head_snapshots
     from core.model import ImagePreprocess  # noqa: F401  registers the custom layer and metric
     from core.runs import read_json, read_metrics
     from core.tf_setup import keras
 
     last = run_dir / "checkpoints" / "last.keras"
-    if not last.is_file():
-        raise RunError(f"{run_dir.name} has no last checkpoint to resume from")
     epochs, _ = read_metrics(run_dir)
+    if not last.is_file():
+        if epochs:
+            raise RunError(f"{run_dir.name} has no last checkpoint to resume from")
+        log("resuming: no epoch had ended, so training starts from the beginning")
+        return None, 0, None, None
     stage2 = [e["epoch"] for e in epochs if e.get("stage") == 2]
-    best = (read_json(run_dir / "checkpoints" / "best.json") or {}).get("value")
     model = keras.models.load_model(last, safe_mode=True)  # compiled: the optimizer state resumes too
+    weights_epoch = restore_head_snapshots(run_dir, model, len(epochs), config.monitor)
+    best = (read_json(run_dir / "checkpoints" / "best.json") or {}).get("value")
+    held = f" from the weights of epoch {weights_epoch}" if weights_epoch else ""
+    log(f"resuming after epoch {len(epochs)}{held}" + (" (stage 2)" if stage2 else ""))
     return model, len(epochs), (min(stage2) if stage2 else None), best
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    run_dir, lock = None, None
+    run_dir, lock = _launched_run_dir(args), None  # a refusal is written into a launched run's status
     try:
         if args.resume:
             return _resume(args.resume)
         config = config_from_args(args)
+        runs_dir = args.run_dir.parent if args.run_dir else args.runs_dir or RUNS_DIR
         if demo_mode():
             check_demo_limits(config)
-        lock = TrainingLock(args.run_dir.parent if args.run_dir else args.runs_dir or RUNS_DIR)
+            check_quota(runs_dir)
+            hold_job_slot()
+        lock = TrainingLock(runs_dir)
         lock.acquire()  # before creating a run, so a refused start leaves no empty run behind
         run_dir = _make_run_dir(args, config)
         lock.name_holder(run_dir)
@@ -300,9 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             write_status(run_dir, state=STOPPED, ended_at=time.time())
         return 130
     except Exception as exc:  # an unexpected bug: one line here, the traceback in the run
-        if run_dir:
-            (run_dir / "error.log").write_text(traceback.format_exc())
-        return _fail(run_dir, f"unexpected failure: {type(exc).__name__}: {exc}")
+        return _fail_unexpectedly(run_dir, exc)
     finally:
         if lock:
             lock.release()
@@ -320,17 +351,31 @@ def _resume(run_dir: Path) -> int:
         return _fail(None, "a features-mode run has nothing to resume: train it again")
     lock = TrainingLock(run_dir.parent)
     try:
+        if demo_mode():
+            check_quota(run_dir.parent)
+            hold_job_slot()
         lock.acquire()
         lock.name_holder(run_dir)
         (run_dir / STOP_FILE).unlink(missing_ok=True)
         status = train(config, run_dir, log=_log, resume=True)
         _log(f"{status['state']}: {run_dir}")
-    except USER_ERRORS as exc:
-        return _fail(run_dir if lock.held else None, str(exc))
+    except USER_ERRORS as exc:  # the page set it "starting": it must say why it did not
+        return _fail(run_dir if lock.held or state == "starting" else None, str(exc))
+    except Exception as exc:
+        return _fail_unexpectedly(run_dir if lock.held else None, exc)
     finally:
         lock.release()
     print(run_dir, flush=True)
     return 0
+
+
+def _launched_run_dir(args: argparse.Namespace) -> Path | None:
+    """The run folder the dashboard created for this process (holding only its config and
+    status), whose status must carry the reason if the training is refused; else None."""
+    run_dir = args.run_dir
+    if not run_dir or not run_dir.is_dir():
+        return None
+    return run_dir if {p.name for p in run_dir.iterdir()} <= LAUNCH_FILES else None
 
 
 def _make_run_dir(args: argparse.Namespace, config: TrainConfig) -> Path:
@@ -340,7 +385,7 @@ def _make_run_dir(args: argparse.Namespace, config: TrainConfig) -> Path:
         return run_dir
     run_dir = args.run_dir
     existing = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
-    if existing - {"config.json", "status.json", "train.log"}:
+    if existing - LAUNCH_FILES:
         raise RunError(f"the run directory is not empty: {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "config.json", config.to_dict())
@@ -349,8 +394,22 @@ def _make_run_dir(args: argparse.Namespace, config: TrainConfig) -> Path:
 
 def _fail(run_dir: Path | None, message: str) -> int:
     if run_dir and run_dir.is_dir():
-        write_status(run_dir, state=FAILED, error=message, ended_at=time.time())
+        try:
+            write_status(run_dir, state=FAILED, error=message, ended_at=time.time())
+        except OSError as exc:  # a full disk: the message still reaches stderr and train.log
+            message += f" (and status.json could not be written: {exc.strerror})"
     return fail(message)
+
+
+def _fail_unexpectedly(run_dir: Path | None, exc: Exception) -> int:
+    """One line for the user; the traceback in the run's error.log when the disk allows."""
+    if run_dir:
+        with contextlib.suppress(OSError):
+            (run_dir / "error.log").write_text(traceback.format_exc())
+    if isinstance(exc, OSError) and exc.strerror:  # a full disk, a removed folder: say which file
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(run_dir, f"cannot write or read a file ({exc.strerror}){where}")
+    return _fail(run_dir, f"unexpected failure: {type(exc).__name__}: {exc}")
 
 
 def _log(message: str) -> None:

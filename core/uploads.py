@@ -19,6 +19,8 @@ from typing import BinaryIO
 
 MAX_UNCOMPRESSED_BYTES = 2 * 1024**3  # 2 GiB: a few thousand photos
 MAX_FILES = 50_000
+MAX_NAME_BYTES = 255  # one file or folder name, on every common file system
+MAX_DEPTH = 32  # folders inside folders; a dataset needs three
 _CHUNK = 1 << 20
 
 
@@ -50,7 +52,7 @@ def check_members(
         UploadError: an absolute path, a '..' component, a symbolic link, an encrypted
             entry, more than `max_files` files or more than `max_bytes` uncompressed.
     """
-    members, total = [], 0
+    members, total, folders = [], 0, set()
     for info in archive.infolist():
         name = info.filename.replace("\\", "/")
         path = PurePosixPath(name)
@@ -62,6 +64,12 @@ def check_members(
             raise UploadError(f"the zip holds a symbolic link ({info.filename}): refused")
         if info.flag_bits & 0x1:
             raise UploadError(f"the zip holds an encrypted file ({info.filename}): not supported")
+        shown = info.filename if len(info.filename) <= 80 else info.filename[:77] + "..."
+        if any(len(part.encode()) > MAX_NAME_BYTES for part in path.parts):
+            raise UploadError(f"the zip holds a name longer than {MAX_NAME_BYTES} bytes ({shown})")
+        if len(path.parts) > MAX_DEPTH:
+            raise UploadError(f"the zip nests folders more than {MAX_DEPTH} deep ({shown})")
+        folders.update(path.parents if not info.is_dir() else [path, *path.parents])
         if info.is_dir() or not path.parts:
             continue
         total += info.file_size
@@ -72,6 +80,9 @@ def check_members(
             raise UploadError(f"the zip unpacks to more than {max_bytes / 1024**2:,.0f} MB: too large")
     if not members:
         raise UploadError("the zip is empty")
+    clash = next((str(path) for _, path in members if path in folders), None)
+    if clash:
+        raise UploadError(f"the zip holds a file and a folder both named {clash}")
     return members
 
 
@@ -109,6 +120,8 @@ def safe_extract_zip(
         raise UploadError("the file is not a valid zip archive") from None
     except (zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
         raise UploadError(f"the zip cannot be read: {exc}") from None
+    except OSError as exc:  # a full disk, or a name this file system refuses: nothing is kept
+        raise UploadError(f"the zip cannot be unpacked here: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return dest

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import config
-from core.demo import demo_mode
+from core.demo import demo_mode, workspace
 from core.evaluate import load_evaluation
 from core.evaluation_plots import (
     confusion_matrix_figure,
@@ -47,6 +46,7 @@ from core.runs import (
     run_evaluation,
     run_export,
 )
+from core.text import code, md
 
 EVALUATE_TIMEOUT_S = 1800
 GALLERY_COLUMNS = 6
@@ -70,7 +70,7 @@ def run_ui(run: RunSummary) -> None:
     right.plotly_chart(loss_figure(epochs, start2), key="run_loss")
     with st.expander("Config"):
         st.json(run_config)
-        st.caption(f"Classes: {', '.join(run.classes) or 'not known yet'} · folder `{run.path}`")
+        st.caption(f"Classes: {md(', '.join(run.classes)) or 'not known yet'} · folder {code(run.path)}")
     checkpoints_ui(run)
 
 
@@ -89,7 +89,7 @@ def resume_ui(run: RunSummary, run_config: dict) -> None:
     try:
         launch_resume(run.path)
     except RunError as exc:
-        st.error(f"Cannot resume: {exc}")
+        st.error(f"Cannot resume: {md(exc)}")
         return
     st.session_state["train_run"] = str(run.path)
     st.session_state["flash"] = f"Resuming {run.name} from its last checkpoint."
@@ -160,9 +160,9 @@ def evaluate_ui(run: RunSummary, splits: list[str]) -> None:
         try:
             message = run_evaluation(run.path, split, EVALUATE_TIMEOUT_S)
         except RunError as exc:
-            st.error(f"Cannot evaluate on {split}: {exc}")
+            st.error(f"Cannot evaluate on {split}: {md(exc)}")
             return
-    st.session_state["flash"] = f"Evaluated {message}"
+    st.session_state["flash"] = f"Evaluated {md(message)}"
     st.session_state["evaluation_split"] = split
     st.rerun()
 
@@ -194,7 +194,7 @@ def result_ui(run_dir: Path, result: dict) -> None:
     )
     if result.get("roc") and result.get("pr"):
         positive = result["class_names"][1]
-        st.caption(f"Curves for 2 classes: **{positive}** is the positive class.")
+        st.caption(f"Curves for 2 classes: **{md(positive)}** is the positive class.")
         left, right = st.columns(2)
         left.plotly_chart(roc_figure(result["roc"]), key="roc_chart")
         right.plotly_chart(pr_figure(result["pr"]), key="pr_chart")
@@ -228,7 +228,7 @@ def gallery_ui(run_dir: Path, entries: list[dict], empty: str, show_gradcam: boo
         if gradcam:
             column.image(str(gradcam), caption="Grad-CAM: where it looked", width="stretch")
         else:
-            column.caption(f"{Path(entry.get('file', '?')).name}: {gallery_caption(entry)}")
+            column.caption(md(f"{Path(entry.get('file', '?')).name}: {gallery_caption(entry)}"))
 
 
 def _thumbnail(run_dir: Path, relative: str | None) -> Path | None:
@@ -277,7 +277,7 @@ def export_ui(run: RunSummary) -> None:
             try:
                 summary, zip_path = run_export(run.path, fmt, quantize, EVALUATE_TIMEOUT_S)
             except RunError as exc:
-                st.error(f"Cannot export: {exc}")
+                st.error(f"Cannot export: {md(exc)}")
                 return
         st.session_state[f"export_{run.name}_result"] = (summary, str(zip_path))
     if result := st.session_state.get(f"export_{run.name}_result"):
@@ -302,7 +302,7 @@ def delete_ui(run: RunSummary) -> None:
         try:
             delete_run(run.path)
         except (RunError, OSError) as exc:
-            st.error(f"Cannot delete: {exc}")
+            st.error(f"Cannot delete: {md(exc)}")
             return
         st.session_state["flash"] = f"Deleted {run.name}."
         st.rerun()
@@ -313,9 +313,10 @@ if "flash" in st.session_state:
     st.success(st.session_state.pop("flash"))
     if st.session_state.pop("flash_train_link", False):
         st.page_link("pages/train.py", label="Follow it on the Train page", icon=":material/monitoring:")
-runs = list_runs(config.RUNS_DIR)
+space = workspace(st.session_state)  # in the demo, this visitor's own runs only
+runs = list_runs(space.runs_dir)
 if not runs:
-    st.info(f"No runs in `{config.RUNS_DIR}` yet: start one on the Train page.")
+    st.info(f"No runs in `{space.runs_dir}` yet: start one on the Train page.")
     st.stop()
 st.dataframe(
     runs_table(runs),

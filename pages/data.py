@@ -14,12 +14,20 @@ import streamlit as st
 
 from core import advisor, config
 from core.backbones import WeightsUnavailableError
-from core.catalog import dataset_signature, find_datasets, looks_like_dataset
+from core.catalog import dataset_signature, looks_like_dataset
 from core.config import FILL_MODES, REFERENCE_AUGMENT, AugmentConfig
 from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
+from core.demo import workspace
 from core.plots import split_counts_figure
 from core.preview import augment_batch, augment_repeated, load_batch, preview_paths
-from core.uploads import UploadError, extract_dataset_upload, safe_name, unique_path
+from core.text import code, md
+from core.uploads import (
+    MAX_UNCOMPRESSED_BYTES,
+    UploadError,
+    extract_dataset_upload,
+    safe_name,
+    unique_path,
+)
 
 SOURCES = ("The bundled sample", "A folder in the data folder", "Upload a zip")
 PREVIEW_COUNT, PREVIEW_SIZE = 8, 160
@@ -72,7 +80,7 @@ def dataset_ui() -> Path | None:
     """Widgets choosing the dataset; returns its folder, or None while there is none."""
     source = st.radio("Dataset", SOURCES, key="source", horizontal=True)
     if source == SOURCES[0]:
-        st.caption(f"100 photos of horses and humans, bundled with the app: `{config.SAMPLE_DATASET}`")
+        st.caption(f"100 photos of horses and humans, bundled with the app: {code(config.SAMPLE_DATASET)}")
         return config.SAMPLE_DATASET
     if source == SOURCES[1]:
         return folder_ui()
@@ -80,7 +88,7 @@ def dataset_ui() -> Path | None:
 
 
 def folder_ui() -> Path | None:
-    folders = find_datasets(config.DATA_ROOT, exclude=(config.SAMPLE_DATASET,))
+    folders = workspace(st.session_state).datasets()  # in the demo, never another visitor's
     if not folders:
         st.info(
             f"No dataset folders in `{config.DATA_ROOT}` yet. Put one there (one folder of images per "
@@ -101,23 +109,37 @@ def upload_ui() -> Path | None:
     )
     if upload is None:
         return None
-    uploads = config.DATA_ROOT / "uploads"
+    space = workspace(st.session_state)
+    uploads, free = space.uploads_dir, space.free_bytes()
+    limit = MAX_UNCOMPRESSED_BYTES if free is None else min(free, MAX_UNCOMPRESSED_BYTES)
     with st.spinner("Unpacking the zip safely..."):
         try:
-            folder = extract_dataset_upload(upload, uploads, upload.name)
+            folder = extract_dataset_upload(upload, uploads, upload.name, max_bytes=limit)
         except UploadError as exc:
-            st.error(f"That zip cannot be used: {exc}")
+            st.error(f"That zip cannot be used: {md(exc)}")
             return None
-    if not looks_like_dataset(folder):
+    unusable = _unusable(folder)
+    if unusable:  # removed at once: an unusable upload must not keep taking disk space
         shutil.rmtree(uploads / folder.relative_to(uploads).parts[0], ignore_errors=True)
-        st.error(
-            "That zip holds no dataset: it needs one folder of images per class (at least two), "
-            "or train/ and validation/ folders holding those."
-        )
+        st.error(f"That zip cannot be used: {md(unusable)}")
         return None
     st.session_state["pending_dataset"] = str(folder.relative_to(config.DATA_ROOT))
-    st.session_state["flash"] = f"Unpacked {upload.name} into `{folder}`."
+    st.session_state["flash"] = f"Unpacked {md(upload.name)} into {code(folder)}."
     st.rerun()
+
+
+def _unusable(folder: Path) -> str | None:
+    """Why an unpacked upload cannot be trained on, or None when it can."""
+    if not looks_like_dataset(folder):
+        return (
+            "it holds no dataset: it needs one folder of images per class (at least two), "
+            "or train/ and validation/ folders holding those."
+        )
+    try:
+        cached_scan(str(folder), dataset_signature(folder))
+    except DatasetError as exc:
+        return str(exc)
+    return None
 
 
 def scan_ui(dataset: Path) -> DatasetReport | None:
@@ -125,7 +147,7 @@ def scan_ui(dataset: Path) -> DatasetReport | None:
         try:
             return cached_scan(str(dataset), dataset_signature(dataset))
         except DatasetError as exc:
-            st.error(f"This folder cannot be used for training: {exc}")
+            st.error(f"This folder cannot be used for training: {md(exc)}")
             return None
 
 
@@ -185,15 +207,15 @@ def split_ui(dataset: Path, report: DatasetReport) -> None:
         submitted = st.form_submit_button("Split into a new folder", icon=":material/call_split:")
     if not submitted:
         return
-    output = unique_path(config.DATA_ROOT / "splits", safe_name(name, "split"))
+    output = unique_path(workspace(st.session_state).splits_dir, safe_name(name, "split"))
     with st.spinner(f"Splitting into {output}..."):
         try:
             split_dataset(report, output, val, seed, test_split=test)
         except DatasetError as exc:
-            st.error(f"Cannot split: {exc}")
+            st.error(f"Cannot split: {md(exc)}")
             return
     st.session_state["pending_dataset"] = str(output.relative_to(config.DATA_ROOT))
-    st.session_state["flash"] = f"Split into `{output}`: the Train page now uses it."
+    st.session_state["flash"] = f"Split into {code(output)}: the Train page now uses it."
     st.rerun()
 
 
@@ -238,7 +260,7 @@ def preview_ui(report: DatasetReport, augment: AugmentConfig) -> None:
     with st.spinner("Augmenting (TensorFlow loads the first time, a few seconds)..."):
         repeated = cached_repeated(samples[0][0], settings, seed)
         batch = cached_batch(tuple(p for p, _ in samples), settings, seed)
-    st.markdown(f"**One image, augmented {PREVIEW_COUNT} times** ({Path(samples[0][0]).name})")
+    st.markdown(f"**One image, augmented {PREVIEW_COUNT} times** ({md(Path(samples[0][0]).name)})")
     image_row(list(repeated))
     st.markdown("**A random augmented batch**")
     image_row(list(batch), [name for _, name in samples])
@@ -265,7 +287,7 @@ def strategy_ui(dataset: Path) -> None:
         return
     except (DatasetError, ValueError) as exc:
         st.session_state.pop("advice_for")
-        st.error(f"The advisor cannot measure this dataset: {exc}")
+        st.error(f"The advisor cannot measure this dataset: {md(exc)}")
         return
     advice_ui(dataset, advice)
 
@@ -331,7 +353,7 @@ report = scan_ui(dataset)
 if report is None:
     st.stop()
 st.session_state["dataset"] = str(dataset)
-st.caption(f"The Train page uses this dataset: `{dataset}`")
+st.caption(f"The Train page uses this dataset: {code(dataset)}")
 report_tab, split_tab, augment_tab, strategy_tab = st.tabs(
     ["Check", "Split", "Augmentation", "Which strategy?"]
 )

@@ -4,10 +4,12 @@ dataset's download."""
 import streamlit as st
 
 from core import config, embeddings
+from core.demo import demo_mode, workspace
 from core.downloads import DownloadError, download_horse_or_human, horse_or_human_dir
 from core.reports import format_bytes
 from core.runs import active_run
 from core.system import gpu_names
+from core.text import md
 
 
 @st.cache_data(ttl=600, show_spinner=False)
@@ -48,11 +50,20 @@ def machine_ui() -> None:
         st.success(f"GPU found: {', '.join(gpus)}. Training uses it, with mixed precision.")
     else:
         st.info("No GPU found: training runs on the CPU. The **quick** preset trains in minutes there.")
-    st.markdown(f"- Datasets are looked for in `{config.DATA_ROOT}`\n- Runs are kept in `{config.RUNS_DIR}`")
-    st.caption("Move them with the environment variables TLS_DATA_ROOT and TLS_RUNS_DIR.")
-    running = active_run(config.RUNS_DIR)
+    space = workspace(st.session_state)
+    if space.isolated:
+        st.markdown(
+            "Your uploads, splits and runs are your own: other visitors cannot see them, and they "
+            "are deleted after two hours without a visit."
+        )
+    else:
+        st.markdown(
+            f"- Datasets are looked for in `{config.DATA_ROOT}`\n- Runs are kept in `{config.RUNS_DIR}`"
+        )
+        st.caption("Move them with the environment variables TLS_DATA_ROOT and TLS_RUNS_DIR.")
+    running = active_run(space.runs_dir)
     if running:
-        st.info(f"A training is running: **{running.name}**.")
+        st.info(f"A training is running: **{md(running.name)}**.")
         st.page_link("pages/train.py", label="Follow it on the Train page", icon=":material/monitoring:")
 
 
@@ -65,7 +76,7 @@ def cache_ui() -> None:
         files = cache.files()
         size = sum(f.stat().st_size for f in files)
     except OSError as exc:  # a training deleting old entries at this moment
-        st.warning(f"Cannot measure the cache right now: {exc}")
+        st.warning(f"Cannot measure the cache right now: {md(exc)}")
         return
     st.write(
         "Feature extraction and cached head training keep every image's backbone embedding, so "
@@ -75,14 +86,17 @@ def cache_ui() -> None:
     )
     if not files:
         return
+    if demo_mode():  # shared by every visitor: one must not empty it for all the others
+        st.caption("The cache is shared by every visitor of this demo, so it cannot be cleared here.")
+        return
     confirmed = st.checkbox(f"Yes, delete all {len(files):,} cached embeddings", key="confirm_clear_cache")
-    if active_run(config.RUNS_DIR):
+    if active_run(workspace(st.session_state).runs_dir):
         st.caption("A training is running: it recomputes any embedding it needs that is deleted.")
     if st.button("Clear the embedding cache", disabled=not confirmed, icon=":material/delete_sweep:"):
         try:
             freed = cache.clear()
         except OSError as exc:
-            st.error(f"Cannot clear the cache: {exc}")
+            st.error(f"Cannot clear the cache: {md(exc)}")
             return
         st.session_state["cache_flash"] = f"Cleared the embedding cache: {format_bytes(freed)} freed."
         st.rerun()
@@ -103,7 +117,7 @@ def download_ui() -> None:
         path = download_horse_or_human(config.DATA_ROOT, progress=lambda f, text: bar.progress(f, text=text))
     except DownloadError as exc:
         bar.empty()
-        st.error(f"The download failed: {exc}")
+        st.error(f"The download failed: {md(exc)}")
         return
     bar.empty()
     st.success(f"Downloaded and unpacked into `{path}`. Choose it on the Data page under *A folder*.")

@@ -6,12 +6,13 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import config
 from core.data import load_image
+from core.demo import workspace
 from core.plots import probability_figure
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, checkpoint_path, load_classifier
 from core.reports import predictable_runs
 from core.runs import RunSummary, list_runs
+from core.text import md
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]
 GRADCAM_MAX_SIDE = 480  # the overlay is drawn on the photo shrunk to at most this many pixels
@@ -79,7 +80,7 @@ def cached_overlay(_classifier: Classifier, model_key: tuple, data: bytes, class
 def result_ui(source, result: dict, explain: Classifier | None = None) -> None:
     """One photo: label and probabilities; with `explain`, its Grad-CAM overlay beside it."""
     if "error" in result:
-        st.warning(f"**{result['file']}** was skipped: {_reason(result['error'])}")
+        st.warning(f"**{md(result['file'])}** was skipped: {md(_reason(result['error']))}")
         return
     with st.container(border=True):
         columns = st.columns([1, 1, 1.5] if explain else [1, 2])
@@ -88,7 +89,7 @@ def result_ui(source, result: dict, explain: Classifier | None = None) -> None:
             gradcam_ui(columns[1], source, result, explain)
         right = columns[-1]
         confidence = result["probabilities"][result["label"]]
-        right.markdown(f"### {result['label']}  \n{confidence:.1%} sure")
+        right.markdown(f"### {md(result['label'])}  \n{confidence:.1%} sure")
         right.plotly_chart(probability_figure(result["probabilities"]), key=f"probs_{result['index']}")
 
 
@@ -98,7 +99,7 @@ def gradcam_ui(column, source, result: dict, classifier: Classifier) -> None:
     try:
         heat = cached_overlay(classifier, model_key, source.getvalue(), index)
     except Exception as exc:  # an explanation that fails must not hide the prediction
-        column.warning(f"Grad-CAM failed for this image: {type(exc).__name__}: {exc}")
+        column.warning(f"Grad-CAM failed for this image: {type(exc).__name__}: {md(exc)}")
         return
     column.image(heat, caption=f"Grad-CAM: where it saw {result['label']}", width="stretch")
 
@@ -110,12 +111,12 @@ def _reason(error: str) -> str:
 
 
 st.title("Predict")
-runs = predictable_runs(list_runs(config.RUNS_DIR))
+runs = predictable_runs(list_runs(workspace(st.session_state).runs_dir))
 if not runs:
     st.info("No trained model yet: train one on the Train page first.")
     st.stop()
 run, checkpoint = model_ui(runs)
-st.caption(f"Classes: {', '.join(run.classes)}")
+st.caption(f"Classes: {md(', '.join(run.classes))}")
 sources = images_ui()
 explain = st.toggle(
     "Show where the model looked (Grad-CAM)",
@@ -130,10 +131,10 @@ try:
     with st.spinner(f"Loading {run.name} ({checkpoint})..."):
         classifier = cached_classifier(str(run.path), checkpoint, path.stat().st_mtime)
 except (RunNotReadyError, OSError) as exc:
-    st.error(f"Cannot load this model: {exc}")
+    st.error(f"Cannot load this model: {md(exc)}")
     st.stop()
 except Exception as exc:  # a damaged or incompatible .keras file
-    st.error(f"Cannot load {Path(path).name} of {run.name}: {type(exc).__name__}: {exc}")
+    st.error(f"Cannot load {Path(path).name} of {md(run.name)}: {type(exc).__name__}: {md(exc)}")
     st.stop()
 if explain:
     reason = gradcam_unavailable(classifier)

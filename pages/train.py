@@ -25,6 +25,7 @@ from core.config import (
     ConfigError,
     TrainConfig,
 )
+from core.demo import workspace
 from core.plots import accuracy_figure, loss_figure
 from core.reports import (
     CLASSIFIER_NAMES,
@@ -48,6 +49,7 @@ from core.runs import (
     read_status,
     request_stop,
 )
+from core.text import code, md
 
 PRESET_NOTES = {
     "seed": "the reference recipe: InceptionV3, Flatten, Dense(1024), RMSprop, 30 epochs (slow on a CPU)",
@@ -81,7 +83,7 @@ def preset_ui(dataset: str) -> tuple[str, dict]:
         "Preset", names, index=names.index(default), format_func=lambda p: f"{p}: {notes.get(p, '')}"
     )
     if name == ADVISOR and advised["dataset"] != dataset:
-        st.warning(f"The advisor's recommendation was for `{advised['dataset']}`, not this dataset.")
+        st.warning(f"The advisor's recommendation was for {code(advised['dataset'])}, not this dataset.")
     fields = advised["preset"] if name == ADVISOR else PRESETS[name]
     return name, {**TrainConfig().to_dict(), **fields}  # a preset may leave fields out
 
@@ -326,11 +328,11 @@ def start(values: dict) -> None:
         if not Path(train_config.data).is_dir():
             raise ConfigError(f"data: the dataset folder is gone: {train_config.data}")
         with st.spinner("Starting the training process..."):
-            run_dir = launch_training(train_config, config.RUNS_DIR)
+            run_dir = launch_training(train_config, space.runs_dir)
     except ConfigError as exc:
-        st.error(f"Check the settings: {exc}")
+        st.error(f"Check the settings: {md(exc)}")
     except RunError as exc:
-        st.error(f"Cannot start: {exc}")
+        st.error(f"Cannot start: {md(exc)}")
     else:
         st.session_state["train_run"] = str(run_dir)
         st.toast(f"Started {run_dir.name}", icon=":material/rocket_launch:")
@@ -338,13 +340,13 @@ def start(values: dict) -> None:
 
 def watched_run() -> Path | None:
     """The active run, else the one started from this session, else the newest."""
-    running = active_run(config.RUNS_DIR)
+    running = active_run(space.runs_dir)
     if running:
         return running
     mine = st.session_state.get("train_run")
     if mine and Path(mine, "config.json").is_file():
         return Path(mine)
-    runs = list_runs(config.RUNS_DIR)
+    runs = list_runs(space.runs_dir)
     return runs[0].path if runs else None
 
 
@@ -372,7 +374,7 @@ def live_view(run_dir: Path, polling: bool) -> None:
     elif progress.state == STOPPED:
         st.warning(f"Stopped after {len(epochs)} epochs. Its checkpoints are kept.")
     else:
-        st.error(f"The run {progress.state}: {status.get('error') or 'no reason recorded'}")
+        st.error(f"The run {progress.state}: {md(status.get('error') or 'no reason recorded')}")
     details_line(status, run_config)
     if epochs:
         last = epochs[-1]
@@ -429,10 +431,11 @@ def _fmt(value) -> str:
 
 
 st.title("Train")
+space = workspace(st.session_state)  # in the demo, this visitor's own runs only
 dataset = st.session_state.get("dataset") or str(config.SAMPLE_DATASET)
-st.caption(f"Dataset: `{dataset}` (choose another on the Data page)")
+st.caption(f"Dataset: {code(dataset)} (choose another on the Data page)")
 live_slot = st.container()  # drawn last, so a run started below shows at once
-running = active_run(config.RUNS_DIR)
+running = active_run(space.runs_dir)
 with st.expander("New run", expanded=running is None):
     preset_name, preset = preset_ui(dataset)
     values = knobs_ui(preset, preset_name)
@@ -441,7 +444,7 @@ with st.expander("New run", expanded=running is None):
     plan_ui(values)
     if st.button("Start training", type="primary", icon=":material/play_arrow:"):
         start(values)
-        running = active_run(config.RUNS_DIR)
+        running = active_run(space.runs_dir)
 
 run_dir = watched_run()
 with live_slot:

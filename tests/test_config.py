@@ -1,6 +1,7 @@
 """TrainConfig: JSON round trip, precise validation errors, presets."""
 
 import json
+import re
 
 import pytest
 
@@ -84,3 +85,32 @@ def test_seed_preset_is_the_reference_recipe():
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         preset_config("nope")
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"learning_rate": "1e-3"}, "learning_rate: must be a number, got '1e-3'"),
+        ({"class_weights": "false"}, "class_weights: must be true or false"),
+        ({"augment": {"horizontal_flip": "no"}}, "augment.horizontal_flip: must be true or false"),
+        ({"augment": [1, 2]}, "augment: must be an object"),
+        ({"epochs": True}, "epochs: must be a whole number"),
+        ({"dropout": None}, "dropout: must be a number"),
+        ({"feature_layer": 5}, "feature_layer: must be text or null"),
+        ({"seed": -1}, "seed: must be between 0"),
+        ({"seed": 5_000_000_000}, "seed: must be between 0"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_in_one_line(fields, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig.from_dict({"data": "x", **fields}).validate()
+
+
+def test_a_bad_seed_is_refused_before_the_run_folder_exists(tmp_path):
+    from tests.helpers import run_cli
+
+    result = run_cli(
+        "core.train", "--data", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--seed", "-1"
+    )
+    assert result.returncode == 2 and result.stderr.startswith("error: seed: must be between 0")
+    assert not (tmp_path / "runs").exists()

@@ -88,11 +88,13 @@ def test_the_hosted_demo_starts_and_predicts_from_the_repository_alone(tmp_path,
     import core.config
 
     monkeypatch.setattr(core.config, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setattr(core.config, "DATA_ROOT", tmp_path / "data")
     monkeypatch.setenv("TLS_DEMO_MODE", "1")  # as the entrypoint sets it; restored after the test
     at = AppTest.from_file(str(core.config.PROJ_ROOT / "demo" / "streamlit_app.py"), default_timeout=90)
     at.run()
     assert not at.exception
-    assert [r.name for r in list_runs(tmp_path / "runs")] == [DEMO_RUN.name]
+    (workspace,) = (tmp_path / "runs" / "sessions").iterdir()  # this visitor's own
+    assert [r.name for r in list_runs(workspace)] == [DEMO_RUN.name]
     at.switch_page("pages/predict.py").run()
     photo = sorted((SAMPLE_DATASET / "humans").glob("*.jpg"))[0]
     at.file_uploader[0].set_value([(photo.name, photo.read_bytes(), "image/jpeg")]).run()
