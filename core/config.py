@@ -24,7 +24,7 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 POOLINGS = ("avg", "flatten")
 MONITORS = ("val_accuracy", "val_loss", "val_macro_f1")
 IMBALANCE_WARNING_RATIO = 1.5  # largest class / smallest class above this: warn
-MODES = ("finetune", "features")
+MODES = ("auto", "finetune", "features")
 CLASSIFIERS = ("logreg", "svm", "knn", "tree")
 SVM_KERNELS = ("rbf", "linear", "poly")
 HEAD_TRAINING = ("auto", "cached", "live")
@@ -78,9 +78,10 @@ class TrainConfig:
     val_split: float = 0.2  # used only when the dataset is not split already
     seed: int = 42
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    # Transfer-learning kind: "finetune" trains a Keras head (then optionally the base's top);
-    # "features" fits a scikit-learn classifier on the frozen backbone's embeddings.
-    mode: str = "finetune"
+    # Transfer-learning kind: "auto" measures the candidates below by cross-validation on the
+    # training split and keeps the best (core/auto.py); "finetune" trains a Keras head (then
+    # optionally the base's top); "features" fits a scikit-learn classifier on the embeddings.
+    mode: str = "auto"
     classifier: str = "logreg"  # features mode: logreg, svm, knn or tree
     classifier_c: float = 1.0  # inverse regularisation of logreg and svm
     svm_kernel: str = "rbf"
@@ -205,6 +206,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         patience=5,
         monitor="val_accuracy",
         augment=dataclasses.asdict(REFERENCE_AUGMENT),
+        mode="finetune",  # the reference trains its head with live augmentation, as the tutorial did
     ),
     # Small and fast: for the bundled sample, demos and a laptop CPU.
     "quick": dict(

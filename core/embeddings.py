@@ -187,21 +187,24 @@ def embed_paths(
     augment: AugmentConfig | None = None,
     stats: CacheStats | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
+    keys: list[str] | None = None,
+) -> np.ndarray | list[np.ndarray]:
     """Embeddings (N, D) for `paths` in order: cached ones read, the others computed and stored.
 
     `extractor_model` is a Keras extractor (run in the fastest engine, see core.engine) or a
-    ready `core.engine.Engine`. An extractor with several outputs gives one embedding per
-    image: its outputs flattened and concatenated in order. `progress(done, total)` is called
-    after each computed batch.
+    ready `core.engine.Engine`. `progress(done, total)` is called after each computed batch.
+    A multi-output extractor (auto mode: several layers in one forward pass) passes `keys`,
+    the cache key of each output in order; then one array per output comes back, and an
+    image is recomputed unless every output of it is cached.
     """
     from core.pipeline import image_batches
 
     stats = stats if stats is not None else CacheStats()
-    key = extractor_key(config)
+    outputs_keys = keys or [extractor_key(config)]
     digests = [file_digest(p) for p in paths] if cache else [None] * len(paths)
-    dim = (getattr(extractor_model, "output_shape", None) or (None,))[-1]  # a wrong-length entry: recompute
-    found = [cache.get(key, d, variant, dim) if cache else None for d in digests]
+    shapes = getattr(extractor_model, "output_shape", None)  # a wrong-length entry: recompute
+    dims = [shape[-1] for shape in shapes] if isinstance(shapes, list) else [(shapes or (None,))[-1]]
+    found = [_cached_outputs(cache, outputs_keys, d, variant, dims) if cache else None for d in digests]
     missing = [i for i, e in enumerate(found) if e is None]
     stats.hits += len(paths) - len(missing)
     stats.misses += len(missing)
@@ -216,14 +219,15 @@ def embed_paths(
         done, writes, queued = [], [], set()  # queued: a photo stored twice is written once
         with ThreadPoolExecutor(WRITE_THREADS) as pool:  # writes overlap the batches computing
 
-            def store(outputs: np.ndarray) -> None:
-                for embedding in outputs:
+            def store(outputs: np.ndarray | list[np.ndarray]) -> None:
+                for embeddings in zip(*(outputs if isinstance(outputs, list) else [outputs])):
                     i = missing[len(done)]
-                    found[i] = embedding
+                    found[i] = embeddings
                     done.append(i)
                     if cache and digests[i] not in queued:
                         queued.add(digests[i])
-                        writes.append(pool.submit(cache.put, key, digests[i], variant, embedding))
+                        for key, embedding in zip(outputs_keys, embeddings):
+                            writes.append(pool.submit(cache.put, key, digests[i], variant, embedding))
                 if progress:
                     progress(len(done), len(missing))
 
@@ -233,27 +237,34 @@ def embed_paths(
                 write.result()  # a failed write (a full disk) leaves only this entry uncached
     if cache and missing:
         cache.enforce_limit()
-    return np.stack(found).astype(np.float32) if found else np.zeros((0, 0), np.float32)
+    arrays = [
+        np.stack([f[j] for f in found]).astype(np.float32) if found else np.zeros((0, 0), np.float32)
+        for j in range(len(outputs_keys))
+    ]
+    return arrays if keys else arrays[0]
 
 
 def _run_batches(extractor_model, config: TrainConfig, batches, total: int, store: Callable):
     """Feed every decoded batch to the engine (chosen on the first batch, which is its probe)
-    and hand each result to `store`; tf.data decodes the next batches meanwhile."""
+    and hand its outputs to `store`; tf.data decodes the next batches meanwhile."""
     from core.engine import Engine, extractor_engine
 
     engine = extractor_model if isinstance(extractor_model, Engine) else None
     for batch in batches.as_numpy_iterator():
         if engine is None:
             engine = extractor_engine(extractor_model, config, probe=batch, images=total)
-        store(joined_outputs(engine.run(batch)))
+        store(engine.run(batch))  # one array per output
     return engine
 
 
-def joined_outputs(outputs: list[np.ndarray]) -> np.ndarray:
-    """One (N, D) array from an extractor's outputs: each flattened per image, concatenated."""
-    if len(outputs) == 1 and outputs[0].ndim == 2:
-        return outputs[0]
-    return np.concatenate([o.reshape(len(o), -1) for o in outputs], axis=1)
+def _cached_outputs(
+    cache: EmbeddingCache, keys: list[str], digest: str, variant: str, dims: list[int | None]
+) -> tuple | None:
+    """Every output's cached embedding of one image, or None unless all of them are cached
+    (each of its output's length, where known)."""
+    dims = dims if len(dims) == len(keys) else [None] * len(keys)
+    embeddings = tuple(cache.get(key, digest, variant, dim) for key, dim in zip(keys, dims))
+    return None if any(e is None for e in embeddings) else embeddings
 
 
 def main(argv: list[str] | None = None) -> int:

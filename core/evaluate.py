@@ -153,7 +153,10 @@ def predict_from_embeddings(classifier: Classifier, config: dict, paths: list[st
         run_config = TrainConfig.from_dict(config)
     except (TypeError, ValueError):  # an older or newer config: take the slow path
         return None
-    frozen = run_config.mode == "features" or not run_config.fine_tune_layers
+    # Auto mode's checkpoint may take another layer than its config names: the slow path.
+    frozen = run_config.mode == "features" or (
+        run_config.mode == "finetune" and not run_config.fine_tune_layers
+    )
     if not frozen or run_config.weights is None:
         return None
     try:

@@ -46,16 +46,18 @@ class ImagePreprocess(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def build_model(config: TrainConfig, num_classes: int) -> keras.Model:
+def build_model(config: TrainConfig, num_classes: int, backbone: keras.Model | None = None) -> keras.Model:
     """The frozen backbone with a new classification head, compiled.
 
     The base is called with training=False so its BatchNormalization layers stay in
     inference mode, also later when its top layers are unfrozen for fine-tuning.
+    `backbone` reuses an already built backbone (its layers and weights are shared).
     """
     if num_classes < 2:
         raise ValueError("a classifier needs at least 2 classes")
     size = config.image_size
-    base = _truncate(build_backbone(config.backbone, size, config.weights), config.feature_layer)
+    backbone = backbone or build_backbone(config.backbone, size, config.weights)
+    base = _truncate(backbone, config.feature_layer)
     base.trainable = False
     inputs = keras.Input((size, size, 3), name="image")
     x = ImagePreprocess(BACKBONES[config.backbone].preprocess, name="preprocess")(inputs)

@@ -146,3 +146,68 @@ def probability_figure(probabilities: dict[str, float]) -> go.Figure:
     fig.update_layout(**{**_LAYOUT, "height": 60 + 40 * len(ranked), "margin": dict(l=10, r=10, t=10, b=10)})
     fig.update_xaxes(range=[0, 1.05], tick0=0, dtick=0.2, tickformat=".0%")
     return fig
+
+
+def leaderboard_figure(candidates: list[dict], winner: str | None = None) -> go.Figure:
+    """Auto mode's candidates as horizontal bars of cross-validated macro-F1 (mean, with the
+    standard deviation over folds as error bars), the best on top; the winner in full colour.
+
+    Args:
+        candidates: auto.json's "candidates" (each with "name", "cv_mean", "cv_std"), best first.
+    """
+    ranked = list(reversed(candidates))  # Plotly draws the first bar at the bottom
+    names = [c["name"] for c in ranked]
+    fig = go.Figure(
+        go.Bar(
+            name="CV macro-F1",
+            x=[c["cv_mean"] for c in ranked],
+            y=names,
+            orientation="h",
+            error_x=dict(type="data", array=[c["cv_std"] for c in ranked], visible=True),
+            marker_color=["#2f6fde" if n == winner else "#a9bfe8" for n in names],
+            text=[f"{c['cv_mean']:.3f} ± {c['cv_std']:.3f}" for c in ranked],
+            textposition="inside",
+            insidetextanchor="start",  # at the bar's start, clear of the error bar at its end
+            textangle=0,
+        )
+    )
+    low = min((c["cv_mean"] - c["cv_std"] for c in candidates), default=0.0)
+    fig.update_layout(
+        **{**_LAYOUT, "height": 120 + 32 * len(ranked)},
+        title="Candidates (cross-validated on the training split)",
+        xaxis_title="macro-F1, mean ± std over folds",
+    )
+    fig.update_xaxes(range=[max(0.0, min(low, 0.9) - 0.05), 1.0])
+    return fig
+
+
+def learning_curve_figure(curve: dict) -> go.Figure:
+    """What more data would buy: the winner's cross-validated macro-F1 against the training
+    images per fold (25/50/75/100% of them), with the spread over folds as error bars.
+
+    Args:
+        curve: auto.json's "learning_curve": {"fractions", "images", "mean", "std", "reading"}.
+    """
+    points = [
+        (n, m, s, f) for n, m, s, f in zip(curve["images"], curve["mean"], curve["std"], curve["fractions"])
+        if m is not None
+    ]  # fmt: skip
+    x, y, err, fractions = zip(*points) if points else ((), (), (), ())
+    fig = go.Figure(
+        go.Scatter(
+            name="CV macro-F1",
+            x=list(x),
+            y=list(y),
+            mode="lines+markers",
+            error_y=dict(type="data", array=list(err), visible=True),
+            customdata=[f"{f:.0%}" for f in fractions],
+            hovertemplate="%{customdata} of the images (%{x:.0f} per fold): %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        **_LAYOUT,
+        title="What more data would buy",
+        xaxis_title="training images per fold",
+        yaxis_title="macro-F1",
+    )
+    return fig

@@ -174,6 +174,8 @@ def training_plan(config: TrainConfig) -> list[str]:
     views = config.augment_views if not config.augment.is_identity else 0
     extra = f" plus {views} augmented view(s) of each training image" if views else ""
     layer = f" (layer `{config.feature_layer}`)" if config.feature_layer else ""
+    if config.mode == "auto":
+        return auto_plan(config)
     if config.mode == "features":
         classifier = CLASSIFIER_NAMES.get(config.classifier, config.classifier)
         lines = [
@@ -221,3 +223,17 @@ def format_bytes(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GB"
+
+
+def auto_plan(config: TrainConfig) -> list[str]:
+    """What an auto run will do, before it starts."""
+    lines = [
+        f"**Auto:** the frozen {config.backbone} embeds every image once, at its top and at the ends "
+        "of two earlier stages (cached on disk). Logistic regression, the Keras head, a linear SVM and "
+        "k nearest neighbours are compared by k-fold cross-validation on the training split; the best "
+        "is kept and reported on the validation split. Whether fine-tuning the backbone is worth its "
+        "cost is decided from these measurements and recorded in the run."
+    ]
+    if not config.augment.is_identity:
+        lines.append("The augmentation is not used: auto measures each image once.")
+    return lines

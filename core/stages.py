@@ -8,12 +8,14 @@ only after the head has trained, with a ~10x smaller learning rate, BatchNorm fr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 
+from core.auto import HEAD_STEPS
 from core.callbacks import AtomicCheckpoint, RunLogger, early_stopping, link_or_copy, save_atomic
 from core.classical import (
     CLASSIFIER_FILE,
@@ -116,15 +118,18 @@ def train_head(
         x_train, y_train, x_val, y_val = embed_splits(config, extractor, report, run_dir, stats)
         log(embeddings_line(stats))
         write_status(run_dir, cache_hits=stats.hits, cache_misses=stats.misses)
+        if not config.dense_units and initial_epoch == 0:
+            start_from_logistic_regression(config, model, x_train, y_train, num_classes)
         fitted = head_model(model, config.optimizer, config.learning_rate)
         checkpoint = AtomicCheckpoint(
             run_dir, model, config.monitor, CACHED_SAVE_EVERY_S, head_snapshots=True
         )
-        batches = math.ceil(len(x_train) / config.batch_size)
+        batches = head_steps_per_epoch(len(x_train), config.batch_size, config.epochs)
         data = dict(
             x=embedding_dataset(
                 x_train, _targets(y_train, num_classes), config.batch_size, training=True, seed=config.seed
-            ),
+            ).repeat(),
+            steps_per_epoch=batches,
             validation_data=embedding_dataset(
                 x_val, _targets(y_val, num_classes), config.batch_size, training=False
             ),
@@ -150,6 +155,27 @@ def train_head(
         **data,
     )
     return checkpoint, initial_epoch + len(history.epoch)
+
+
+def start_from_logistic_regression(config: TrainConfig, model: keras.Model, x, y, num_classes: int) -> None:
+    """Initialise a linear head (no hidden layer) with logistic regression on the same embeddings:
+    training then starts where the features-mode classifier ends, so a handful of images cannot
+    leave the head worse than it (measured: 10 photos per class, MobileNetV2 x0.35 at 128 px,
+    the head from random initialisation 0.86, logistic regression 0.94)."""
+    smallest = int(np.bincount(np.asarray(y, int), minlength=num_classes).min())
+    if smallest < 1:
+        return  # a class without training images: nothing to fit; train from scratch
+    logreg = dataclasses.replace(config, classifier="logreg", classifier_c=1.0)
+    weights = linear_weights(make_classifier(logreg, smallest).fit(x, y), num_classes)
+    if weights is not None:
+        set_linear_head(model, *weights)
+
+
+def head_steps_per_epoch(images: int, batch_size: int, epochs: int) -> int:
+    """Batches per epoch of the head on cached embeddings: one pass over the images, or more,
+    so that all epochs together take at least HEAD_STEPS optimisation steps. 30 images at
+    batch 16 for 10 epochs would be 20 steps, and the head would never converge."""
+    return max(math.ceil(images / batch_size), math.ceil(HEAD_STEPS / epochs))
 
 
 def _live_train(config: TrainConfig, split: Split, num_classes: int):
@@ -215,8 +241,6 @@ def train_features(
     config: TrainConfig, run_dir: Path, model: keras.Model, report: DatasetReport, log
 ) -> None:
     """Feature extraction: a scikit-learn classifier on (cached) backbone embeddings."""
-    from sklearn.metrics import f1_score, log_loss
-
     started, stats = time.time(), CacheStats()
     num_classes = len(report.class_names)
     extractor = feature_extractor(model)
@@ -224,8 +248,20 @@ def train_features(
     log(embeddings_line(stats))
     smallest_class = int(np.bincount(y_train, minlength=num_classes).min())
     estimator = make_classifier(config, smallest_class).fit(x_train, y_train)
-    labels = list(range(num_classes))
     p_train, p_val = (probabilities(estimator, x, num_classes) for x in (x_train, x_val))
+    save_features_model(config, run_dir, model, extractor, estimator, num_classes)
+    record_single_fit(
+        config, run_dir, p_train, y_train, p_val, y_val, time.time() - started, stats, config.classifier, log
+    )
+
+
+def record_single_fit(
+    config: TrainConfig, run_dir: Path, p_train, y_train, p_val, y_val, seconds: float, stats, label: str, log
+) -> None:
+    """A run fitted once (features or auto mode) is one epoch in metrics.jsonl and best.json."""
+    from sklearn.metrics import f1_score, log_loss
+
+    labels = list(range(p_train.shape[1]))
     metrics = {
         "loss": log_loss(y_train, p_train, labels=labels),
         "accuracy": float(np.mean(p_train.argmax(1) == y_train)),
@@ -234,8 +270,6 @@ def train_features(
         "macro_f1": f1_score(y_train, p_train.argmax(1), average="macro", labels=labels),
         "val_macro_f1": f1_score(y_val, p_val.argmax(1), average="macro", labels=labels),
     }
-    _save_features_model(config, run_dir, model, extractor, estimator, num_classes)
-    seconds = time.time() - started
     append_jsonl(
         run_dir / "metrics.jsonl",
         {"epoch": 1, **metrics, "seconds": round(seconds, 3), "time": time.time(), "stage": 1},
@@ -246,10 +280,10 @@ def train_features(
     )
     write_status(run_dir, epoch=1, cache_hits=stats.hits, cache_misses=stats.misses)
     shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-    log(f"epoch 1/1  {config.classifier}  {shown}  ({seconds:.1f} s)")
+    log(f"epoch 1/1  {label}  {shown}  ({seconds:.1f} s)")
 
 
-def _save_features_model(config, run_dir, model, extractor, estimator, num_classes) -> None:
+def save_features_model(config, run_dir, model, extractor, estimator, num_classes) -> None:
     """Logistic regression folds into the Keras output layer; other classifiers are saved
     with joblib beside the feature extractor."""
     folder = run_dir / "checkpoints"

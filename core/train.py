@@ -79,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--monitor", choices=MONITORS)
     add("--val-split", type=float, help="validation fraction for an unsplit dataset")
     add("--seed", type=int)
-    add("--mode", choices=MODES, help="finetune (a Keras head) or features (a classical classifier)")
+    add(
+        "--mode",
+        choices=MODES,
+        help="auto (default: measure the candidates, keep the best), finetune (a Keras head) "
+        "or features (a classical classifier)",
+    )
     add("--classifier", choices=CLASSIFIERS, help="features mode: logreg (default), svm, knn or tree")
     add("--classifier-c", type=float, help="logreg/svm inverse regularisation C")
     add("--svm-kernel", choices=SVM_KERNELS)
@@ -183,7 +188,7 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
         run_dir,
         state=RUNNING,
         pid=os.getpid(),
-        epochs=1 if config.mode == "features" else total,
+        epochs=1 if config.mode in ("features", "auto") else total,
         error=None,
         ended_at=None,
         **started,
@@ -251,7 +256,12 @@ def _evaluate(run_dir: Path, report: DatasetReport, log, model=None) -> None:
 
 
 def _train_model(config: TrainConfig, run_dir: Path, report: DatasetReport, stop, log, resume: bool):
-    """Train as the config says; return the trained Keras model."""
+    """Train as the config says; return the trained Keras model (None in auto mode)."""
+    if config.mode == "auto":  # candidates measured by cross-validation; the best is kept
+        from core.auto import train_auto
+
+        train_auto(config, run_dir, report, stop, log)
+        return None  # the kept candidate is on disk: evaluation loads it
     if config.mode == "features":  # the classifier replaces the Keras head
         from core.model import build_model
         from core.stages import train_features
@@ -347,8 +357,8 @@ def _resume(run_dir: Path) -> int:
     if state not in (STOPPED, INTERRUPTED, FAILED, "starting"):  # refused: the run is left as it is
         return _fail(None, f"only a stopped, interrupted or failed run can resume ({run_dir.name}: {state})")
     config = TrainConfig.from_json((run_dir / "config.json").read_text(encoding="utf-8"))
-    if config.mode == "features":
-        return _fail(None, "a features-mode run has nothing to resume: train it again")
+    if config.mode in ("features", "auto"):
+        return _fail(None, f"a {config.mode}-mode run has nothing to resume: train it again")
     lock = TrainingLock(run_dir.parent)
     try:
         if demo_mode():

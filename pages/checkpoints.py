@@ -10,6 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.auto import fine_tune_line, leaderboard_rows, read_auto
 from core.demo import demo_mode, workspace
 from core.evaluate import load_evaluation
 from core.evaluation_plots import (
@@ -18,7 +19,13 @@ from core.evaluation_plots import (
     pr_figure,
     roc_figure,
 )
-from core.plots import accuracy_figure, compare_runs_figure, loss_figure
+from core.plots import (
+    accuracy_figure,
+    compare_runs_figure,
+    leaderboard_figure,
+    learning_curve_figure,
+    loss_figure,
+)
 from core.predict import checkpoint_path
 from core.reports import (
     EVALUATION_SPLITS,
@@ -57,13 +64,15 @@ def run_ui(run: RunSummary) -> None:
     status = read_status(run.path)
     run_config = read_json(run.path / "config.json", {}) or {}
     epochs, _ = read_metrics(run.path)
-    details = [f"Kind: **{'feature extraction' if run.mode == 'features' else 'fine-tune'}**"]
+    kinds = {"auto": "auto", "features": "feature extraction"}
+    details = [f"Kind: **{kinds.get(run.mode, 'fine-tune')}**"]
     if head_training_line(status):
         details.append(f"head training: **{head_training_line(status)}**")
     if cache_line(status):
         details.append(f"embeddings: {cache_line(status)}")
     st.caption(" · ".join(details))
     resume_ui(run, run_config)
+    auto_ui(run)
     start2 = stage2_start(status, epochs)
     left, right = st.columns(2)
     left.plotly_chart(accuracy_figure(epochs, start2), key="run_accuracy")
@@ -74,12 +83,30 @@ def run_ui(run: RunSummary) -> None:
     checkpoints_ui(run)
 
 
+def auto_ui(run: RunSummary) -> None:
+    """An auto run: why its winner won, every candidate, what fine-tuning and more data would buy."""
+    auto = read_auto(run.path)
+    if not auto or not auto.get("candidates"):
+        return
+    winner = (auto.get("winner") or {}).get("name")
+    if auto.get("reason"):
+        st.markdown(f"**Chosen:** {auto['reason']}")
+    st.plotly_chart(leaderboard_figure(auto["candidates"], winner), key="run_leaderboard")
+    if auto.get("learning_curve"):
+        left, right = st.columns([3, 2], vertical_alignment="center")
+        left.plotly_chart(learning_curve_figure(auto["learning_curve"]), key="run_learning_curve")
+        right.caption(auto["learning_curve"]["reading"])
+    st.dataframe(leaderboard_rows(auto), hide_index=True)
+    if fine_tune_line(auto):
+        st.caption(fine_tune_line(auto))
+
+
 def resume_ui(run: RunSummary, run_config: dict) -> None:
     """A Resume button for a fine-tune run that stopped, was interrupted or failed."""
     if run.state not in (STOPPED, INTERRUPTED, FAILED):
         return
-    if run_config.get("mode") == "features":
-        st.caption("A feature-extraction run has nothing to resume: train it again.")
+    if run_config.get("mode") in ("features", "auto"):
+        st.caption("A feature-extraction or auto run has nothing to resume: train it again.")
         return
     if not checkpoint_path(run.path, "last").is_file():
         st.caption("This run cannot resume: it saved no checkpoint before it ended.")

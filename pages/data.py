@@ -304,7 +304,7 @@ def advice_ui(dataset: Path, advice: advisor.Advice) -> None:
     c.metric(
         "Similarity to ImageNet",
         f"{advice.similarity:.2f}",
-        help=f"{advice.similarity_label}; 1 = activations exactly like ImageNet's",
+        help=f"{advice.similarity_label}; 1 = ImageNet's top features serve these classes best",
     )
     st.caption(
         f"Size: **{advice.size_label}** · images: **{advice.similarity_label}** to ImageNet's. "

@@ -13,6 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import config
+from core.auto import fine_tune_line, leaderboard_rows, read_auto
 from core.backbones import BACKBONES
 from core.config import (
     CLASSIFIERS,
@@ -26,7 +27,7 @@ from core.config import (
     TrainConfig,
 )
 from core.demo import workspace
-from core.plots import accuracy_figure, loss_figure
+from core.plots import accuracy_figure, leaderboard_figure, learning_curve_figure, loss_figure
 from core.reports import (
     CLASSIFIER_NAMES,
     Progress,
@@ -57,6 +58,7 @@ PRESET_NOTES = {
 }
 ADVISOR = "advisor"  # the preset the Data page's strategy advisor recommended
 KINDS = {
+    "auto": "Auto (recommended): measure every candidate by cross-validation and keep the best",
     "finetune": "Fine-tune: train a Keras head on the frozen backbone, then optionally its top layers",
     "features": "Feature extraction: fit a classical classifier on the frozen backbone's embeddings",
 }
@@ -65,6 +67,7 @@ HEAD_TRAINING_NOTES = {
     "cached": "cached: the frozen base runs once, the head trains on stored embeddings",
     "live": "live: the base runs on every image every epoch",
 }
+KIND_NAMES = {"auto": "auto", "features": "feature extraction", "finetune": "fine-tune"}
 POLL_SECONDS = 2
 
 
@@ -112,7 +115,9 @@ def knobs_ui(preset: dict, key: str) -> dict:
         key=k("mode"),
     )
     values.update(common_ui(preset, k))
-    if values["mode"] == "features":
+    if values["mode"] == "auto":
+        values["fine_tune_layers"] = 0  # auto decides about fine-tuning from its measurements
+    elif values["mode"] == "features":
         values.update(features_ui(preset, k))
     else:
         values.update(finetune_ui(preset, k))
@@ -368,6 +373,8 @@ def live_view(run_dir: Path, polling: bool) -> None:
         done = (
             f"{CLASSIFIER_NAMES.get(run_config.get('classifier'), 'classifier')} fitted on the embeddings"
             if run_config.get("mode") == "features"
+            else f"{status['winner']} chosen and fitted"
+            if status.get("winner")
             else f"{progress.epoch} epochs"
         )
         st.success(f"Completed: {done} in {format_duration(_duration(status))}.")
@@ -376,6 +383,7 @@ def live_view(run_dir: Path, polling: bool) -> None:
     else:
         st.error(f"The run {progress.state}: {md(status.get('error') or 'no reason recorded')}")
     details_line(status, run_config)
+    auto_view(run_dir)
     if epochs:
         last = epochs[-1]
         a, b, c, d = st.columns(4)
@@ -393,10 +401,31 @@ def live_view(run_dir: Path, polling: bool) -> None:
             st.code("\n".join(log.read_text(errors="replace").splitlines()[-40:]) or "(empty)", language=None)
 
 
+def auto_view(run_dir: Path) -> None:
+    """An auto run's leaderboard (live while candidates are tried) and its learning curve."""
+    auto = read_auto(run_dir)
+    if not auto or not auto.get("candidates"):
+        return
+    winner = (auto.get("winner") or {}).get("name")
+    if auto.get("reason"):
+        st.markdown(f"**Chosen:** {auto['reason']}")
+    elif auto.get("trying"):
+        st.caption(f"Trying {auto['trying']}...")
+    st.plotly_chart(leaderboard_figure(auto["candidates"], winner), key="leaderboard_chart")
+    if auto.get("learning_curve"):
+        left, right = st.columns([3, 2], vertical_alignment="center")
+        left.plotly_chart(learning_curve_figure(auto["learning_curve"]), key="learning_curve_chart")
+        right.caption(auto["learning_curve"]["reading"])
+        if fine_tune_line(auto):
+            right.caption(fine_tune_line(auto))
+    with st.expander("Leaderboard"):
+        st.dataframe(leaderboard_rows(auto), hide_index=True)
+
+
 def details_line(status: dict, run_config: dict) -> None:
     """How the run trains: its kind, the head-training path and why, the embedding cache."""
     kind = run_config.get("mode", "finetune")
-    parts = [f"Kind: **{'feature extraction' if kind == 'features' else 'fine-tune'}**"]
+    parts = [f"Kind: **{KIND_NAMES.get(kind, kind)}**"]
     if kind == "features" and run_config.get("classifier"):
         parts[0] += f" ({CLASSIFIER_NAMES.get(run_config['classifier'], run_config['classifier'])})"
     head = head_training_line(status)

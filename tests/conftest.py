@@ -55,7 +55,7 @@ def horse_or_human() -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
-    """A completed run of 2 epochs on the synthetic colour dataset (random weights: fast).
+    """A completed fine-tune run of 2 epochs on the synthetic colour dataset (random weights: fast).
 
     Used by tests of the dashboard and of prediction plumbing, not of learning.
     """
@@ -77,6 +77,8 @@ def trained_run(tmp_path_factory) -> Path:
         "2",
         "--batch-size",
         "8",
+        "--mode",
+        "finetune",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return Path(result.stdout.strip().splitlines()[-1])

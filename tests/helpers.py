@@ -94,7 +94,7 @@ def launch_tiny_run(tmp_path: Path, **fields) -> Path:
 
     data = make_color_dataset(tmp_path / "d", per_class=16)
     config = TrainConfig(data=str(data), backbone="mobilenet_v2_0.35", weights=None, image_size=32,
-                         batch_size=1, patience=0, **fields)  # fmt: skip
+                         batch_size=1, patience=0, **{"mode": "finetune", **fields})  # fmt: skip
     return launch_training(config, tmp_path / "runs")
 
 

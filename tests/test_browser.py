@@ -1,9 +1,10 @@
 """The dashboard in a real browser: `streamlit run` driven by Debian's Chromium via Playwright.
 
 One walk through the app as a person would: every page, the sample's augmented grid, a
-tiny real training run (MobileNetV2 x0.35 with ImageNet weights, 96 px, 2 epochs) watched
-live, the run and its evaluation on Checkpoints, and photos classified on Predict, with
-Grad-CAM. Screenshots go to test-artifacts/ for a human to look at.
+tiny real training run (MobileNetV2 x0.35 with ImageNet weights, 96 px, in the default auto
+mode: its leaderboard and learning curve) watched live, the run and its evaluation on
+Checkpoints, and photos classified on Predict, with Grad-CAM. Screenshots go to
+test-artifacts/ for a human to look at.
 """
 
 import os
@@ -150,22 +151,25 @@ def test_the_whole_app_in_chromium(page):
     assert_no_exception(page)
     shot(page, "03-data-augmentation")
 
-    # Train: a tiny real run, watched live until it completes
+    # Train: a tiny real run in the default auto mode, watched live until it completes
     go(page, "Train")
+    page.get_by_text(re.compile("^Auto: the frozen mobilenet_v2_0.35 embeds")).wait_for()
     page.get_by_label("Image size (px)").fill("96")
-    page.get_by_label("Epochs", exact=True).fill("2")
     page.get_by_label("Batch size").fill("16")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text(re.compile(r"^Run \d{8}-\d{6}-mobilenet_v2_0\.35-96")).wait_for()
-    try:  # the live progress bar, if the run is slow enough to catch it
-        page.get_by_text(re.compile(r"Epoch \d/2 · batch")).wait_for(timeout=45_000)
+    try:  # the live leaderboard, if the run is slow enough to catch it
+        page.get_by_text(re.compile(r"^Auto: trying ")).wait_for(timeout=45_000)
         shot(page, "04-train-running")
     except Exception:
         pass
-    page.get_by_text(re.compile("Completed: 2 epochs")).wait_for(timeout=150_000)
-    accuracy = page.locator('[data-testid="stPlotlyChart"]').first
+    page.get_by_text(re.compile("^Completed: .+ chosen and fitted")).wait_for(timeout=150_000)
+    page.get_by_text(re.compile("^Chosen: ")).wait_for()
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    expect(charts.first.locator(".barlayer .point").first).to_be_visible()  # the leaderboard's bars
+    expect(charts.nth(1).locator(".scatterlayer .trace .point")).to_have_count(4)  # 25/50/75/100%
+    accuracy = charts.nth(2)
     expect(accuracy.locator(".scatterlayer .trace")).to_have_count(2)  # train and validation
-    expect(accuracy.locator(".scatterlayer .trace").first.locator(".point")).to_have_count(2)  # 2 epochs
     assert_no_exception(page)
     shot(page, "05-train-completed")
 
@@ -175,7 +179,8 @@ def test_the_whole_app_in_chromium(page):
     expect(run_choice).to_have_value(re.compile(r"^\d{8}-\d{6}-mobilenet_v2_0\.35-96$"))
     page.get_by_role("button", name="Download best").wait_for()
     expect(page.get_by_text("best.keras").first).to_be_visible()
-    page.get_by_text("head training:").wait_for()
+    page.get_by_text(re.compile("^Chosen: ")).wait_for()  # the auto run's leaderboard
+    expect(page.get_by_text(re.compile("^Fine-tuning the backbone: "))).to_be_visible()
     assert_no_exception(page)
     shot(page, "06-checkpoints")
     page.get_by_role("tab", name="Evaluation").click()
@@ -209,7 +214,7 @@ def test_the_whole_app_in_chromium(page):
     go(page, "Data")
     page.get_by_role("tab", name="Which strategy?").click()
     page.get_by_role("button", name="Recommend a strategy").click()
-    page.get_by_text(re.compile("^Recommended: ")).wait_for(timeout=90_000)
+    page.get_by_text(re.compile("^Recommended: ")).wait_for(timeout=180_000)  # two networks measured
     expect(page.get_by_text("Similarity to ImageNet")).to_be_visible()
     assert_no_exception(page)
     shot(page, "10-data-strategy")
@@ -217,6 +222,6 @@ def test_the_whole_app_in_chromium(page):
     page.get_by_role("link", name="The Train page opens with it").click()
     page.get_by_role("heading", name="Train", exact=True).wait_for()
     expect(page.get_by_role("combobox", name="Preset")).to_have_value(re.compile("^advisor: "))
-    page.get_by_text(re.compile("^Feature extraction: the frozen mobilenet_v2 embeds")).wait_for()
+    page.get_by_text(re.compile("^Auto: the frozen mobilenet_v2 embeds")).wait_for()  # its one click: auto
     assert_no_exception(page)
     shot(page, "11-train-advised")

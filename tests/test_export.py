@@ -46,7 +46,16 @@ def real_run(tmp_path_factory, keras_home) -> Path:
         "core.train",
         *("--data", str(root / "data"), "--runs-dir", str(root / "runs")),
         *("--backbone", "mobilenet_v2_0.35", "--image-size", "96", "--batch-size", "12"),
-        *("--epochs", "15", "--learning-rate", "0.01", "--patience", "0"),  # confident: margins >= 0.7
+        *(
+            "--mode",
+            "finetune",
+            "--epochs",
+            "15",
+            "--learning-rate",
+            "0.01",
+            "--patience",
+            "0",
+        ),  # margins >= 0.7
         env={"KERAS_HOME": str(keras_home)},
     )
     assert result.returncode == 0, result.stderr[-2000:]

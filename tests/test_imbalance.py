@@ -37,7 +37,9 @@ def test_class_weights_are_inverse_frequency():
 
 
 @pytest.mark.parametrize(
-    "extra", [[], ["--head-training", "live"], ["--mode", "features"]], ids=["cached", "live", "features"]
+    "extra",
+    [["--mode", "finetune"], ["--mode", "finetune", "--head-training", "live"], ["--mode", "features"]],
+    ids=["cached", "live", "features"],
 )
 def test_imbalanced_run_warns_weights_classes_and_monitors_macro_f1(tmp_path, capsys, use_keras_home, extra):
     data = make_color_dataset(tmp_path / "d", per_class=4)

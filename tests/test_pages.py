@@ -282,6 +282,9 @@ def _start(at: AppTest) -> AppTest:
 def test_start_writes_a_run_stop_writes_stop_and_a_second_start_is_refused(dirs, fake_trainer):
     data = make_color_dataset(dirs.data / "colors")
     at = open_page("pages/train.py", {"dataset": str(data)})
+    assert at.radio(key="quick:mode").value == "auto"  # the default: measure, keep the best
+    assert "**Auto:**" in plan(at)
+    at.radio(key="quick:mode").set_value("finetune").run()
     at.number_input(key="quick:epochs").set_value(1)
     at.number_input(key="quick:image_size").set_value(32)
     at.checkbox(key="quick:weights").uncheck()
@@ -500,7 +503,6 @@ def plan(at: AppTest) -> str:
 def test_features_mode_with_knn_writes_its_config(dirs, fake_trainer):
     data = make_color_dataset(dirs.data / "colors")
     at = open_page("pages/train.py", {"dataset": str(data)})
-    assert at.radio(key="quick:mode").value == "finetune"
     at.radio(key="quick:mode").set_value("features").run()
     assert not [n for n in at.number_input if n.key == "quick:epochs"]  # a classifier fits once
     assert at.number_input(key="quick:classifier_c").value == 1.0  # logistic regression's C
@@ -541,6 +543,7 @@ def test_svm_and_tree_show_their_own_hyperparameters(dirs):
 def test_fine_tune_with_stage_2_shows_the_plan_and_writes_it(dirs, fake_trainer):
     data = make_color_dataset(dirs.data / "colors")
     at = open_page("pages/train.py", {"dataset": str(data)})
+    at.radio(key="quick:mode").set_value("finetune").run()
     assert at.number_input(key="quick:ft_epochs").disabled  # 0 layers: no stage 2
     assert "Stage 1, the head (cached)" in plan(at)  # the quick preset's flips are a cached view
     at.number_input(key="quick:views").set_value(0).run()
@@ -623,9 +626,9 @@ def _advice(**changes) -> core.advisor.Advice:
         images_per_class_mean=8.0,
         counts={"blue": 8, "red": 8},
         similarity=0.31,
-        divergence=0.67,
+        scores={"imagenet": {"block_13_expand_relu": 0.9, "top": 0.7}, "random": {"top": 0.6}},
         sample_size=16,
-        similarity_method="activation statistics of mobilenet_v2_0.35's BatchNorm layers on 16 images",
+        similarity_method="cross-validated logistic regression on 16 sample images",
         size_label="small",
         similarity_label="different",
         strategy=core.advisor.SMALL_DIFFERENT,
@@ -659,7 +662,7 @@ def test_the_advisor_recommends_and_fills_the_train_form(dirs, fresh_caches, mon
     assert f"Recommended: **{core.advisor.SMALL_DIFFERENT}**" in texts(at.success)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Smallest class"] == "8 images" and metrics["Similarity to ImageNet"] == "0.31"
-    assert "BatchNorm layers on 16 images" in texts(at.caption)
+    assert "logistic regression on 16 sample images" in texts(at.caption)
     assert "Recommended: an earlier layer." in texts(at.markdown)
     button(at, "Use this on the Train page").click().run()
     assert calls == [str(data)]  # measured once: the second run read the cache

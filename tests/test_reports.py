@@ -18,13 +18,14 @@ FLIP = AugmentConfig(horizontal_flip=True)
 
 
 def test_plan_of_a_cached_head_and_stage_2():
-    lines = training_plan(TrainConfig(fine_tune_layers=30, learning_rate=1e-3, fine_tune_lr_factor=0.1))
+    config = TrainConfig(mode="finetune", fine_tune_layers=30, learning_rate=1e-3, fine_tune_lr_factor=0.1)
+    lines = training_plan(config)
     assert lines[0].startswith("**Stage 1, the head (cached):** the frozen base runs once per image")
     assert "top 30 backbone layers" in lines[1] and "learning rate 0.0001" in lines[1]
 
 
 def test_plan_of_live_augmentation_says_why_it_is_live():
-    (line,) = training_plan(TrainConfig(augment=FLIP))
+    (line,) = training_plan(TrainConfig(mode="finetune", augment=FLIP))
     assert "(live)" in line and "cache augmented views instead (augmented views > 0)" in line
 
 

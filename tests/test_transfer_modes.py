@@ -16,7 +16,7 @@ from tests.helpers import make_color_dataset, write_image
 
 # Real ImageNet weights at 96 px: random weights give near-constant embeddings that a
 # decision tree cannot split, which would test nothing.
-TINY = ["--backbone", "mobilenet_v2_0.35", "--image-size", "96", "--batch-size", "8"]
+TINY = ["--backbone", "mobilenet_v2_0.35", "--image-size", "96", "--batch-size", "8", "--mode", "finetune"]
 
 
 @pytest.fixture(autouse=True)
