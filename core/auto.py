@@ -576,7 +576,9 @@ def train_auto(config, run_dir: Path, report, stop, log) -> None:
     split, decide about fine-tuning, fit the winner on the whole training split, save it as an
     ordinary run, report it on the validation split, and write auto.json throughout."""
     from core.backbones import build_backbone
+    from core.demo import demo_mode
     from core.embeddings import CacheStats, EmbeddingCache, embed_paths, extractor_key
+    from core.progress_model import EMBEDDING, TRAINING, mark_phase
     from core.runs import write_json_atomic, write_status
     from core.stages import _embedding_progress, record_single_fit
 
@@ -594,19 +596,19 @@ def train_auto(config, run_dir: Path, report, stop, log) -> None:
     extractor = layer_extractor(config, base, layers)
     keys = [extractor_key(dataclasses.replace(config, feature_layer=layer)) for layer in layers]
     log(f"auto: one forward pass, embeddings from {', '.join(layer_label(layer) for layer in layers)}")
-    write_status(run_dir, phase="computing embeddings")
+    mark_phase(run_dir, EMBEDDING, phase="computing embeddings", embedded=0, to_embed=None)
     arrays = embed_paths(
         extractor,
         config,
         train.paths + val.paths,
         EmbeddingCache(),
         stats=stats,
-        progress=_embedding_progress(run_dir, "1/1"),
+        progress=_embedding_progress(run_dir, "1/1", stats, 0),
         keys=keys,
     )
     embed_s = time.time() - started
     log(f"embeddings: {stats.hits} from cache, {stats.misses} computed ({embed_s:.1f} s)")
-    write_status(run_dir, phase=None, cache_hits=stats.hits, cache_misses=stats.misses)
+    mark_phase(run_dir, TRAINING, phase=None, cache_hits=stats.hits, cache_misses=stats.misses)
     x_train = {layer: a[: len(train.paths)] for layer, a in zip(layers, arrays)}
     x_val = {layer: a[len(train.paths) :] for layer, a in zip(layers, arrays)}
 
@@ -642,7 +644,9 @@ def train_auto(config, run_dir: Path, report, stop, log) -> None:
         fit_config, base, run_dir, winner, x_train[winner.layer], y_train, x_val[winner.layer], num_classes
     )
     trial = None
-    if decision["try"] and not stop:
+    if decision["try"] and demo_mode():  # a hosted demo's limits on training time hold here too
+        decision["not_run"] = "the demo does not fine-tune"
+    elif decision["try"] and not stop:
         record.update(candidates=[c.to_dict() for c in ranked], trying="fine-tuning the backbone")
         write_json_atomic(run_dir / AUTO_FILE, record)
         write_status(run_dir, phase="auto: trying fine-tuning the backbone", candidate="fine-tuning")
@@ -884,7 +888,8 @@ def fine_tune_line(auto: dict) -> str | None:
         return f"Fine-tuning the backbone: skipped: {decision['reason']}."
     trial = decision.get("trial")
     if not trial:
-        return f"Fine-tuning the backbone: worth trying: {decision['reason']}."
+        not_run = f" (not run: {decision['not_run']})" if decision.get("not_run") else ""
+        return f"Fine-tuning the backbone: worth trying: {decision['reason']}{not_run}."
     ((other, other_score),) = [(k, v) for k, v in trial["holdout_macro_f1"].items() if k != "fine_tuned"]
     return (
         f"Fine-tuning the backbone: tried, because {decision['reason']}. The top {trial['layers_unfrozen']} "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.progress_model import TRAINING, mark_phase
 from core.runs import append_jsonl, read_json, write_json_atomic, write_status
 from core.tf_setup import keras
 
@@ -118,6 +119,9 @@ class RunLogger(keras.callbacks.Callback):
         super().__init__()
         self.run_dir, self.total_epochs, self.batches = run_dir, total_epochs, batches
         self.should_stop, self.stage, self.log = should_stop, stage, log
+
+    def on_train_begin(self, logs=None):
+        mark_phase(self.run_dir, TRAINING)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_start, self.last_batch_log = epoch + 1, time.time(), 0.0

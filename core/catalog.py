@@ -66,6 +66,48 @@ def find_datasets(
     return sorted(found)
 
 
+def dataset_name(folder: str | os.PathLike) -> str:
+    """The name a dataset goes by in run names, tables and legends: its folder's name."""
+    return Path(folder).name or str(folder) or "?"
+
+
+def unusable_folders(
+    data_root: str | os.PathLike, max_depth: int = 4, exclude: tuple = (), containers: tuple = ()
+) -> list[tuple[Path, str]]:
+    """Folders below `data_root` that hold images but cannot train, with the reason: one class
+    folder only, or images not sorted into class folders. Datasets are not looked inside;
+    `exclude` and `containers` mean what they mean to `find_datasets`."""
+    excluded = {Path(p).resolve() for p in exclude}
+    holders = {Path(p).resolve() for p in containers}
+    found: list[tuple[Path, str]] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        if folder.resolve() in excluded:
+            return
+        if folder.resolve() in holders:
+            for sub in _visible_dirs(folder):
+                walk(sub, depth + 1)
+            return
+        if looks_like_dataset(folder):
+            return
+        classes = [d for d in _visible_dirs(folder) if _has_images(d, 1)]
+        if len(classes) == 1:
+            found.append((folder, f"only one class folder ({classes[0].name}): training needs at least two"))
+            return
+        if _has_images(folder, 1):
+            found.append((folder, "the images are not sorted into class folders (one folder per class)"))
+            return
+        if depth < max_depth:
+            for sub in _visible_dirs(folder):
+                walk(sub, depth + 1)
+
+    root = Path(data_root)
+    if root.is_dir():
+        for sub in _visible_dirs(root):
+            walk(sub, 1)
+    return sorted(found)
+
+
 def dataset_signature(folder: str | os.PathLike) -> float:
     """The newest modification time of the folder and its folders two levels down.
 

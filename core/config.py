@@ -110,6 +110,11 @@ class TrainConfig:
             raise ConfigError(f"weights: must be 'imagenet' or null, got {self.weights!r}")
         _check_range("seed", self.seed, 0, MAX_SEED)
         _check_range("image_size", self.image_size, 32, 1024)
+        if self.image_size < BACKBONES[self.backbone].min_size:
+            minimum = BACKBONES[self.backbone].min_size
+            raise ConfigError(
+                f"image_size: {self.backbone} needs at least {minimum} px, got {self.image_size}"
+            )
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_range("dense_units", self.dense_units, 0, 8192)
         _check_range("dropout", self.dropout, 0, 0.95)

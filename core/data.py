@@ -74,11 +74,21 @@ class DatasetReport:
 
     def imbalance_ratio(self) -> float:
         """Largest class over smallest class, over all splits together."""
-        totals = Counter()
-        for split in self.splits.values():
-            totals.update(split.counts(self.class_names))
-        values = [v for v in totals.values()]
-        return max(values) / max(min(values), 1)
+        return imbalance_ratio(self.counts())
+
+
+def imbalance_ratio(counts: dict[str, dict[str, int]]) -> float:
+    """Largest class over smallest, over all splits together ({split: {class: n}}); 1 for none."""
+    totals = class_totals(counts)
+    return max(totals.values()) / max(min(totals.values()), 1) if totals else 1.0
+
+
+def class_totals(counts: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Images per class over all splits, from {split: {class: n}}."""
+    totals: Counter = Counter()
+    for split in counts.values():
+        totals.update(split)
+    return dict(totals)
 
 
 def load_image(source: str | os.PathLike | bytes | io.BytesIO, size: int | None = None):

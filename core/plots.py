@@ -5,6 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 SPLIT_COLORS = {"train": "#2f6fde", "validation": "#f28e2b", "test": "#59a14f", "all": "#76b7b2"}
+COMPARE_AXIS_TITLE_PX, COMPARE_LEGEND_ROW_PX = 50, 22
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10), height=320)
 
 
@@ -116,7 +117,14 @@ def compare_runs_figure(runs: dict[str, list[dict]], metric: str = "val_accuracy
         x, y = zip(*points) if points else ((), ())
         fig.add_trace(go.Scatter(name=name, x=list(x), y=list(y), mode="lines+markers"))
     fig.update_layout(**_LAYOUT, title=f"{metric} per epoch", xaxis_title="epoch", yaxis_title=metric)
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25))
+    # The legend sits at the bottom of the whole figure, below the axis title, one row per run
+    # (run names are long): the margin grows with the runs so it never covers the title.
+    legend_px = COMPARE_LEGEND_ROW_PX * max(len(runs), 1)
+    fig.update_layout(
+        legend=dict(orientation="v", yref="container", yanchor="bottom", y=0, x=0),
+        margin=dict(_LAYOUT["margin"], b=COMPARE_AXIS_TITLE_PX + legend_px),
+        height=_LAYOUT["height"] + legend_px,
+    )
     _epoch_ticks(fig, [r for epochs in runs.values() for r in epochs])
     return fig
 

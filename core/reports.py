@@ -6,12 +6,12 @@ No TensorFlow and no Streamlit: everything here is read from the run's files.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import TrainConfig, head_training_path
+from core.config import AugmentConfig, TrainConfig, head_training_path
 from core.predict import CHECKPOINTS, checkpoint_path
-from core.runs import ACTIVE_STATES, COMPLETED, RunSummary, read_json
+from core.runs import COMPLETED, RunSummary, read_json
+from core.uploads import safe_name
 
 EVALUATION_SPLITS = ("validation", "test", "train")  # core.evaluate.SPLITS, in the order offered
 CLASSIFIER_NAMES = {
@@ -22,73 +22,30 @@ CLASSIFIER_NAMES = {
 }
 
 
-@dataclass
-class Progress:
-    """Where a run stands: `fraction` of all batches done and the estimated seconds left."""
-
-    state: str
-    epoch: int  # the epoch being trained (1-based), or the last one done
-    epochs: int
-    batch: int
-    batches: int
-    fraction: float
-    eta_s: float | None
-    error: str | None = None
-    phase: str | None = None  # e.g. "computing embeddings (1/2)", between epochs
-    stage: int = 1  # 2 while fine-tuning the backbone's top layers
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-
-def run_progress(status: dict, epoch_records: list[dict], batch_records: list[dict]) -> Progress:
-    """Combine status.json and metrics.jsonl into a `Progress`.
-
-    The time per batch comes from the current epoch's batch records (else from finished
-    epochs); the estimate covers the rest of this epoch and all epochs left.
-    """
-    state = status.get("state", "unknown")
-    epochs = int(status.get("epochs") or 0)
-    done = len(epoch_records)
-    batches = int(status.get("batches") or 0)
-    current = [b for b in batch_records if b.get("epoch") == done + 1]
-    batch = int(current[-1]["batch"]) if current else 0
-    phase, stage = status.get("phase"), int(status.get("stage") or 1)
-    if state == COMPLETED or (epochs and done >= epochs):  # still active while it is evaluating
-        return Progress(
-            state, done, epochs or done, batches, batches, 1.0, 0.0, status.get("error"), phase, stage
-        )
-    epoch = done + 1 if state in ACTIVE_STATES else max(done, 1)
-    fraction = (done + (batch / batches if batches else 0)) / epochs if epochs else 0.0
-    eta = _eta(current, epoch_records, batch, batches, epochs - done) if state in ACTIVE_STATES else None
-    return Progress(
-        state,
-        epoch,
-        epochs,
-        batch,
-        batches,
-        min(fraction, 1.0),
-        eta,
-        status.get("error"),
-        phase,
-        stage,
-    )
-
-
-def _eta(current: list[dict], epoch_records: list[dict], batch: int, batches: int, epochs_left: int):
-    per_epoch = None
-    seconds = [r["seconds"] for r in epoch_records if r.get("seconds")]
-    if seconds:
-        per_epoch = sum(seconds) / len(seconds)
-    elif batches and len(current) >= 2:
-        span = current[-1]["time"] - current[0]["time"]
-        steps = current[-1]["batch"] - current[0]["batch"]
-        per_epoch = span / steps * batches if steps > 0 else None
-    if per_epoch is None or not batches:
-        return None
-    this_epoch_left = per_epoch * (1 - batch / batches)
-    return this_epoch_left + per_epoch * max(epochs_left - 1, 0)
+def describe_augment(augment: dict | None) -> str:
+    """An augmentation in words: "rotate up to ±40°, shift up to 20% sideways and 20% up or
+    down, shear 0.2, flip left-right (fill: nearest)", or "none"."""
+    a = {**AugmentConfig().__dict__, **(augment or {})}
+    parts = []
+    if a["rotation"]:
+        parts.append(f"rotate up to ±{a['rotation']:g}°")
+    shifts = [
+        f"{a[k]:.0%} {how}"
+        for k, how in (("width_shift", "sideways"), ("height_shift", "up or down"))
+        if a[k]
+    ]
+    if shifts:
+        parts.append("shift up to " + " and ".join(shifts))
+    if a["shear"]:
+        parts.append(f"shear {a['shear']:g}")
+    if a["zoom"]:
+        parts.append(f"zoom in or out up to {a['zoom']:.0%}")
+    if a["horizontal_flip"]:
+        parts.append("flip left-right")
+    if not parts:
+        return "none"
+    moves = a["rotation"] or a["width_shift"] or a["height_shift"] or a["shear"] or a["zoom"]
+    return ", ".join(parts) + (f" (fill: {a['fill_mode']})" if moves else "")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -104,11 +61,13 @@ def format_duration(seconds: float | None) -> str:
 
 
 def runs_table(summaries: list[RunSummary]) -> list[dict]:
-    """One row per run, for a table: date, backbone, mode, state, best val accuracy, epochs, duration."""
+    """One row per run, for a table: date, dataset, backbone, mode, state, best val accuracy,
+    epochs, active duration."""
     return [
         {
             "run": s.name,
             "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started_at)) if s.started_at else "-",
+            "dataset": s.dataset,
             "backbone": s.backbone,
             "mode": s.mode,
             "state": s.state,
@@ -118,6 +77,12 @@ def runs_table(summaries: list[RunSummary]) -> list[dict]:
         }
         for s in summaries
     ]
+
+
+def run_label(summary: RunSummary) -> str:
+    """A run's name, with its dataset's when the name lacks it (runs named before it was added)."""
+    slug = safe_name(summary.dataset, "data")
+    return summary.name if f"-{slug}-" in summary.name else f"{summary.name} · {summary.dataset}"
 
 
 def checkpoint_files(run_dir: Path) -> list[dict]:

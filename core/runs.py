@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.catalog import dataset_name
 from core.config import PROJ_ROOT, TrainConfig
+from core.progress_model import run_duration
+from core.uploads import safe_name
 
 RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = (
     "running",
@@ -89,9 +92,9 @@ def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
 
 
 def new_run_dir(runs_dir: Path, config: TrainConfig) -> Path:
-    """Create `runs_dir/YYYYmmdd-HHMMSS-<backbone>-<size>` (suffixed if it exists)."""
+    """Create `runs_dir/YYYYmmdd-HHMMSS-<dataset>-<backbone>-<size>` (suffixed if it exists)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{config.backbone}-{config.image_size}"
+    base = f"{stamp}-{safe_name(dataset_name(config.data), 'data')}-{config.backbone}-{config.image_size}"
     try:
         Path(runs_dir).mkdir(parents=True, exist_ok=True)
         for attempt in range(100):
@@ -156,6 +159,7 @@ class RunSummary:
     state: str
     backbone: str
     mode: str
+    dataset: str  # the dataset folder's name
     started_at: float | None
     duration_s: float | None
     epochs_done: int
@@ -169,16 +173,15 @@ def summarize_run(run_dir: Path) -> RunSummary:
     status = read_status(run_dir)
     epochs, _ = read_metrics(run_dir)
     accuracies = [e["val_accuracy"] for e in epochs if e.get("val_accuracy") is not None]
-    started = status.get("started_at")
-    ended = status.get("ended_at") or (status.get("updated_at") if started else None)
     return RunSummary(
         path=run_dir,
         name=run_dir.name,
         state=status.get("state", "unknown"),
         backbone=config.get("backbone", "?"),
         mode=config.get("mode", "finetune"),
-        started_at=started,
-        duration_s=(ended - started) if started and ended else None,
+        dataset=dataset_name(config["data"]) if config.get("data") else "?",
+        started_at=status.get("started_at"),
+        duration_s=run_duration(status, time.time()),
         epochs_done=len(epochs),
         best_val_accuracy=max(accuracies) if accuracies else None,
         classes=read_json(run_dir / "labels.json", []) or [],

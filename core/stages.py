@@ -29,6 +29,7 @@ from core.data import DatasetReport, Split
 from core.embeddings import CacheStats, EmbeddingCache, augment_variant, embed_paths
 from core.model import feature_extractor, head_model, set_linear_head, unfreeze_top
 from core.pipeline import embedding_dataset, make_dataset, steps_per_epoch
+from core.progress_model import EMBEDDING, TRAINING, mark_phase
 from core.runs import append_jsonl, write_json_atomic, write_status
 from core.tf_setup import keras
 
@@ -43,16 +44,17 @@ def embed_splits(
     cache = EmbeddingCache()
     train, val = report.splits["train"], report.splits["validation"]
     views = 0 if config.augment.is_identity else config.augment_views  # identical views: no new data
-    write_status(run_dir, phase=f"computing embeddings (1/{1 + views})")
+    mark_phase(run_dir, EMBEDDING, phase=f"computing embeddings (1/{1 + views})", embedded=0, to_embed=None)
     plain = embed_paths(
         extractor, config, train.paths + val.paths, cache, stats=stats,
-        progress=_embedding_progress(run_dir, f"1/{1 + views}"),
+        progress=_embedding_progress(run_dir, f"1/{1 + views}", stats, len(train.paths) * views),
     )  # fmt: skip
     x_train, x_val = [plain[: len(train.paths)]], plain[len(train.paths) :]
     for view in range(views):
         write_status(run_dir, phase=f"computing embeddings ({view + 2}/{1 + views})")
         variant = augment_variant(config.augment, view)
-        progress = _embedding_progress(run_dir, f"{view + 2}/{1 + views}")
+        later = len(train.paths) * (views - view - 1)
+        progress = _embedding_progress(run_dir, f"{view + 2}/{1 + views}", stats, later)
         x_train.append(
             embed_paths(extractor, config, train.paths, cache, variant, config.augment, stats, progress)
         )
@@ -67,14 +69,21 @@ def embeddings_line(stats: CacheStats) -> str:
     return f"embeddings: {stats.hits} from cache, {stats.misses} computed{engine}"
 
 
-def _embedding_progress(run_dir: Path, label: str):
-    """Reports "computing embeddings (1/2): 640/1283 images" in status.json, twice a second."""
+def _embedding_progress(run_dir: Path, label: str, stats: CacheStats, later: int):
+    """Reports "computing embeddings (1/2): 640/1283 images" in status.json twice a second, and
+    for the time estimate the images computed so far (`embedded`) of all the run will compute
+    (`to_embed`: those of this pass and earlier ones, counted in `stats`, plus `later` ones)."""
     reported_at = [0.0]
 
     def report(done: int, total: int) -> None:
         if done == total or time.time() - reported_at[0] >= 0.5:
             reported_at[0] = time.time()
-            write_status(run_dir, phase=f"computing embeddings ({label}): {done}/{total} images")
+            write_status(
+                run_dir,
+                phase=f"computing embeddings ({label}): {done}/{total} images",
+                embedded=stats.misses - total + done,
+                to_embed=stats.misses + later,
+            )
 
     return report
 
@@ -246,6 +255,7 @@ def train_features(
     extractor = feature_extractor(model)
     x_train, y_train, x_val, y_val = embed_splits(config, extractor, report, run_dir, stats)
     log(embeddings_line(stats))
+    mark_phase(run_dir, TRAINING, cache_hits=stats.hits, cache_misses=stats.misses)
     smallest_class = int(np.bincount(y_train, minlength=num_classes).min())
     estimator = make_classifier(config, smallest_class).fit(x_train, y_train)
     p_train, p_val = (probabilities(estimator, x, num_classes) for x in (x_train, x_val))

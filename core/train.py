@@ -38,6 +38,7 @@ from core.config import (
 )
 from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
 from core.demo import check_demo_limits, check_quota, demo_mode, hold_job_slot
+from core.progress_model import EVALUATING, STARTING, close_timeline, finish_timeline, mark_phase, run_rates
 from core.runs import (
     COMPLETED,
     FAILED,
@@ -183,6 +184,12 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
     """
     stop = StopRequest(run_dir)
     total = config.epochs + (config.fine_tune_epochs if config.fine_tune_layers else 0)
+    if resume:  # a run whose process died left its last phase open: it ended with its last record
+        timeline = read_status(run_dir).get("timeline")
+        write_status(run_dir, timeline=close_timeline(timeline, _last_record_time(run_dir)))
+    launched = read_status(run_dir)  # the dashboard's launcher wrote "starting" when Start was pressed
+    launched_at = launched.get("updated_at") if launched.get("state") == "starting" else None
+    mark_phase(run_dir, STARTING, launched_at or time.time())
     started = {"resumed_at": time.time()} if resume else {"started_at": time.time(), "epoch": 0, "stage": 1}
     write_status(
         run_dir,
@@ -212,11 +219,32 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
         model = _train_model(config, run_dir, report, stop, log, resume)
     _refuse_diverged(run_dir)
     if stop:
+        finish_timeline(run_dir)
         return write_status(run_dir, state=STOPPED, ended_at=time.time())
     if evaluate:
-        write_status(run_dir, phase="evaluating")
+        mark_phase(run_dir, EVALUATING, phase="evaluating")
         _evaluate(run_dir, report, log, model)
-    return write_status(run_dir, state=COMPLETED, phase=None, ended_at=time.time())
+    finish_timeline(run_dir)
+    return write_status(
+        run_dir, state=COMPLETED, phase=None, ended_at=time.time(), rates=_rates(run_dir, config, report)
+    )
+
+
+def _last_record_time(run_dir: Path) -> float | None:
+    """When the run last wrote a metrics line (its last sign of life), if it wrote any."""
+    from core.runs import read_metrics
+
+    epochs, batches = read_metrics(run_dir)
+    times = [r["time"] for r in epochs + batches if r.get("time")]
+    return max(times) if times else None
+
+
+def _rates(run_dir: Path, config: TrainConfig, report: DatasetReport) -> dict:
+    """What this run measured per phase, for the time estimates of later runs on this machine."""
+    from core.runs import read_metrics
+
+    epochs, _ = read_metrics(run_dir)
+    return run_rates(read_status(run_dir), config.to_dict(), report.counts(), epochs)
 
 
 def _refuse_diverged(run_dir: Path) -> None:
@@ -340,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(run_dir, str(exc))
     except KeyboardInterrupt:
         if run_dir:
+            finish_timeline(run_dir)
             write_status(run_dir, state=STOPPED, ended_at=time.time())
         return 130
     except Exception as exc:  # an unexpected bug: one line here, the traceback in the run
@@ -405,6 +434,7 @@ def _make_run_dir(args: argparse.Namespace, config: TrainConfig) -> Path:
 def _fail(run_dir: Path | None, message: str) -> int:
     if run_dir and run_dir.is_dir():
         try:
+            finish_timeline(run_dir)
             write_status(run_dir, state=FAILED, error=message, ended_at=time.time())
         except OSError as exc:  # a full disk: the message still reaches stderr and train.log
             message += f" (and status.json could not be written: {exc.strerror})"

@@ -149,3 +149,37 @@ def extract_dataset_upload(
     name = safe_name(Path(filename).stem, "upload")
     dest = safe_extract_zip(source, unique_path(Path(uploads_dir), name), max_bytes, max_files)
     return dataset_root(dest)
+
+
+def upload_folders(uploads_dir: str | os.PathLike) -> list[Path]:
+    """The uploaded datasets: the folders directly inside `uploads_dir`, by name."""
+    folder = Path(uploads_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _own_upload(uploads_dir: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """`folder` if it is an upload directly inside `uploads_dir`; UploadError otherwise."""
+    folder, root = Path(folder).resolve(), Path(uploads_dir).resolve()
+    if folder.parent != root or not folder.is_dir():
+        raise UploadError(f"not an uploaded dataset: {folder.name}")
+    return folder
+
+
+def rename_upload(uploads_dir: str | os.PathLike, folder: str | os.PathLike, new_name: str) -> Path:
+    """Rename an uploaded dataset; refuses a name that is taken. Returns the new folder."""
+    folder = _own_upload(uploads_dir, folder)
+    name = safe_name(new_name, "")
+    if not name:
+        raise UploadError("the new name needs letters or digits")
+    target = folder.parent / name
+    if target.exists():
+        raise UploadError(f"an upload named {name} exists already")
+    folder.rename(target)
+    return target
+
+
+def delete_upload(uploads_dir: str | os.PathLike, folder: str | os.PathLike) -> None:
+    """Delete an uploaded dataset's folder (runs trained on it keep their models)."""
+    shutil.rmtree(_own_upload(uploads_dir, folder))

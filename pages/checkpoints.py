@@ -34,6 +34,7 @@ from core.reports import (
     evaluable_splits,
     gallery_caption,
     head_training_line,
+    run_label,
     runs_table,
     stage2_start,
 )
@@ -56,6 +57,8 @@ from core.runs import (
 from core.text import code, md
 
 EVALUATE_TIMEOUT_S = 1800
+RUN_TAB, EVALUATION_TAB = "checkpoints_tab", "Evaluation"
+SHOW_RUN = "show_run"  # session key: the run another page asked this one to show
 GALLERY_COLUMNS = 6
 
 
@@ -73,10 +76,17 @@ def run_ui(run: RunSummary) -> None:
     st.caption(" · ".join(details))
     resume_ui(run, run_config)
     auto_ui(run)
-    start2 = stage2_start(status, epochs)
-    left, right = st.columns(2)
-    left.plotly_chart(accuracy_figure(epochs, start2), key="run_accuracy")
-    right.plotly_chart(loss_figure(epochs, start2), key="run_loss")
+    if run.mode == "features" and epochs:  # one fit, no epochs: a curve would be one dot
+        last = epochs[-1]
+        st.caption(
+            f"One fit on the embeddings: validation accuracy {last.get('val_accuracy', 0):.3f}, "
+            f"macro F1 {last.get('val_macro_f1', 0):.3f}; training accuracy {last.get('accuracy', 0):.3f}."
+        )
+    else:
+        start2 = stage2_start(status, epochs)
+        left, right = st.columns(2)
+        left.plotly_chart(accuracy_figure(epochs, start2), key="run_accuracy")
+        right.plotly_chart(loss_figure(epochs, start2), key="run_loss")
     with st.expander("Config"):
         st.json(run_config)
         st.caption(f"Classes: {md(', '.join(run.classes)) or 'not known yet'} · folder {code(run.path)}")
@@ -183,7 +193,7 @@ def evaluate_ui(run: RunSummary, splits: list[str]) -> None:
     if not clicked:
         return
     split = clicked[0]
-    with st.spinner(f"Evaluating the best checkpoint on {split} (TensorFlow loads first)..."):
+    with st.spinner(f"Evaluating the best checkpoint on {split} (TensorFlow loads first)...", show_time=True):
         try:
             message = run_evaluation(run.path, split, EVALUATE_TIMEOUT_S)
         except RunError as exc:
@@ -268,14 +278,18 @@ def _thumbnail(run_dir: Path, relative: str | None) -> Path | None:
 
 def compare_ui(runs: list[RunSummary], selected: str) -> None:
     names = [r.name for r in runs]
-    chosen = st.multiselect("Runs to compare", names, default=[selected])
+    chosen = st.multiselect(
+        "Runs to compare", names, default=[selected], format_func=lambda n: run_label(runs[names.index(n)])
+    )
     metric = st.radio(
         "Metric",
         ["val_accuracy", "val_loss", "val_macro_f1", "accuracy", "loss"],
         horizontal=True,
         key="compare_metric",
     )
-    curves = {name: read_metrics(runs[names.index(name)].path)[0] for name in chosen}
+    curves = {
+        run_label(runs[names.index(name)]): read_metrics(runs[names.index(name)].path)[0] for name in chosen
+    }
     st.plotly_chart(compare_runs_figure(curves, metric), key="compare_chart")
 
 
@@ -300,15 +314,16 @@ def export_ui(run: RunSummary) -> None:
     choice = st.selectbox("Format", list(EXPORT_FORMATS), key=f"export_format_{run.name}")
     if st.button("Export and verify", icon=":material/package_2:", key=f"export_{run.name}"):
         fmt, quantize = EXPORT_FORMATS[choice]
-        with st.spinner(f"Exporting {run.name} as {choice} and verifying it..."):
+        with st.spinner(f"Exporting {run.name} as {choice} and verifying it...", show_time=True):
             try:
                 summary, zip_path = run_export(run.path, fmt, quantize, EVALUATE_TIMEOUT_S)
             except RunError as exc:
                 st.error(f"Cannot export: {md(exc)}")
                 return
-        st.session_state[f"export_{run.name}_result"] = (summary, str(zip_path))
-    if result := st.session_state.get(f"export_{run.name}_result"):
-        summary, zip_path = result
+        st.session_state[f"export_{run.name}_result"] = (choice, summary, str(zip_path))
+    result = st.session_state.get(f"export_{run.name}_result")
+    if result and result[0] == choice:  # a result for another format is not this one's
+        _, summary, zip_path = result
         st.success(summary)
         st.download_button(
             "Download the zip",
@@ -351,10 +366,19 @@ st.dataframe(
     column_config={"best val accuracy": st.column_config.NumberColumn(format="%.3f")},
 )
 names = [r.name for r in runs]
-selected = st.selectbox("Run", names, help="newest first")
+if st.session_state.get(SHOW_RUN) in names:  # sent here from another page to see this run
+    st.session_state["checkpoints_run"] = st.session_state.pop(SHOW_RUN)
+selected = st.selectbox(
+    "Run",
+    names,
+    format_func=lambda n: run_label(runs[names.index(n)]),
+    help="newest first",
+    key="checkpoints_run",
+)
 run = runs[names.index(selected)]
+# Keyed and tracked, so a rerun (an evaluation finishing, a message above) keeps the tab open.
 details, evaluation, compare, export, delete = st.tabs(
-    ["Details", "Evaluation", "Compare runs", "Export", "Delete"]
+    ["Details", EVALUATION_TAB, "Compare runs", "Export", "Delete"], key=RUN_TAB, on_change="rerun"
 )
 with details:
     run_ui(run)

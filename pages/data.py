@@ -14,20 +14,25 @@ import streamlit as st
 
 from core import advisor, config
 from core.backbones import WeightsUnavailableError
-from core.catalog import dataset_signature, looks_like_dataset
+from core.catalog import dataset_signature, looks_like_dataset, unusable_folders
 from core.config import FILL_MODES, REFERENCE_AUGMENT, AugmentConfig
 from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
 from core.demo import workspace
 from core.plots import split_counts_figure
 from core.preview import augment_batch, augment_repeated, load_batch, preview_paths
+from core.reports import describe_augment
 from core.text import code, md
 from core.uploads import (
     MAX_UNCOMPRESSED_BYTES,
     UploadError,
+    delete_upload,
     extract_dataset_upload,
+    rename_upload,
     safe_name,
     unique_path,
+    upload_folders,
 )
+from core.url_state import augment_from_param, augment_param, dataset_from_param, dataset_param
 
 SOURCES = ("The bundled sample", "A folder in the data folder", "Upload a zip")
 PREVIEW_COUNT, PREVIEW_SIZE = 8, 160
@@ -67,6 +72,14 @@ def restore_choice() -> None:
     split) or remembered from an earlier visit (Streamlit forgets widgets of pages left)."""
     pending = st.session_state.pop("pending_dataset", None)
     remembered = st.session_state.get("dataset")
+    if not remembered:  # a reload: the URL remembers the dataset and the augmentation
+        allowed = workspace(st.session_state).datasets()  # in the demo, never another visitor's
+        found = dataset_from_param(
+            st.query_params.get("dataset"), config.DATA_ROOT, config.SAMPLE_DATASET, allowed
+        )
+        remembered = str(found) if found else None
+        if st.session_state.get("augment") is None:
+            st.session_state["augment"] = augment_from_param(st.query_params.get("augment"))
     if pending is None and "source" not in st.session_state and remembered:
         path = Path(remembered)
         if path != config.SAMPLE_DATASET and path.is_relative_to(config.DATA_ROOT):
@@ -74,6 +87,8 @@ def restore_choice() -> None:
     if pending:
         st.session_state["source"] = SOURCES[1]
         st.session_state["folder"] = pending
+    elif remembered and Path(remembered) == config.SAMPLE_DATASET:
+        st.session_state.setdefault("source", SOURCES[0])
 
 
 def dataset_ui() -> Path | None:
@@ -99,7 +114,20 @@ def folder_ui() -> Path | None:
     if st.session_state.get("folder") not in labels:
         st.session_state.pop("folder", None)
     choice = st.selectbox("Folder", labels, key="folder", help=f"dataset folders found in {config.DATA_ROOT}")
+    unusable_ui()
     return config.DATA_ROOT / choice
+
+
+def unusable_ui() -> None:
+    """Folders with images that cannot train, and why: not silently missing from the list."""
+    space = workspace(st.session_state)
+    root = space.data_dir if space.isolated else config.DATA_ROOT  # the demo: this visitor's own
+    containers = (space.uploads_dir, space.splits_dir)
+    unusable = unusable_folders(root, exclude=(config.SAMPLE_DATASET,), containers=containers)
+    if unusable:
+        with st.expander(f"Folders that cannot train ({len(unusable)})", icon=":material/block:"):
+            for folder, reason in unusable:
+                st.markdown(f"- {code(folder.relative_to(root))}: {md(reason)}")
 
 
 def upload_ui() -> Path | None:
@@ -107,10 +135,11 @@ def upload_ui() -> Path | None:
         "A zip of class folders (cats/..., dogs/...), or of train/ and validation/ folders",
         type="zip",
     )
-    if upload is None:
-        return None
     space = workspace(st.session_state)
     uploads, free = space.uploads_dir, space.free_bytes()
+    manage_uploads_ui(uploads)  # in the demo, this visitor's own uploads only
+    if upload is None:
+        return None
     limit = MAX_UNCOMPRESSED_BYTES if free is None else min(free, MAX_UNCOMPRESSED_BYTES)
     with st.spinner("Unpacking the zip safely..."):
         try:
@@ -124,7 +153,45 @@ def upload_ui() -> Path | None:
         st.error(f"That zip cannot be used: {md(unusable)}")
         return None
     st.session_state["pending_dataset"] = str(folder.relative_to(config.DATA_ROOT))
-    st.session_state["flash"] = f"Unpacked {md(upload.name)} into {code(folder)}."
+    top = folder.relative_to(uploads).parts[0]
+    taken = (
+        ""
+        if top == safe_name(Path(upload.name).stem, "upload")
+        else " (that name was taken: rename it below)"
+    )
+    st.session_state["flash"] = f"Unpacked {md(upload.name)} into {code(folder)}{taken}."
+    st.rerun()
+
+
+def manage_uploads_ui(uploads: Path) -> None:
+    """Rename or delete earlier uploads."""
+    folders = upload_folders(uploads)
+    if not folders:
+        return
+    with st.expander(f"Your uploads ({len(folders)}): rename or delete", icon=":material/folder_managed:"):
+        for folder in folders:
+            name, rename, delete = st.columns([3, 1, 1], vertical_alignment="bottom")
+            new_name = name.text_input(
+                f"Name of {code(folder.name)}", folder.name, key=f"upload_name:{folder.name}"
+            )
+            if rename.button("Rename", key=f"upload_rename:{folder.name}", disabled=new_name == folder.name):
+                _upload_action(
+                    rename_upload, uploads, folder, new_name, f"Renamed {md(folder.name)} to {md(new_name)}."
+                )
+            if delete.button("Delete", key=f"upload_delete:{folder.name}", icon=":material/delete:"):
+                _upload_action(delete_upload, uploads, folder, None, f"Deleted the upload {md(folder.name)}.")
+
+
+def _upload_action(action, uploads: Path, folder: Path, new_name: str | None, done: str) -> None:
+    try:
+        action(uploads, folder, *([new_name] if new_name is not None else []))
+    except (UploadError, OSError) as exc:
+        st.error(f"Cannot change {md(folder.name)}: {md(exc)}")
+        return
+    if st.session_state.get("dataset", "").startswith(str(folder)):
+        st.session_state.pop("dataset", None)  # it moved or is gone
+        st.session_state.pop("folder", None)
+    st.session_state["flash"] = done
     st.rerun()
 
 
@@ -353,6 +420,7 @@ report = scan_ui(dataset)
 if report is None:
     st.stop()
 st.session_state["dataset"] = str(dataset)
+st.query_params["dataset"] = dataset_param(dataset, config.DATA_ROOT, config.SAMPLE_DATASET)
 st.caption(f"The Train page uses this dataset: {code(dataset)}")
 report_tab, split_tab, augment_tab, strategy_tab = st.tabs(
     ["Check", "Split", "Augmentation", "Which strategy?"]
@@ -364,6 +432,11 @@ with split_tab:
 with augment_tab:
     augment = augment_ui()
     st.session_state["augment"] = dataclasses.asdict(augment)
+    st.query_params["augment"] = augment_param(st.session_state["augment"])
+    st.caption(
+        f"Previewing changes no training by itself: on the Train page, choose *the Data page's* "
+        f"augmentation to train with this one ({describe_augment(st.session_state['augment'])})."
+    )
     preview_ui(report, augment)
 with strategy_tab:
     strategy_ui(dataset)

@@ -10,7 +10,7 @@ from core.data import load_image
 from core.demo import workspace
 from core.plots import probability_figure
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, checkpoint_path, load_classifier
-from core.reports import predictable_runs
+from core.reports import predictable_runs, run_label
 from core.runs import RunSummary, list_runs
 from core.text import md
 
@@ -26,11 +26,14 @@ def cached_classifier(run_dir: str, checkpoint: str, mtime: float) -> Classifier
 
 def model_ui(runs: list[RunSummary]) -> tuple[RunSummary, str]:
     names = [r.name for r in runs]
+    if st.session_state.get("show_run") in names:  # sent here from the Train page
+        st.session_state["predict_run"] = st.session_state.pop("show_run")
     a, b = st.columns([3, 1])
     name = a.selectbox(
         "Run",
         names,
-        format_func=lambda n: f"{n} ({runs[names.index(n)].state})",
+        key="predict_run",
+        format_func=lambda n: f"{run_label(runs[names.index(n)])} ({runs[names.index(n)].state})",
         help="completed runs first, newest first",
     )
     run = runs[names.index(name)]

@@ -328,6 +328,10 @@ def test_the_fine_tuning_line_says_what_the_trial_measured():
         "Fine-tuning the backbone: skipped: no room."
     )
     assert fine_tune_line({}) is None
+    demo = {"fine_tune": {"try": True, "reason": "many images", "not_run": "the demo does not fine-tune"}}
+    assert fine_tune_line(demo) == (
+        "Fine-tuning the backbone: worth trying: many images (not run: the demo does not fine-tune)."
+    )
 
 
 def test_the_cached_head_takes_enough_steps_however_few_images_there_are():

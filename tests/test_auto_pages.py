@@ -46,7 +46,7 @@ def test_train_page_shows_the_leaderboard_live_while_candidates_are_tried(dirs):
     auto = {"state": "selecting", "candidates": [EARLY, TOP], "trying": "k nearest neighbours @ top"}
     (run_dir / AUTO_FILE).write_text(json.dumps(auto))
     at = open_page("pages/train.py")
-    assert "Auto: trying k nearest neighbours @ top..." in at.get("progress")[0].proto.text
+    assert at.get("progress")[0].proto.text.startswith("Trying candidates: trying k nearest neighbours @ top")
     assert "Trying k nearest neighbours @ top..." in texts(at.caption)
     spec = chart_spec(at, "leaderboard_chart")
     assert spec["data"][0]["y"] == [TOP["name"], EARLY["name"]]

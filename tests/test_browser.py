@@ -154,12 +154,13 @@ def test_the_whole_app_in_chromium(page):
     # Train: a tiny real run in the default auto mode, watched live until it completes
     go(page, "Train")
     page.get_by_text(re.compile("^Auto: the frozen mobilenet_v2_0.35 embeds")).wait_for()
+    page.get_by_text("Advanced settings").click()  # the knobs are folded below Start
     page.get_by_label("Image size (px)").fill("96")
     page.get_by_label("Batch size").fill("16")
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text(re.compile(r"^Run \d{8}-\d{6}-mobilenet_v2_0\.35-96")).wait_for()
-    try:  # the live leaderboard, if the run is slow enough to catch it
-        page.get_by_text(re.compile(r"^Auto: trying ")).wait_for(timeout=45_000)
+    page.get_by_text(re.compile(r"^Run \d{8}-\d{6}-horse-or-human-mobilenet_v2_0\.35-96")).wait_for()
+    try:  # the live progress bar, if the run is slow enough to catch it
+        page.get_by_text(re.compile(r"^Trying candidates: ")).wait_for(timeout=45_000)
         shot(page, "04-train-running")
     except Exception:
         pass
@@ -176,7 +177,7 @@ def test_the_whole_app_in_chromium(page):
     # Checkpoints: the run, its checkpoints, downloads, and the evaluation made on completion
     go(page, "Checkpoints")
     run_choice = page.get_by_role("combobox", name="Run")
-    expect(run_choice).to_have_value(re.compile(r"^\d{8}-\d{6}-mobilenet_v2_0\.35-96$"))
+    expect(run_choice).to_have_value(re.compile(r"^\d{8}-\d{6}-horse-or-human-mobilenet_v2_0\.35-96$"))
     page.get_by_role("button", name="Download best").wait_for()
     expect(page.get_by_text("best.keras").first).to_be_visible()
     page.get_by_text(re.compile("^Chosen: ")).wait_for()  # the auto run's leaderboard

@@ -38,7 +38,9 @@ UPLOAD = "Upload a zip"
 
 
 @pytest.fixture
-def dirs(tmp_path, monkeypatch) -> SimpleNamespace:
+def dirs(tmp_path, monkeypatch, keras_home) -> SimpleNamespace:
+    """Temp data, runs and cache folders; ImageNet weights in the session's Keras home (the
+    Train page offers Start only for a backbone whose weights are there)."""
     data, runs, cache = tmp_path / "data", tmp_path / "runs", tmp_path / "cache"
     data.mkdir()
     runs.mkdir()
@@ -299,14 +301,15 @@ def test_start_writes_a_run_stop_writes_stop_and_a_second_start_is_refused(dirs,
     assert ["-m", "core.train"] == fake_trainer.commands[0][1:3] and str(run_dir) in fake_trainer.commands[0]
     assert at.session_state["train_run"] == str(run_dir)
     assert f"Run {run_dir.name}" in texts(at.subheader)
-    assert "Starting" in at.get("progress")[0].proto.text
+    assert at.get("progress")[0].proto.text.startswith("Start-up: ")
 
     at.button(key="stop").click().run()
     assert (run_dir / "STOP").exists()
     assert "Stop requested" in texts(at.info)
 
-    _start(at)
-    assert f"a training is already running: {run_dir.name}" in texts(at.error)
+    [start] = [b for b in at.button if b.label == "Start training"]
+    assert start.disabled  # a second training is refused before it is tried
+    assert f"A training is already running: {run_dir.name}" in texts(at.info)
     assert len([p for p in dirs.runs.iterdir() if p.is_dir()]) == 1
 
 
@@ -314,7 +317,9 @@ def test_start_uses_the_data_page_augmentation(dirs, fake_trainer):
     data = make_color_dataset(dirs.data / "colors")
     augment = {**core.config.AugmentConfig(rotation=30, zoom=0.1).__dict__}
     at = open_page("pages/train.py", {"dataset": str(data), "augment": augment})
-    assert at.radio(key="quick:augment").value == "Data page"
+    assert at.radio(key="quick:augment").value == "preset"  # previewing alone changes nothing
+    at.radio(key="quick:augment").set_value("Data page").run()
+    assert "augment its training images with: **rotate up to ±30°, zoom" in texts(at.caption)
     _start(at)
     (run_dir,) = [p for p in dirs.runs.iterdir() if p.is_dir()]
     assert json.loads((run_dir / "config.json").read_text())["augment"] == augment
@@ -329,10 +334,11 @@ def test_choosing_a_preset_resets_the_form(dirs):
     assert at.number_input(key="seed:dense").value == 1024
 
 
-def test_an_invalid_setting_is_an_error_not_a_run(dirs, fake_trainer):
+def test_a_missing_dataset_blocks_start_with_the_reason(dirs, fake_trainer):
     at = open_page("pages/train.py", {"dataset": str(dirs.data / "missing")})
-    _start(at)
-    assert "the dataset folder is gone" in texts(at.error)
+    [start] = [b for b in at.button if b.label == "Start training"]
+    assert start.disabled
+    assert "Cannot start: Dataset: the folder is gone" in texts(at.error)
     assert not fake_trainer.commands
 
 
@@ -357,8 +363,8 @@ def test_live_view_of_a_running_run(dirs):
     at = open_page("pages/train.py")
     assert f"Run {run_dir.name}" in texts(at.subheader)
     progress = at.get("progress")[0].proto
-    assert "Epoch 2/3 · batch 2/4 · about 12 s left" == progress.text
-    assert progress.value == 50  # 1.5 of 3 epochs
+    # 1.5 epochs of 8 s left, then the evaluation (its default 20 s: no finished run to learn from)
+    assert progress.text == "Training: epoch 2/3 · batch 2/4 · about 32 s left in all"
     spec = chart_spec(at, "accuracy_chart")
     assert [(t["name"], t["x"], t["y"]) for t in spec["data"]] == [
         ("train", [1], [0.6]),
@@ -429,7 +435,8 @@ def test_compare_two_runs(with_run, dirs):
     at = open_page("pages/checkpoints.py")
     at.multiselect[0].set_value([with_run.name, other.name]).run()
     compare = chart_spec(at, "compare_chart")
-    assert [t["name"] for t in compare["data"]] == [with_run.name, other.name]
+    # The legend names each run's dataset (the old-style name lacks it: it is added)
+    assert [t["name"] for t in compare["data"]] == [with_run.name, f"{other.name} · colors"]
 
 
 def test_delete_needs_confirmation(with_run):
@@ -478,14 +485,14 @@ def test_train_page_reattaches_to_the_active_run(with_run, dirs):
     active = _fake_run(dirs.runs, "20200101-000000-mobilenet_v2_0.35-96", status, [])
     at = open_page("pages/train.py", {"train_run": str(with_run)})  # this session started another run
     assert f"Run {active.name}" in texts(at.subheader)
-    assert "Starting" in at.get("progress")[0].proto.text
+    assert at.get("progress")[0].proto.text.startswith("Start-up: ")
 
 
 def test_live_view_names_the_phase_between_epochs(dirs):
     status = {"state": "running", "pid": os.getpid(), "epochs": 1, "phase": "computing embeddings (1/2)"}
     _fake_run(dirs.runs, "20260101-000000-mobilenet_v2_0.35-96", status, [])
     at = open_page("pages/train.py")
-    assert at.get("progress")[0].proto.text == "Computing embeddings (1/2)..."
+    assert at.get("progress")[0].proto.text.startswith("Embedding images: reading the images · about ")
 
 
 # --- Train: the two kinds of transfer learning ----------------------------------------------
@@ -599,22 +606,21 @@ def test_live_view_names_the_evaluating_phase_after_the_last_epoch(dirs):
     status = {"state": "running", "pid": os.getpid(), "epochs": 1, "batches": 2, "phase": "evaluating"}
     _fake_run(dirs.runs, "20260101-000000-mobilenet_v2_0.35-96", status, lines)
     at = open_page("pages/train.py")
-    assert at.get("progress")[0].proto.text == "Evaluating..."
+    assert at.get("progress")[0].proto.text.startswith("Evaluation: classifying the validation images")
 
 
-def test_a_completed_features_run_draws_one_labelled_point(dirs):
+def test_a_completed_features_run_is_shown_as_one_fit_not_as_epochs(dirs):
     lines = [{"epoch": 1, "accuracy": 1.0, "loss": 0.01, "val_accuracy": 0.9, "val_loss": 0.2, "stage": 1}]
     status = {"state": "completed", "epochs": 1, "started_at": 100.0, "ended_at": 112.0}
     run_dir = _fake_run(dirs.runs, "20260101-000000-mobilenet_v2_0.35-96", status, lines)
     (run_dir / "config.json").write_text(json.dumps({"mode": "features", "classifier": "svm"}))
     at = open_page("pages/train.py")
     assert "Completed: support vector machine fitted on the embeddings in 12 s." in texts(at.success)
-    spec = chart_spec(at, "accuracy_chart")
-    assert [(t["mode"], t["text"]) for t in spec["data"]] == [
-        ("markers+text", ["1.000"]),
-        ("markers+text", ["0.900"]),
-    ]
-    assert spec["layout"]["xaxis"]["range"] == [0.5, 1.5]
+    # No one-dot curve:
+    assert not [c for c in at.get("plotly_chart") if c.proto.id.endswith("accuracy_chart")]
+    assert "Epoch" not in [m.label for m in at.metric]
+    assert [m.value for m in at.metric if m.label == "Validation accuracy"] == ["0.900"]
+    assert "no epochs: on the training images accuracy 1.000" in texts(at.caption)
 
 
 # --- Data: the strategy advisor -------------------------------------------------------------

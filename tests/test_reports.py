@@ -9,7 +9,6 @@ from core.reports import (
     format_bytes,
     gallery_caption,
     head_training_line,
-    run_progress,
     stage2_start,
     training_plan,
 )
@@ -52,12 +51,6 @@ def test_status_lines():
     assert head_training_line(status) == "cached (why)"
     assert cache_line(status) == "3 read from the embedding cache, 1 computed"
     assert head_training_line({}) is None and cache_line({}) is None
-
-
-def test_progress_keeps_the_phase_after_the_last_epoch():
-    status = {"state": "running", "epochs": 1, "phase": "evaluating"}
-    progress = run_progress(status, [{"epoch": 1}], [])
-    assert (progress.phase, progress.fraction) == ("evaluating", 1.0)
 
 
 def test_evaluable_splits_from_dataset_json(tmp_path):

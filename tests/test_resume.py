@@ -6,6 +6,7 @@ import signal
 
 import pytest
 
+from core.progress_model import run_duration
 from core.runs import RunError, launch_resume, read_metrics, read_status, request_stop
 from tests.helpers import launch_tiny_run, run_cli, wait_for
 
@@ -33,6 +34,14 @@ def test_a_stopped_or_killed_run_resumes_to_completion(tmp_path, how):
     status = read_status(run_dir)
     assert status["state"] == "completed" and status["error"] is None
     assert not (run_dir / "STOP").exists()
+    # Its duration counts the phases it ran, not the wait before the resume (a killed run's
+    # open phase is closed at its last record, not when it was resumed).
+    line = status["timeline"]
+    restart = max(i for i, segment in enumerate(line) if segment["phase"] == "starting")
+    assert restart > 0 and all(s["start"] <= s["end"] for s in line)
+    gap = line[restart]["start"] - line[restart - 1]["end"]
+    assert gap >= 0
+    assert run_duration(status) == pytest.approx(line[-1]["end"] - line[0]["start"] - gap)
 
 
 def test_resume_inside_stage_two_keeps_fine_tuning(tmp_path):

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from core.auto import HEAD_STEPS
 from core.config import TrainConfig
 from core.runs import TrainingLock, read_metrics, read_status, request_stop
+from core.stages import head_steps_per_epoch
 from tests.helpers import (
     launch_tiny_run,
     make_color_dataset,
@@ -88,7 +90,9 @@ def test_completed_run_directory_contract(trained_run):
     epochs, batches = read_metrics(trained_run)
     assert [e["epoch"] for e in epochs] == [1, 2]
     assert all({"loss", "accuracy", "val_loss", "val_accuracy"} <= set(e) for e in epochs)
-    assert batches and all(b["batches"] == 2 for b in batches)  # 16 train images / batch 8
+    # 16 train images / batch 8 = 2 batches, repeated so that the cached head takes HEAD_STEPS in all
+    steps = head_steps_per_epoch(16, 8, 2)
+    assert steps * 2 >= HEAD_STEPS and batches and all(b["batches"] == steps for b in batches)
     status = read_status(trained_run)
     assert status["state"] == "completed" and status["epoch"] == 2
     best = json.loads((trained_run / "checkpoints" / "best.json").read_text())

@@ -10,7 +10,7 @@ import pytest
 
 from core.catalog import dataset_signature, find_datasets, looks_like_dataset
 from core.downloads import URL_BASE_ENV, DownloadError, download_horse_or_human, url_base
-from core.reports import format_duration, run_progress
+from core.reports import format_duration
 from core.system import parse_nvidia_smi_list
 from core.uploads import UploadError, extract_dataset_upload, safe_extract_zip
 from tests.dashboard_helpers import class_zip_entries, free_port, make_zip, png_bytes, serve_directory
@@ -127,43 +127,6 @@ def test_dataset_signature_changes_when_a_class_folder_changes(tmp_path):
     time.sleep(0.01)
     (tmp_path / "cats" / "new.png").write_bytes(b"")
     assert dataset_signature(tmp_path) > before
-
-
-def test_run_progress_mid_epoch_with_eta():
-    status = {"state": "running", "epochs": 3, "batches": 10}
-    epochs = [{"epoch": 1, "seconds": 20.0}]
-    batches = [{"epoch": 2, "batch": 5, "batches": 10, "time": 100.0}]
-    progress = run_progress(status, epochs, batches)
-    assert (progress.epoch, progress.batch, progress.batches) == (2, 5, 10)
-    assert progress.fraction == pytest.approx(1.5 / 3)
-    assert progress.eta_s == pytest.approx(10 + 20)  # half of this epoch, then one more
-    assert progress.active
-
-
-def test_run_progress_first_epoch_uses_batch_times():
-    status = {"state": "running", "epochs": 2, "batches": 10}
-    batches = [{"epoch": 1, "batch": 2, "time": 10.0}, {"epoch": 1, "batch": 4, "time": 12.0}]
-    progress = run_progress(status, [], batches)
-    assert progress.eta_s == pytest.approx(6 + 10)  # 1 s per batch
-
-
-def test_run_progress_reports_phase_and_stage():
-    status = {
-        "state": "running",
-        "epochs": 4,
-        "batches": 2,
-        "stage": 2,
-        "phase": "computing embeddings (1/2)",
-    }
-    progress = run_progress(status, [{"epoch": 1}, {"epoch": 2}], [])
-    assert (progress.phase, progress.stage, progress.epoch) == ("computing embeddings (1/2)", 2, 3)
-
-
-def test_run_progress_finished_and_failed():
-    done = run_progress({"state": "completed", "epochs": 2}, [{"epoch": 1}, {"epoch": 2}], [])
-    assert (done.fraction, done.epoch, done.active) == (1.0, 2, False)
-    failed = run_progress({"state": "failed", "error": "boom"}, [], [])
-    assert failed.error == "boom" and failed.eta_s is None
 
 
 def test_format_duration():
