@@ -528,7 +528,9 @@ def test_features_mode_with_knn_writes_its_config(dirs, fake_trainer):
 def test_the_default_quick_preset_trains_the_head_on_cached_embeddings(dirs, fake_trainer):
     data = make_color_dataset(dirs.data / "colors")
     at = open_page("pages/train.py", {"dataset": str(data)})
-    assert at.selectbox[0].value == "quick"  # the page's default preset
+    assert at.selectbox[0].value == "quick"  # the page's default preset, in auto mode
+    assert "embeds every image once" in plan(at) and "(live)" not in plan(at)
+    at.radio(key="quick:mode").set_value("finetune").run()  # a Keras head: the flips are a cached view
     assert "Stage 1, the head (cached):** the frozen base runs once per image plus 1 augmented" in plan(at)
     _start(at)
     assert not at.exception and not at.error
