@@ -353,11 +353,29 @@ def split_dataset(
 
 def _stage_valid_images(report: DatasetReport, stage: Path) -> None:
     """Symlink each valid image into `stage/<class>/`, flattening nested subfolders."""
-    root = Path(report.root)
-    for path, label in zip(report.splits["all"].paths, report.splits["all"].labels):
-        class_dir = root / report.class_names[label]
-        relative = Path(path).relative_to(class_dir)
-        folder = stage / report.class_names[label]
+    _link_images(report, report.splits["all"], stage)
+
+
+def link_split(report: DatasetReport, output: str | os.PathLike) -> Path:
+    """Symlink a split dataset's images into `output/<split>/<class>/`, under the classes the
+    report gives them (which may differ from their folders: the user moved them)."""
+    output = Path(output)
+    if output.exists():
+        raise DatasetError(f"the output folder exists already: {output}; choose a new one")
+    for split_name, split in report.splits.items():
+        _link_images(report, split, output / split_name, depth=2)
+        for name in report.class_names:
+            (output / split_name / name).mkdir(parents=True, exist_ok=True)
+    return output
+
+
+def _link_images(report: DatasetReport, split: Split, output: Path, depth: int = 1) -> None:
+    """Symlink each image into `output/<its class>/`, flattening nested subfolders.
+
+    `depth`: the folders above an image's own subpath (class, or split and class)."""
+    for path, label in zip(split.paths, split.labels):
+        relative = Path(*Path(path).relative_to(report.root).parts[depth:])
+        folder = output / report.class_names[label]
         folder.mkdir(parents=True, exist_ok=True)
         os.symlink(Path(path).resolve(), folder / _flat_name(relative, folder))
 

@@ -82,8 +82,15 @@ def evaluate_run(
         "class_names": classifier.class_names,
         **compute_metrics(y_true, probs, classifier.class_names),
         "skipped": skipped,
+        "predictions": {  # every image, for the confusion matrix's drill-down (columns, compact)
+            "files": files,
+            "true": y_true.tolist(),
+            "predicted": probs.argmax(axis=1).tolist(),
+            "confidence": [round(float(p), 4) for p in probs.max(axis=1)],
+        },
     }
     result.update(_galleries(run_dir, split, files, y_true, probs, classifier))
+    result.update(_trust(run_dir, split, classifier, config, [paths[i] for i in kept], y_true, probs, root))
     evaluation = load_evaluation(run_dir)
     evaluation[split] = result
     write_json_atomic(run_dir / EVALUATION_FILE, evaluation)
@@ -94,6 +101,21 @@ def load_evaluation(run_dir: str | Path) -> dict:
     """`run_dir/evaluation.json` as {split: results}; an empty dict if there is none."""
     evaluation = read_json(Path(run_dir) / EVALUATION_FILE, {})
     return evaluation if isinstance(evaluation, dict) else {}
+
+
+def cell_images(result: dict, true_index: int, predicted_index: int) -> list[dict]:
+    """The images behind one confusion-matrix cell, least confident first: {"file", "confidence"}
+    plus the gallery's thumbnails and Grad-CAM overlay when the image is in a gallery."""
+    rows = result.get("predictions") or {}
+    gallery = {e["file"]: e for e in (result.get("misclassified") or []) + (result.get("top_losses") or [])}
+    cell = [
+        {**gallery.get(file, {}), "file": file, "confidence": confidence}
+        for file, true, predicted, confidence in zip(
+            rows.get("files", []), rows.get("true", []), rows.get("predicted", []), rows.get("confidence", [])
+        )
+        if true == true_index and predicted == predicted_index
+    ]
+    return sorted(cell, key=lambda entry: entry["confidence"])
 
 
 def dataset_root(run_dir: Path) -> Path:
@@ -282,6 +304,24 @@ def _galleries(run_dir: Path, split: str, files: list[str], y_true, probs, class
             "loss": float(losses[i]),
         }
     return {"misclassified": [entries[i] for i in wrong], "top_losses": [entries[i] for i in top]}
+
+
+def _trust(run_dir: Path, split, classifier, config: dict, paths, y_true, probs, root: Path) -> dict:
+    """Calibration and the open-set threshold (core/trust.py) from the split's and the training
+    photos' embeddings, read from the embedding cache when the backbone is the frozen one."""
+    from core.config import TrainConfig
+    from core.embeddings import EmbeddingCache, embed_paths
+    from core.trust import assess
+
+    keys = ("backbone", "weights", "image_size", "pooling", "feature_layer", "batch_size", "fine_tune_layers")
+    extractor_config = TrainConfig(**{k: config[k] for k in keys if k in config})
+    cache = None if extractor_config.fine_tune_layers else EmbeddingCache()  # fine-tuned: not the cached base
+    try:
+        train_paths, _ = _split_images(root, "train", classifier.class_names)
+        embeddings = embed_paths(classifier.extractor(), extractor_config, paths + train_paths, cache)
+        return assess(run_dir, split, probs, y_true, embeddings[: len(paths)], embeddings[len(paths) :])
+    except Exception as exc:  # the scores above stand without them
+        return {"calibration": None, "openset": None, "trust_error": f"{type(exc).__name__}: {exc}"}
 
 
 GRADCAM_BATCH = 4  # per pass: 16 took 5x the memory (+1.4 GB at 224 px) and was no faster

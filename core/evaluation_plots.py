@@ -114,3 +114,58 @@ def _unit_square(fig: go.Figure) -> None:
     fig.update_xaxes(range=[0, 1])
     fig.update_yaxes(range=[0, 1.02])
     fig.update_layout(legend=dict(x=0.98, y=0.02, xanchor="right", yanchor="bottom"))
+
+
+def reliability_figure(calibration: dict, title: str = "Reliability diagram") -> go.Figure:
+    """Accuracy against mean confidence per confidence bin, before and after temperature
+    scaling, over the dashed diagonal of perfect calibration. Marker size follows the count.
+
+    Args:
+        calibration: `evaluate_run(...)["calibration"]`: "reliability_before"/"_after" lists
+            of {"confidence", "accuracy", "count"}, "ece_before", "ece_after", "temperature".
+    """
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(name="perfect", x=[0, 1], y=[0, 1], mode="lines", line=_CHANCE_LINE, hoverinfo="skip")
+    )
+    for when, color in (("before", "#f28e2b"), ("after", "#2f6fde")):
+        rows = calibration[f"reliability_{when}"]
+        fig.add_trace(
+            go.Scatter(
+                name=f"{when} (ECE {calibration[f'ece_{when}']:.3f})",
+                x=[r["confidence"] for r in rows],
+                y=[r["accuracy"] for r in rows],
+                mode="lines+markers",
+                marker=dict(
+                    color=color, size=[6 + 14 * (r["count"] / max(r["count"] for r in rows)) for r in rows]
+                ),
+                line=dict(color=color),
+                customdata=[r["count"] for r in rows],
+                hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>"
+                "%{customdata} images<extra></extra>",
+            )
+        )
+    fig.update_layout(**_LAYOUT, title=title, xaxis_title="confidence (mean per bin)", yaxis_title="accuracy")
+    _unit_square(fig)
+    return fig
+
+
+def with_clickable_cells(fig: go.Figure, class_names: list[str]) -> go.Figure:
+    """Add an invisible marker on each confusion-matrix cell: a heatmap cannot be selected, a
+    marker can, so clicking a cell selects (x = predicted, y = true) for the drill-down."""
+    names = list(class_names)
+    fig.add_trace(
+        go.Scatter(
+            name="cells",
+            x=[p for _ in names for p in names],
+            y=[t for t in names for _ in names],
+            mode="markers",
+            marker=dict(size=max(12, 240 // max(len(names), 1)), opacity=0, symbol="square"),
+            hovertemplate="click to see these photos<extra></extra>",
+            showlegend=False,
+        )
+    )
+    n = len(names)  # markers would widen the autoranged axes: pin them to the cells
+    fig.update_xaxes(range=[-0.5, n - 0.5], autorange=False)
+    fig.update_yaxes(range=[n - 0.5, -0.5], autorange=False)  # first class on top, as before
+    return fig

@@ -1,6 +1,6 @@
-"""Export a trained run as a verified, shareable zip: Keras, SavedModel or TFLite.
+"""Export a trained run as a verified, shareable zip: Keras, SavedModel, TFLite or ONNX.
 
-    python -m core.export --run RUN_DIR --format keras|savedmodel|tflite [--quantize float16|int8]
+    python -m core.export --run RUN_DIR --format keras|savedmodel|tflite|onnx [--quantize float16|int8]
         [--checkpoint best|last] [--out DIR] [--allow-mismatch]
 
 Every export is checked before it is kept: the exported model and the run's Keras model
@@ -15,11 +15,13 @@ with status 2 and a one-line error.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import shutil
 import sys
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -35,8 +37,9 @@ from core.demo import hold_job_slot
 from core.evaluate import EvaluationError, dataset_root
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, checkpoint_path, load_classifier
 from core.runs import read_json, write_json_atomic
+from core.trust import ACCEPT_RATE, EMBEDDINGS_FILE, TRUST_FILE
 
-FORMATS = ("keras", "savedmodel", "tflite")
+FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("float16", "int8")  # TFLite only; none means float32
 EXPORTS_DIR = "exports"
 MIN_AGREEMENT = 0.99  # top-1 agreement with the Keras model an export needs to be kept
@@ -44,7 +47,12 @@ FLOAT32_TOLERANCE = 1e-3  # a float32 export may differ by at most this in any p
 MAX_VERIFY_IMAGES = 200  # validation images compared, spread evenly over the split
 MAX_CALIBRATION_IMAGES = 200  # training images that calibrate int8 quantisation
 BATCH = 32
-ARTEFACTS = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite"}
+ARTEFACTS = {
+    "keras": "model.keras",
+    "savedmodel": "saved_model",
+    "tflite": "model.tflite",
+    "onnx": "model.onnx",
+}
 LAYER_MODULE = "image_preprocess.py"  # the custom layer's source, shipped with Keras exports
 
 
@@ -190,6 +198,9 @@ def _write_artefact(classifier: Classifier, fmt: str, quantize: str | None, dest
     if fmt == "keras":
         shutil.copyfile(checkpoint_path(classifier.run_dir, classifier.checkpoint), dest)
         return
+    if fmt == "onnx":
+        _export_onnx(classifier, dest)
+        return
     saved_model = dest if fmt == "savedmodel" else work / "saved_model"
     _export_saved_model(classifier.model, saved_model)
     if fmt == "tflite":
@@ -203,6 +214,15 @@ def _write_artefact(classifier: Classifier, fmt: str, quantize: str | None, dest
 def _export_saved_model(model, path: Path) -> None:
     """The Keras 3 TF SavedModel export: a `serve` signature over raw-pixel batches."""
     model.export(str(path), format="tf_saved_model", verbose=False)
+
+
+def _export_onnx(classifier: Classifier, path: Path) -> None:
+    """ONNX through Keras's own exporter (tf2onnx underneath), input (N, size, size, 3) raw pixels."""
+    size = classifier.image_size
+    classifier.model.predict_on_batch(np.zeros((1, size, size, 3), np.float32))  # the exporter needs a call
+    with warnings.catch_warnings():  # tf2onnx probes np.object, which NumPy 2 warns about
+        warnings.simplefilter("ignore", FutureWarning)
+        _quietly(functools.partial(classifier.model.export, str(path), format="onnx", verbose=False))
 
 
 def _convert_tflite(saved_model: Path, quantize: str | None, calibration: np.ndarray | None) -> bytes:
@@ -240,6 +260,12 @@ def _export_predictor(artefact: Path, fmt: str) -> Callable[[np.ndarray], np.nda
     if fmt == "keras":
         model = keras.models.load_model(artefact, compile=False, safe_mode=True)
         return lambda x: model.predict_on_batch(x)
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(artefact), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda x: session.run(None, {name: x})[0]
     if fmt == "savedmodel":
         loaded = tf.saved_model.load(str(artefact))  # kept: `serve` needs its variables alive
         return lambda x: loaded.serve(tf.constant(x)).numpy()
@@ -310,7 +336,11 @@ def _write_companions(stage: Path, classifier: Classifier, result: ExportResult,
     write_json_atomic(stage / "export.json", record)
     if fmt == "keras":
         (stage / LAYER_MODULE).write_text(layer_source(), encoding="utf-8")
-    (stage / "README.md").write_text(readme(classifier, result), encoding="utf-8")
+    for name in (TRUST_FILE, EMBEDDINGS_FILE):  # calibration and the open-set threshold, if fitted
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, stage / name)
+    text = readme(classifier, result) + (trust_readme(classifier) if classifier.trust else "")
+    (stage / "README.md").write_text(text, encoding="utf-8")
 
 
 def layer_source() -> str:
@@ -392,6 +422,41 @@ images = np.asarray(image.resize(({size}, {size}), Image.BILINEAR), np.float32)[
 """
 
 
+def trust_readme(classifier: Classifier) -> str:
+    """How to apply the run's temperature and its "none of these" threshold outside the app."""
+    from core.model import POOL_LAYER
+
+    trust = classifier.trust
+    return f"""
+## Calibrated confidence and "none of these"
+
+Fitted on the validation split (trust.json):
+
+- **Temperature** T = {trust.temperature:.4g}: calibrated probabilities are softmax(log(p) / T)
+  (with a sigmoid output, use the two columns [1 - p, p]). The top class never changes.
+- **Unknown photos**: a photo whose embedding is far from every training photo is none of
+  the classes. Its score is the cosine distance from its embedding (the output of the model's
+  `{POOL_LAYER}` layer) to the nearest of the training embeddings in {EMBEDDINGS_FILE};
+  above **{trust.threshold:.4f}** it is unknown (about {ACCEPT_RATE:.0%} of validation photos
+  score below). The embedding needs the Keras model (or the run itself):
+
+```python
+import numpy as np
+
+reference = np.load("{EMBEDDINGS_FILE}").astype(np.float32)  # unit-length training embeddings
+embedder = keras.Model(model.input, model.get_layer("{POOL_LAYER}").output)
+embedding = embedder.predict(images)
+embedding /= np.linalg.norm(embedding, axis=1, keepdims=True)
+score = 1.0 - (embedding @ reference.T).max(axis=1)
+unknown = score > {trust.threshold:.6f}
+columns = probs if probs.shape[1] > 1 else np.hstack([1 - probs, probs])
+z = np.log(np.clip(columns, 1e-7, 1)) / {trust.temperature:.6g}
+calibrated = np.exp(z - z.max(axis=1, keepdims=True))
+calibrated /= calibrated.sum(axis=1, keepdims=True)
+```
+"""
+
+
 _LOADING = {
     "keras": (
         "The model has one custom layer, `ImagePreprocess`: importing `image_preprocess.py` (shipped\n"
@@ -410,6 +475,13 @@ probs = model.predict(images)""",
 
 model = tf.saved_model.load("saved_model")
 probs = model.serve(tf.constant(images)).numpy()""",
+    ),
+    "onnx": (
+        "An ONNX model (opset chosen by tf2onnx), run here with onnxruntime; no TensorFlow needed.",
+        """import onnxruntime
+
+session = onnxruntime.InferenceSession("model.onnx")
+probs = session.run(None, {session.get_inputs()[0].name: images})[0]""",
     ),
     "tflite": (
         "A TensorFlow Lite model; its input and output are float32, also when it is int8-quantised.\n"

@@ -299,6 +299,13 @@ def run_export(
     return lines[0], Path(lines[-1])
 
 
+def run_health(data: Path, backbone: str, image_size: int, timeout_s: float = 1800) -> list[str]:
+    """Check a dataset's health in a `python -m core.health` process (TensorFlow stays out of
+    the caller); return its output lines (findings, then the summary), or raise RunError."""
+    args = ["--data", str(data), "--backbone", backbone, "--image-size", str(image_size)]
+    return _run_module("core.health", args, timeout_s, "health check")
+
+
 def _run_module(module: str, args: list[str], timeout_s: float, what: str) -> list[str]:
     """Run `python -m module args`; its stdout lines, or RunError with its last stderr line."""
     command = [sys.executable, "-m", module, *args]

@@ -36,8 +36,9 @@ from core.config import (
     TrainConfig,
     preset_config,
 )
-from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
+from core.data import DatasetError, DatasetReport, link_split, scan_dataset, split_dataset
 from core.demo import check_demo_limits, check_quota, demo_mode, hold_job_slot
+from core.exclusions import apply_exclusions, load_exclusions
 from core.progress_model import EVALUATING, STARTING, close_timeline, finish_timeline, mark_phase, run_rates
 from core.runs import (
     COMPLETED,
@@ -135,11 +136,18 @@ def prepare_data(config: TrainConfig, run_dir: Path, log) -> DatasetReport:
     report = scan_dataset(config.data)
     for skipped in report.skipped:
         log(f"skipped {skipped.path}: {skipped.reason}")
-    if not report.is_split:  # into a temp folder first: a kill midway must not leave half a split
+    report, decided = apply_exclusions(report, load_exclusions(config.data))  # the Health tab's
+    if decided["excluded"] or decided["relabelled"]:
+        log(f"left out {len(decided['excluded'])} photo(s), moved {len(decided['relabelled'])} (Health tab)")
+    if not report.is_split or decided["excluded"] or decided["relabelled"]:
+        # Into a temp folder first: a kill midway must not leave half a split.
         partial = run_dir / ".split.partial"
         for leftover in [partial, *run_dir.glob(".tls-stage-*")]:  # from a process killed midway
             shutil.rmtree(leftover, ignore_errors=True)
-        split_dataset(report, partial, config.val_split, config.seed, link=True)
+        if report.is_split:  # the run's own view of a split dataset, decisions applied
+            link_split(report, partial)
+        else:
+            split_dataset(report, partial, config.val_split, config.seed, link=True)
         split_dir = run_dir / "split"
         os.replace(partial, split_dir)
         report = dataclasses.replace(
@@ -152,6 +160,7 @@ def prepare_data(config: TrainConfig, run_dir: Path, log) -> DatasetReport:
             "classes": report.class_names,
             "counts": report.counts(),
             "skipped": [dataclasses.asdict(s) for s in report.skipped],
+            **decided,
         },
     )
     for split, counts in report.counts().items():

@@ -12,12 +12,14 @@ import streamlit as st
 
 from core.auto import fine_tune_line, leaderboard_rows, read_auto
 from core.demo import demo_mode, workspace
-from core.evaluate import load_evaluation
+from core.evaluate import cell_images, load_evaluation
 from core.evaluation_plots import (
     confusion_matrix_figure,
     per_class_metrics_figure,
     pr_figure,
+    reliability_figure,
     roc_figure,
+    with_clickable_cells,
 )
 from core.plots import (
     accuracy_figure,
@@ -60,6 +62,7 @@ EVALUATE_TIMEOUT_S = 1800
 RUN_TAB, EVALUATION_TAB = "checkpoints_tab", "Evaluation"
 SHOW_RUN = "show_run"  # session key: the run another page asked this one to show
 GALLERY_COLUMNS = 6
+CELL_PHOTOS = 24  # photos shown for one confusion-matrix cell
 
 
 def run_ui(run: RunSummary) -> None:
@@ -218,10 +221,17 @@ def result_ui(run_dir: Path, result: dict) -> None:
     skipped = f" · {len(result['skipped'])} unreadable image(s) left out" if result.get("skipped") else ""
     st.caption(f"The {result['checkpoint']} checkpoint on the {result['split']} split, {evaluated}{skipped}")
     left, right = st.columns(2)
-    left.plotly_chart(
-        confusion_matrix_figure(result["confusion_matrix"], result["class_names"]), key="confusion_matrix"
+    clicked = left.plotly_chart(
+        with_clickable_cells(
+            confusion_matrix_figure(result["confusion_matrix"], result["class_names"]), result["class_names"]
+        ),
+        key="confusion_matrix",
+        on_select="rerun",
+        selection_mode="points",
     )
     right.plotly_chart(per_class_metrics_figure(result["per_class"]), key="per_class_chart")
+    cell_ui(run_dir, result, clicked)
+    trust_ui(result)
     st.dataframe(
         [{"class": name, **scores} for name, scores in result["per_class"].items()],
         hide_index=True,
@@ -249,6 +259,55 @@ def result_ui(run_dir: Path, result: dict) -> None:
     with loss_tab:
         st.caption("The images the model was least sure of, right or wrong.")
         gallery_ui(run_dir, top, "No images.", show_gradcam)
+
+
+def cell_ui(run_dir: Path, result: dict, clicked) -> None:
+    """The photos behind one confusion-matrix cell: the one clicked, or the one chosen below."""
+    if not result.get("predictions"):
+        return
+    names = result["class_names"]
+    points = (clicked or {}).get("selection", {}).get("points") or []
+    click = (points[0].get("y"), points[0].get("x")) if points else None
+    if click != st.session_state.get("cell_click") and set(click or ()) <= set(names):
+        # A new click picks the cell; the boxes stay free to pick another until the next click.
+        st.session_state["cell_click"] = click
+        if click:
+            st.session_state["cell_true"], st.session_state["cell_predicted"] = click
+    with st.expander("The photos behind a cell (click one in the matrix, or choose)", expanded=bool(points)):
+        a, b = st.columns(2)
+        true = a.selectbox("True class", names, key="cell_true", index=None)
+        predicted = b.selectbox("Predicted class", names, key="cell_predicted", index=None)
+        if true is None or predicted is None:
+            return
+        cell = cell_images(result, names.index(true), names.index(predicted))
+        which = f"**{md(true)}** predicted **{md(predicted)}**"
+        st.caption(f"{len(cell)} photo(s) of {which}, least confident first.")
+        columns = st.columns(GALLERY_COLUMNS)
+        for i, entry in enumerate(cell[:CELL_PHOTOS]):
+            column = columns[i % GALLERY_COLUMNS]
+            if Path(entry["file"]).is_file():
+                column.image(entry["file"], width="stretch")
+            gradcam = _thumbnail(run_dir, entry.get("gradcam_thumbnail"))
+            if gradcam:
+                column.image(str(gradcam), caption="Grad-CAM: where it looked", width="stretch")
+            column.caption(md(f"{Path(entry['file']).name}: {predicted} {entry['confidence']:.1%}"))
+        if len(cell) > CELL_PHOTOS:
+            st.caption(f"... and {len(cell) - CELL_PHOTOS} more.")
+
+
+def trust_ui(result: dict) -> None:
+    """Calibration (ECE before and after temperature scaling) and the open-set threshold."""
+    calibration, openset = result.get("calibration"), result.get("openset")
+    if not calibration or not openset:
+        return
+    a, b, c, d = st.columns(4)
+    a.metric("Calibration error (ECE)", f"{calibration['ece_before']:.3f}", help="expected calibration error")
+    b.metric("ECE, calibrated", f"{calibration['ece_after']:.3f}",
+             help=f"after temperature scaling, T = {calibration['temperature']:.2f}")  # fmt: skip
+    c.metric("'None of these' threshold", f"{openset['threshold']:.3f}",
+             help="cosine distance to the nearest training photo above which a photo is unknown")  # fmt: skip
+    d.metric("Rejected as unknown", f"{openset['rejected']:.1%}", help="of this split's photos")
+    st.plotly_chart(reliability_figure(calibration), key="reliability_chart")
 
 
 def gallery_ui(run_dir: Path, entries: list[dict], empty: str, show_gradcam: bool = False) -> None:
@@ -299,6 +358,7 @@ EXPORT_FORMATS = {
     "TFLite, float32": ("tflite", None),
     "TFLite, float16 (half the size)": ("tflite", "float16"),
     "TFLite, int8 (a quarter of the size; refused if it disagrees)": ("tflite", "int8"),
+    "ONNX (onnxruntime and other ONNX runtimes)": ("onnx", None),
 }
 
 

@@ -13,14 +13,17 @@ from pathlib import Path
 import streamlit as st
 
 from core import advisor, config
-from core.backbones import WeightsUnavailableError
+from core.backbones import BACKBONES, WeightsUnavailableError
 from core.catalog import dataset_signature, looks_like_dataset, unusable_folders
 from core.config import FILL_MODES, REFERENCE_AUGMENT, AugmentConfig
 from core.data import DatasetError, DatasetReport, scan_dataset, split_dataset
 from core.demo import workspace
+from core.exclusions import FINDINGS_FILE, health_dir, load_exclusions, relative_path, save_exclusions
+from core.health import read_findings
 from core.plots import split_counts_figure
 from core.preview import augment_batch, augment_repeated, load_batch, preview_paths
 from core.reports import describe_augment
+from core.runs import RunError, run_health
 from core.text import code, md
 from core.uploads import (
     MAX_UNCOMPRESSED_BYTES,
@@ -36,6 +39,11 @@ from core.url_state import augment_from_param, augment_param, dataset_from_param
 
 SOURCES = ("The bundled sample", "A folder in the data folder", "Upload a zip")
 PREVIEW_COUNT, PREVIEW_SIZE = 8, 160
+HEALTH_KINDS = {"leakage": "Leakage", "duplicate": "Duplicates", "label_issue": "Label issues",
+                "outlier": "Outliers"}  # fmt: skip
+HEALTH_BACKBONES = ("mobilenet_v2", "mobilenet_v2_0.35", "mobilenet_0.25", "efficientnet_b0", "resnet50")
+HEALTH_SHOWN = 30  # findings drawn per kind
+HEALTH_THUMBNAIL_PX = 200
 AUGMENT_SLIDERS = {  # field: (label, max, step, help)
     "rotation": ("Rotation (degrees)", 180.0, 5.0, "rotate by up to +/- this many degrees"),
     "width_shift": ("Width shift", 0.9, 0.05, "shift sideways by up to this fraction of the width"),
@@ -404,6 +412,126 @@ def _use_advice(dataset: Path, advice: advisor.Advice) -> None:
     st.session_state["preset_default"] = "advisor"
 
 
+def health_ui(dataset: Path, report: DatasetReport) -> None:
+    """Run `core.health` on the dataset, show each kind of finding as a gallery, and record the
+    user's decisions (exclude, move to a class) in the project's data folder."""
+    st.write(
+        "Finds photos that are in the dataset twice, photos shared between train and validation "
+        "(which inflate accuracy), photos that look like another class than their folder, and "
+        "photos unlike any other. Decisions are saved in the project's data folder: **your "
+        "dataset folder is never changed**, and the next training leaves out or moves the photos."
+    )
+    findings_file = health_dir(dataset) / FINDINGS_FILE
+    a, b = st.columns(2)
+    backbone = a.selectbox(
+        "Backbone", HEALTH_BACKBONES, key="health_backbone", help="as training's: its embeddings are reused"
+    )
+    default = BACKBONES[backbone].default_size
+    size = int(b.number_input("Image size", 32, 1024, default, key=f"health_size_{backbone}"))
+    if st.button("Check data health", icon=":material/health_and_safety:"):
+        with st.spinner("Embedding every photo and looking for problems (a separate process)..."):
+            try:
+                lines = run_health(dataset, backbone, size)
+            except RunError as exc:
+                st.error(f"The health check failed: {exc}")
+                return
+        findings_file.parent.mkdir(parents=True, exist_ok=True)
+        findings_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if not findings_file.is_file():
+        st.info("No health check of this dataset yet.")
+        return
+    findings, summary = read_findings(findings_file.read_text(encoding="utf-8").splitlines())
+    counts = summary.get("findings", {})
+    st.caption(
+        f"Checked {summary.get('images', '?')} photos with {summary.get('backbone', '?')} at "
+        f"{summary.get('image_size', '?')} px in {summary.get('seconds', '?')} s."
+    )
+    exclusions = load_exclusions(dataset)
+    st.caption(
+        f"Decided so far: {len(exclusions.excluded)} photo(s) left out, {len(exclusions.relabelled)} moved."
+    )
+    tabs = st.tabs([f"{HEALTH_KINDS[kind]} ({counts.get(kind, 0)})" for kind in HEALTH_KINDS])
+    for tab, kind in zip(tabs, HEALTH_KINDS):
+        with tab:
+            of_kind = [f for f in findings if f["kind"] == kind]
+            if not of_kind:
+                st.success(f"No {HEALTH_KINDS[kind].lower()} found.")
+            for index, finding in enumerate(of_kind[:HEALTH_SHOWN]):
+                finding_ui(dataset, report, finding, f"{kind}_{index}", exclusions)
+            if len(of_kind) > HEALTH_SHOWN:
+                st.caption(f"... and {len(of_kind) - HEALTH_SHOWN} more (`python -m core.health` lists all).")
+
+
+def finding_ui(dataset: Path, report: DatasetReport, finding: dict, key: str, exclusions) -> None:
+    """One finding: its photos side by side, each with an "exclude" box (and "move" for labels)."""
+    with st.container(border=True):
+        st.caption(md(finding_caption(finding)))
+        columns = st.columns(max(len(finding["files"]), 3)) if len(finding["files"]) <= 6 else st.columns(6)
+        for i, file in enumerate(finding["files"][:6]):
+            relative = relative_path(file, dataset)
+            column = columns[i]
+            thumb = cached_thumbnail(file)
+            if thumb is not None:
+                column.image(thumb, caption=relative, width="stretch")
+            box = f"exclude_{key}_{i}"
+            column.checkbox(
+                "Exclude from training",
+                value=relative in exclusions.excluded,
+                key=box,
+                on_change=_decide,
+                args=(dataset, relative, "exclude", box),
+            )
+            target = finding.get("suggested")
+            if finding["kind"] == "label_issue" and target in report.class_names:
+                box = f"move_{key}_{i}"
+                column.checkbox(
+                    f"Move to {target}",
+                    value=exclusions.relabelled.get(relative) == target,
+                    key=box,
+                    on_change=_decide,
+                    args=(dataset, relative, target, box),
+                )
+
+
+def finding_caption(finding: dict) -> str:
+    kind, score = finding["kind"], finding["score"]
+    if kind in ("duplicate", "leakage"):
+        same = "identical files" if finding.get("exact") else f"similarity {score:.3f}"
+        where = " across " + " / ".join(dict.fromkeys(finding.get("splits", []))) if kind == "leakage" else ""
+        label = f", all {finding['label']}" if finding.get("label") else ", with different labels"
+        return f"{len(finding['files'])} copies{where} ({same}{label})"
+    if kind == "label_issue":
+        return f"In {finding['label']}, but looks like {finding['suggested']} (label quality {score:.2f})"
+    return f"Unlike every other photo (in {finding['label']}; {score:.1f} deviations out)"
+
+
+def _decide(dataset: Path, relative: str, action: str, key: str) -> None:
+    """Record one checkbox in the exclusions file (the dataset folder is never touched)."""
+    exclusions = load_exclusions(dataset)
+    chosen = st.session_state[key]
+    if action == "exclude":
+        excluded = set(exclusions.excluded)
+        excluded = excluded | {relative} if chosen else excluded - {relative}
+        exclusions.excluded = sorted(excluded)
+    elif chosen:
+        exclusions.relabelled[relative] = action
+    else:
+        exclusions.relabelled.pop(relative, None)
+    save_exclusions(dataset, exclusions)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def cached_thumbnail(path: str):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.thumbnail((HEALTH_THUMBNAIL_PX, HEALTH_THUMBNAIL_PX))
+            return image.convert("RGB")
+    except OSError:
+        return None  # gone since the check
+
+
 def image_row(images: list, captions: list[str] | None = None) -> None:
     for i, column in enumerate(st.columns(len(images), gap="small")):
         column.image(images[i], caption=captions[i] if captions else None, width="stretch")
@@ -422,8 +550,8 @@ if report is None:
 st.session_state["dataset"] = str(dataset)
 st.query_params["dataset"] = dataset_param(dataset, config.DATA_ROOT, config.SAMPLE_DATASET)
 st.caption(f"The Train page uses this dataset: {code(dataset)}")
-report_tab, split_tab, augment_tab, strategy_tab = st.tabs(
-    ["Check", "Split", "Augmentation", "Which strategy?"]
+report_tab, split_tab, augment_tab, strategy_tab, health_tab = st.tabs(
+    ["Check", "Split", "Augmentation", "Which strategy?", "Health"]
 )
 with report_tab:
     report_ui(report)
@@ -440,3 +568,5 @@ with augment_tab:
     preview_ui(report, augment)
 with strategy_tab:
     strategy_ui(dataset)
+with health_tab:
+    health_ui(dataset, report)

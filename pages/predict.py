@@ -1,6 +1,7 @@
 """Predict: classify uploaded photos, or one from the camera, with a trained run, and show
 where the model looked (Grad-CAM)."""
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +10,23 @@ import streamlit as st
 from core.data import load_image
 from core.demo import workspace
 from core.plots import probability_figure
-from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, checkpoint_path, load_classifier
+from core.predict import (
+    CHECKPOINTS,
+    Classifier,
+    RunNotReadyError,
+    checkpoint_path,
+    images_in_zip,
+    load_classifier,
+    results_csv,
+    table_row,
+)
 from core.reports import predictable_runs, run_label
 from core.runs import RunSummary, list_runs
 from core.text import md
+from core.uploads import UploadError
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]
+CARDS_UP_TO = 12  # more photos than this are shown as one table with a CSV download
 GRADCAM_MAX_SIDE = 480  # the overlay is drawn on the photo shrunk to at most this many pixels
 
 
@@ -43,9 +55,15 @@ def model_ui(runs: list[RunSummary]) -> tuple[RunSummary, str]:
 
 
 def images_ui() -> list:
-    """Uploaded files plus, when the camera is on, its photo."""
+    """Uploaded files, the photos of an uploaded zip, and, when the camera is on, its photo."""
     files = st.file_uploader("Photos", type=IMAGE_TYPES, accept_multiple_files=True)
     sources = list(files or [])
+    archive = st.file_uploader("Or a zip of photos (a whole folder at once)", type="zip", key="photos_zip")
+    if archive is not None:
+        try:
+            sources += images_in_zip(archive)
+        except UploadError as exc:
+            st.error(f"That zip cannot be used: {exc}")
     if st.toggle("Use the camera", key="camera"):
         photo = st.camera_input("Take a photo")
         if photo is not None:
@@ -91,8 +109,15 @@ def result_ui(source, result: dict, explain: Classifier | None = None) -> None:
         if explain:
             gradcam_ui(columns[1], source, result, explain)
         right = columns[-1]
-        confidence = result["probabilities"][result["label"]]
-        right.markdown(f"### {md(result['label'])}  \n{confidence:.1%} sure")
+        confidence = result.get("confidence", result["probabilities"][result["label"]])
+        if result.get("unknown"):
+            right.markdown(f"### None of these  \n(closest: {md(result['label'])})")
+            right.caption(
+                "This photo is further from every training photo than 95% of the validation photos "
+                f"are (distance {result['openset_score']:.3f}): it is probably none of the classes."
+            )
+        else:
+            right.markdown(f"### {md(result['label'])}  \n{confidence:.1%} sure")
         right.plotly_chart(probability_figure(result["probabilities"]), key=f"probs_{result['index']}")
 
 
@@ -105,6 +130,40 @@ def gradcam_ui(column, source, result: dict, classifier: Classifier) -> None:
         column.warning(f"Grad-CAM failed for this image: {type(exc).__name__}: {md(exc)}")
         return
     column.image(heat, caption=f"Grad-CAM: where it saw {result['label']}", width="stretch")
+
+
+def table_ui(classifier: Classifier, sources: list) -> None:
+    """Many photos: one table (file, label, probability, unknown) with a CSV download."""
+    key = (str(classifier.run_dir), classifier.checkpoint, tuple(_source_name(s) for s in sources))
+    if st.session_state.get("table_for") != key:
+        bar = st.progress(0.0, text=f"Classifying {len(sources)} photos...")
+        progress = lambda done, total: bar.progress(done / total, text=f"Classified {done} of {total} photos")
+        st.session_state["table"] = [table_row(r) for r in classifier.predict_many(sources, progress)]
+        st.session_state["table_for"] = key
+        bar.empty()
+    rows = st.session_state["table"]
+    unknown = sum(bool(r["unknown"]) for r in rows)
+    st.caption(
+        f"{len(rows)} photos: " + ", ".join(f"{n} {md(label)}" for label, n in Counter(
+            "none of these" if r["unknown"] else r["label"] or "unreadable" for r in rows).most_common())
+        + (f" ({unknown} far from every training photo)" if unknown else "")
+    )  # fmt: skip
+    st.dataframe(rows, hide_index=True, key="predictions_table",
+                 column_config={"probability": st.column_config.NumberColumn(format="%.3f"),
+                                "confidence": st.column_config.NumberColumn(format="%.3f"),
+                                "openset_score": st.column_config.NumberColumn(format="%.3f")})  # fmt: skip
+    st.download_button(
+        "Download as CSV",
+        data=results_csv(rows),
+        file_name="predictions.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key="predictions_csv",
+    )
+
+
+def _source_name(source) -> str:
+    return f"{getattr(source, 'name', '?')}:{getattr(source, 'size', None) or len(source.getvalue())}"
 
 
 def _reason(error: str) -> str:
@@ -144,6 +203,9 @@ if explain:
     if reason:
         st.info(f"Grad-CAM is not available for this classifier: {reason}.")
         explain = False
+if len(sources) > CARDS_UP_TO:
+    table_ui(classifier, sources)
+    st.stop()
 with st.spinner(f"Classifying {len(sources)} image(s)..."):
     results = classifier.predict(sources)
 for index, (source, result) in enumerate(zip(sources, results)):

@@ -108,3 +108,13 @@ def horse_or_human_dataset() -> Path:
 def _cause(error: DownloadError) -> str:
     """The downloader's first sentence (its advice is for the dashboard's user, not for tests)."""
     return str(error).split(". ")[0]
+
+
+def pbc_blood_cells() -> Path:
+    """Real blood-cell microscopy photos (PBC, CC BY 4.0): an unrelated subject for horse-or-human.
+
+    Only in ../shared (no download): fails the test, naming the folder, when it is missing."""
+    folder = shared_dir() / "datasets" / "pbc-blood-cells"
+    if not folder.is_dir():
+        pytest.fail(f"the PBC blood-cell photos are unavailable: put them in {folder}", pytrace=False)
+    return folder

@@ -58,3 +58,28 @@ def test_pr_curve_names_its_average_precision(positive_rate):
         assert len(fig.data) == 1
     else:
         assert list(fig.data[0].y) == [0.25, 0.25] and fig.data[0].name == "chance"
+
+
+def test_reliability_diagram_draws_before_and_after_over_the_diagonal():
+    from core.evaluation_plots import reliability_figure
+
+    rows = [
+        {"confidence": 0.6, "accuracy": 0.5, "count": 10},
+        {"confidence": 0.95, "accuracy": 0.7, "count": 30},
+    ]
+    calibration = {"reliability_before": rows, "reliability_after": rows[:1], "ece_before": 0.2,
+                   "ece_after": 0.05, "temperature": 2.0}  # fmt: skip
+    fig = reliability_figure(calibration)
+    assert [t.name for t in fig.data] == ["perfect", "before (ECE 0.200)", "after (ECE 0.050)"]
+    assert list(fig.data[1].x) == [0.6, 0.95] and list(fig.data[1].y) == [0.5, 0.7]
+    assert list(fig.data[2].customdata) == [10]
+
+
+def test_clickable_cells_put_one_invisible_marker_on_each_cell():
+    from core.evaluation_plots import with_clickable_cells
+
+    fig = with_clickable_cells(confusion_matrix_figure(MATRIX, CLASSES), CLASSES)
+    heat, cells = fig.data
+    assert heat.type == "heatmap" and cells.type == "scatter" and cells.marker.opacity == 0
+    assert list(zip(cells.y, cells.x))[1] == ("cat", "dog")  # row by row: (true, predicted)
+    assert len(cells.x) == len(CLASSES) ** 2

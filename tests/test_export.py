@@ -32,6 +32,7 @@ VARIANTS = [
     ("tflite", None),
     ("tflite", "float16"),
     ("tflite", "int8"),
+    ("onnx", None),
 ]
 MAX_DIFF = {None: 1e-3, "float16": 0.05, "int8": 0.5}  # measured: ~1e-5, 0.011, 0.22
 
@@ -77,6 +78,8 @@ def test_each_format_is_zipped_and_agrees_with_the_keras_model(real_run, fmt, qu
     assert any(n == f"{name}/{artefact}" or n.startswith(f"{name}/{artefact}/") for n in names)
     assert labels == ["blue", "green", "red"]
     assert "raw RGB pixels 0-255" in readme and "(N, 96, 96, 3)" in readme and "softmax" in readme
+    threshold = read_json(real_run / "trust.json")["openset"]["threshold"]  # fitted at evaluation
+    assert f"{name}/trust.json" in names and f"above **{threshold:.4f}** it is unknown" in readme
     assert result.artefact_path == result.path.parent / name / artefact and result.artefact_path.exists()
     assert result.n_images == 36 and result.size_bytes > 100_000
     assert result.agreement >= 0.99, result
@@ -141,7 +144,7 @@ def test_features_mode_with_a_scikit_learn_classifier_is_refused(tmp_path):
     "args, message",
     [
         (["--format", "keras", "--quantize", "int8"], "quantisation applies to tflite exports only"),
-        (["--format", "onnx"], "argument --format: invalid choice"),
+        (["--format", "pdf"], "argument --format: invalid choice"),
         (["--format", "keras", "--checkpoint", "last"], "run has no last checkpoint yet"),
     ],
 )

@@ -476,7 +476,8 @@ def test_predict_a_camera_photo(with_run):
     at.camera_input[0].set_value(("camera.jpg", photo, "image/jpeg")).run()
     assert not at.exception and not at.error
     labels = [m.value for m in at.markdown if m.value.startswith("### ")]
-    assert len(labels) == 1 and labels[0].split()[1] in {"blue", "red"}
+    # A photo of a person, to a model of colours, is none of its classes.
+    assert labels in (["### None of these  \n(closest: blue)"], ["### None of these  \n(closest: red)"])
     assert chart_spec(at, "probs_0")["data"][0]["orientation"] == "h"
 
 
@@ -722,8 +723,8 @@ def test_the_evaluation_of_a_trained_run(with_run):
     shown = len(evaluation["misclassified"]) + len(evaluation["top_losses"])
     assert len(at.image) == shown
     captions = [c for image in at.image for c in image.captions]
-    entry = evaluation["misclassified"][0]
-    assert f"true {entry['true']} · predicted {entry['predicted']}" in captions[0]
+    entry = (evaluation["misclassified"] or evaluation["top_losses"])[0]  # the converged head may err on none
+    assert shown and f"true {entry['true']} · predicted {entry['predicted']}" in captions[0]
     assert [b.label for b in at.button if b.label.startswith("Evaluate on")] == ["Evaluate on train"]
 
 

@@ -1,0 +1,97 @@
+"""What the user decided about a dataset's photos after a health check: photos to leave out of
+training, and photos to train under another class. No TensorFlow, no Streamlit.
+
+The decisions live in a file of the project's data folder, never in the dataset itself:
+
+    DATA_ROOT/.health/<dataset name>-<hash of its path>/exclusions.json
+        {"dataset": "/abs/path", "excluded": ["train/horses/a.png", ...],
+         "relabelled": {"train/humans/b.png": "horses", ...}}
+
+Paths are relative to the dataset folder. `core.train` applies them when it reads the
+dataset (`apply_exclusions`) and lists them in the run's dataset.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+from core import config
+from core.data import DatasetReport, Split
+from core.runs import read_json, write_json_atomic
+
+HEALTH_DIR = ".health"  # hidden: the dataset finder never mistakes it for a dataset
+EXCLUSIONS_FILE = "exclusions.json"
+FINDINGS_FILE = "findings.jsonl"
+
+
+@dataclasses.dataclass
+class Exclusions:
+    """Photos (relative to the dataset folder) left out of training, and photos moved to a class."""
+
+    excluded: list[str] = dataclasses.field(default_factory=list)
+    relabelled: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.excluded or self.relabelled)
+
+
+def health_dir(dataset: str | os.PathLike) -> Path:
+    """The folder holding one dataset's health findings and exclusions (keyed by its real path)."""
+    real = os.path.realpath(dataset)
+    digest = hashlib.sha256(real.encode()).hexdigest()[:12]
+    return config.DATA_ROOT / HEALTH_DIR / f"{Path(real).name or 'dataset'}-{digest}"
+
+
+def load_exclusions(dataset: str | os.PathLike) -> Exclusions:
+    saved = read_json(health_dir(dataset) / EXCLUSIONS_FILE, {}) or {}
+    return Exclusions(list(saved.get("excluded", [])), dict(saved.get("relabelled", {})))
+
+
+def save_exclusions(dataset: str | os.PathLike, exclusions: Exclusions) -> Path:
+    folder = health_dir(dataset)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / EXCLUSIONS_FILE
+    payload = {"dataset": os.path.realpath(dataset), **dataclasses.asdict(exclusions)}
+    write_json_atomic(path, payload)
+    return path
+
+
+def relative_path(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """`path` relative to the dataset folder `root`, with forward slashes."""
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+def apply_exclusions(report: DatasetReport, exclusions: Exclusions) -> tuple[DatasetReport, dict]:
+    """The report without the excluded photos and with moved photos under their new class.
+
+    Returns the new report and what was applied ({"excluded": [...], "relabelled": {...}}),
+    naming only photos this dataset really has. A move to a class the dataset lacks is ignored.
+    """
+    excluded, relabelled = set(exclusions.excluded), {}
+    splits = {}
+    for name, split in report.splits.items():
+        kept = Split()
+        for path, label in zip(split.paths, split.labels):
+            relative = relative_path(path, report.root)
+            if relative in excluded:
+                continue
+            target = exclusions.relabelled.get(relative)
+            if target in report.class_names and report.class_names.index(target) != label:
+                relabelled[relative] = target
+                label = report.class_names.index(target)
+            kept.paths.append(path)
+            kept.labels.append(label)
+        splits[name] = kept
+    applied = {
+        "excluded": sorted(
+            relative_path(p, report.root)
+            for split in report.splits.values()
+            for p in split.paths
+            if relative_path(p, report.root) in excluded
+        ),
+        "relabelled": dict(sorted(relabelled.items())),
+    }
+    return dataclasses.replace(report, splits=splits), applied
