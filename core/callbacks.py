@@ -108,20 +108,6 @@ def _floats(logs: dict | None) -> dict[str, float]:
     return {k: float(v) for k, v in (logs or {}).items() if hasattr(v, "__float__")}
 
 
-class BatchOutputs(keras.callbacks.Callback):
-    """Hands each predicted batch to `handle` as soon as it is ready, in order, so work on
-    it (writing it to disk, reporting progress) overlaps the batches still computing."""
-
-    def __init__(self, handle: Callable[[np.ndarray], None]):
-        super().__init__()
-        self.handle = handle
-
-    def on_predict_batch_end(self, batch, logs=None):
-        outputs = logs["outputs"]  # a list of arrays from a model with several outputs
-        several = isinstance(outputs, list | tuple)
-        self.handle([np.asarray(o) for o in outputs] if several else np.asarray(outputs))
-
-
 class RunLogger(keras.callbacks.Callback):
     """Appends epoch and throttled batch lines to metrics.jsonl, updates status.json,
     prints a line per epoch, and stops training when `should_stop()` turns true."""

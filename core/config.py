@@ -230,6 +230,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=5,
         patience=3,
         augment=dataclasses.asdict(AugmentConfig(horizontal_flip=True)),
+        augment_views=1,  # the flips as one cached view: the head trains on embeddings, not live
     ),
 }
 

@@ -72,6 +72,7 @@ def augment_variant(augment: AugmentConfig, view: int) -> str:
 class CacheStats:
     hits: int = 0
     misses: int = 0
+    engine: str | None = None  # what computed the misses, and why (core.engine); None: all cached
 
 
 class EmbeddingCache:
@@ -190,12 +191,12 @@ def embed_paths(
 ) -> np.ndarray | list[np.ndarray]:
     """Embeddings (N, D) for `paths` in order: cached ones read, the others computed and stored.
 
-    `progress(done, total)` is called after each computed batch. A multi-output extractor
-    (auto mode: several layers in one forward pass) passes `keys`, the cache key of each
-    output in order; then one array per output comes back, and an image is recomputed
-    unless every output of it is cached.
+    `extractor_model` is a Keras extractor (run in the fastest engine, see core.engine) or a
+    ready `core.engine.Engine`. `progress(done, total)` is called after each computed batch.
+    A multi-output extractor (auto mode: several layers in one forward pass) passes `keys`,
+    the cache key of each output in order; then one array per output comes back, and an
+    image is recomputed unless every output of it is cached.
     """
-    from core.callbacks import BatchOutputs
     from core.pipeline import image_batches
 
     stats = stats if stats is not None else CacheStats()
@@ -230,7 +231,8 @@ def embed_paths(
                 if progress:
                     progress(len(done), len(missing))
 
-            extractor_model.predict(batches, verbose=0, callbacks=[BatchOutputs(store)])
+            engine = _run_batches(extractor_model, config, batches, len(missing), store)
+            stats.engine = engine.describe()
             for write in writes:
                 write.result()  # a failed write (a full disk) leaves only this entry uncached
     if cache and missing:
@@ -240,6 +242,19 @@ def embed_paths(
         for j in range(len(outputs_keys))
     ]
     return arrays if keys else arrays[0]
+
+
+def _run_batches(extractor_model, config: TrainConfig, batches, total: int, store: Callable):
+    """Feed every decoded batch to the engine (chosen on the first batch, which is its probe)
+    and hand its outputs to `store`; tf.data decodes the next batches meanwhile."""
+    from core.engine import Engine, extractor_engine
+
+    engine = extractor_model if isinstance(extractor_model, Engine) else None
+    for batch in batches.as_numpy_iterator():
+        if engine is None:
+            engine = extractor_engine(extractor_model, config, probe=batch, images=total)
+        store(engine.run(batch))  # one array per output
+    return engine
 
 
 def _cached_outputs(

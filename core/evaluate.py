@@ -35,13 +35,19 @@ class EvaluationError(ValueError):
     """The run cannot be evaluated on this split; the message says why."""
 
 
-def evaluate_run(run_dir: str | Path, split: str = "validation", checkpoint: str = "best") -> dict:
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "validation",
+    checkpoint: str = "best",
+    classifier: Classifier | None = None,
+) -> dict:
     """Predict every image of `split` with the run's model and measure how it did.
 
     Args:
         run_dir: a finished run (config.json, labels.json, checkpoints/<checkpoint>.keras).
         split: "validation", "test" or "train".
         checkpoint: "best" or "last".
+        classifier: the run's classifier when the caller holds it (the training process).
 
     Returns:
         This split's results (also saved under `split` in `run_dir/evaluation.json`):
@@ -56,11 +62,11 @@ def evaluate_run(run_dir: str | Path, split: str = "validation", checkpoint: str
         RunNotReadyError: the run has no such checkpoint or metadata.
     """
     run_dir = Path(run_dir)
-    classifier = load_classifier(run_dir, checkpoint)  # first: a bad run is named before its data
+    classifier = classifier or load_classifier(run_dir, checkpoint)  # first: a bad run is named first
     root = dataset_root(run_dir)
     paths, labels = _split_images(root, split, classifier.class_names)
     config = RunDir(run_dir).config()
-    probs, kept, skipped = _predict_all(classifier, paths, int(config.get("batch_size") or 32))
+    probs, kept, skipped = _predict_split(classifier, config, paths)
     if not kept:
         raise EvaluationError(f"none of the {len(paths)} images of {split} could be read")
     y_true = np.asarray([labels[i] for i in kept])
@@ -135,6 +141,45 @@ def _split_images(root: Path, split: str, class_names: list[str]) -> tuple[list[
         raise EvaluationError(f"the {split} split has no images")
     index = {name: class_names.index(name) for name in report.class_names}
     return chosen.paths, [index[report.class_names[label]] for label in chosen.labels]
+
+
+def _predict_split(classifier: Classifier, config: dict, paths: list[str]):
+    """Like `_predict_all`, from the frozen base's embeddings when the run allows it."""
+    probs = predict_from_embeddings(classifier, config, paths)
+    if probs is not None:
+        return probs, list(range(len(paths))), []
+    return _predict_all(classifier, paths, int(config.get("batch_size") or 32))
+
+
+def predict_from_embeddings(classifier: Classifier, config: dict, paths: list[str]) -> np.ndarray | None:
+    """Probabilities from the embeddings of a frozen-base run, or None when it has none to use.
+
+    While the base stays frozen (features mode, or a head trained without fine-tuning), the
+    run's base is the ImageNet extractor the embedding cache is keyed by: its validation
+    embeddings are there already, so only the head runs (missing ones are computed by the
+    fastest engine and cached). Random weights (tests) differ per seed, which the cache key
+    does not name, and an unreadable image needs the slow path, which skips it: both None.
+    """
+    from core.config import TrainConfig
+    from core.embeddings import EmbeddingCache, embed_paths
+    from core.model import feature_extractor
+
+    try:
+        run_config = TrainConfig.from_dict(config)
+    except (TypeError, ValueError):  # an older or newer config: take the slow path
+        return None
+    # Auto mode's checkpoint may take another layer than its config names: the slow path.
+    frozen = run_config.mode == "features" or (
+        run_config.mode == "finetune" and not run_config.fine_tune_layers
+    )
+    if not frozen or run_config.weights is None:
+        return None
+    try:
+        extractor = feature_extractor(classifier.model)
+        embeddings = embed_paths(extractor, run_config, paths, EmbeddingCache())
+    except Exception:  # an unreadable image, a missing layer: the slow path handles or names it
+        return None
+    return classifier.predict_embeddings(embeddings).astype(np.float64)
 
 
 def _predict_all(classifier: Classifier, paths: list[str], batch_size: int):
@@ -227,7 +272,6 @@ def _galleries(run_dir: Path, split: str, files: list[str], y_true, probs, class
     """The worst misclassified images and the highest-loss images, with thumbnails (and
     Grad-CAM overlays where the model allows, so a page can show them without TensorFlow)."""
     class_names = classifier.class_names
-    with_gradcam = classifier.estimator is None and _gradcam_available(classifier.model)
     losses = per_image_loss(y_true, probs)
     order = np.argsort(-losses, kind="stable")
     wrong = [int(i) for i in order if probs[i].argmax() != y_true[i]][:GALLERY_SIZE]
@@ -236,16 +280,17 @@ def _galleries(run_dir: Path, split: str, files: list[str], y_true, probs, class
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.jpg"):  # thumbnails of an earlier evaluation
         old.unlink()
-    entries = {}
-    for i in dict.fromkeys(wrong + top):
+    entries, shown = {}, list(dict.fromkeys(wrong + top))
+    heatmaps = _gradcam_heatmaps(
+        classifier, [files[i] for i in shown], [int(probs[i].argmax()) for i in shown]
+    )
+    for i in shown:
         entries[i] = {
             "file": files[i],
             "thumbnail": _write_thumbnail(files[i], folder / f"{i:05d}.jpg", run_dir),
             "gradcam_thumbnail": _write_gradcam_thumbnail(
-                classifier, files[i], int(probs[i].argmax()), folder / f"{i:05d}-gradcam.jpg", run_dir
-            )
-            if with_gradcam
-            else None,
+                heatmaps.get(files[i]), folder / f"{i:05d}-gradcam.jpg", run_dir
+            ),
             "true": class_names[int(y_true[i])],
             "predicted": class_names[int(probs[i].argmax())],
             "probabilities": {name: float(p) for name, p in zip(class_names, probs[i])},
@@ -272,24 +317,35 @@ def _trust(run_dir: Path, split, classifier, config: dict, paths, y_true, probs,
         return {"calibration": None, "openset": None, "trust_error": f"{type(exc).__name__}: {exc}"}
 
 
-def _gradcam_available(model) -> bool:
-    from core.gradcam import gradcam_available
-
-    return gradcam_available(model)
+GRADCAM_BATCH = 4  # per pass: 16 took 5x the memory (+1.4 GB at 224 px) and was no faster
 
 
-def _write_gradcam_thumbnail(
-    classifier, source: str, class_index: int, target: Path, run_dir: Path
-) -> str | None:
-    """Where the model looked for the class it predicted, over a thumbnail of `source`."""
-    from core.gradcam import gradcam, overlay
+def _gradcam_heatmaps(classifier, sources: list[str], class_indices: list[int]) -> dict:
+    """{source: (image, heatmap)} for the gallery, a few images per backbone pass; a batch
+    that fails leaves its images without overlays (a gallery without them is still a gallery)."""
+    from core.gradcam import gradcam_available, gradcam_batch
 
-    try:
-        image = load_image(source, classifier.image_size)
-        heatmap = gradcam(classifier.model, image, class_index)
-    except Exception:  # a gallery without one overlay is still a gallery
+    if classifier.estimator is not None or not gradcam_available(classifier.model):
+        return {}
+    heatmaps = {}
+    for start in range(0, len(sources), GRADCAM_BATCH):
+        chunk = list(zip(sources, class_indices))[start : start + GRADCAM_BATCH]
+        try:
+            images = [load_image(source, classifier.image_size) for source, _ in chunk]
+            heats = gradcam_batch(classifier.model, images, [c for _, c in chunk])
+        except Exception:
+            continue
+        heatmaps.update({source: (image, heat) for (source, _), image, heat in zip(chunk, images, heats)})
+    return heatmaps
+
+
+def _write_gradcam_thumbnail(image_and_heatmap, target: Path, run_dir: Path) -> str | None:
+    """Where the model looked for the class it predicted, over a thumbnail of the image."""
+    from core.gradcam import overlay
+
+    if image_and_heatmap is None:
         return None
-    picture = Image.fromarray(overlay(image, heatmap))
+    picture = Image.fromarray(overlay(*image_and_heatmap))
     picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), Image.Resampling.BILINEAR)
     tmp = target.with_name(f".{target.name}.tmp")
     picture.save(tmp, "JPEG", quality=85)

@@ -267,9 +267,9 @@ def _export_predictor(artefact: Path, fmt: str) -> Callable[[np.ndarray], np.nda
     if fmt == "savedmodel":
         loaded = tf.saved_model.load(str(artefact))  # kept: `serve` needs its variables alive
         return lambda x: loaded.serve(tf.constant(x)).numpy()
-    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice (LiteRT has moved)
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        interpreter = tf.lite.Interpreter(model_path=str(artefact))
+    from ai_edge_litert.interpreter import Interpreter  # LiteRT: tf.lite.Interpreter is deprecated
+
+    interpreter = Interpreter(model_path=str(artefact))
     return lambda x: _quietly(run_tflite, interpreter, x)  # XNNPACK announces itself on stderr
 
 
@@ -484,11 +484,11 @@ probs = session.run(None, {session.get_inputs()[0].name: images})[0]""",
     ),
     "tflite": (
         "A TensorFlow Lite model; its input and output are float32, also when it is int8-quantised.\n"
-        "The input's default batch is 1: resize it for other batch sizes. LiteRT's\n"
-        "`from ai_edge_litert.interpreter import Interpreter` works the same way.",
-        """import tensorflow as tf
+        "The input's default batch is 1: resize it for other batch sizes. It runs in LiteRT\n"
+        "(`pip install ai-edge-litert`), TensorFlow Lite's successor, without TensorFlow.",
+        """from ai_edge_litert.interpreter import Interpreter
 
-interpreter = tf.lite.Interpreter(model_path="model.tflite")
+interpreter = Interpreter(model_path="model.tflite")
 input_index = interpreter.get_input_details()[0]["index"]
 interpreter.resize_tensor_input(input_index, images.shape)
 interpreter.allocate_tensors()

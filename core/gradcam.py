@@ -50,26 +50,41 @@ def gradcam(model, image_uint8: np.ndarray, class_index: int | None = None) -> n
     Raises:
         GradCamUnavailableError: the model is not built as Grad-CAM expects.
     """
+    return gradcam_batch(model, [image_uint8], [class_index])[0]
+
+
+def gradcam_batch(model, images: list[np.ndarray], class_indices: list[int | None]) -> list[np.ndarray]:
+    """`gradcam` for several images in one forward pass (an evaluation's gallery).
+
+    The backbone runs outside the gradient tape: Grad-CAM needs the class score's gradient
+    with respect to the feature map only, through the head, never through the backbone.
+    Images are independent in inference mode, so the gradient of the summed scores gives
+    each image's own gradient.
+    """
     from core.tf_setup import tf
 
     before, base, head, output = _parts(model)
-    image = np.asarray(image_uint8)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+    images = [np.asarray(image) for image in images]
+    for image in images:
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
     size = model.input_shape[1:3]
-    x = tf.image.resize(tf.convert_to_tensor(image[None], tf.float32), size, method="bilinear")
+    x = tf.concat(
+        [tf.image.resize(tf.convert_to_tensor(i[None], tf.float32), size, method="bilinear") for i in images],
+        0,
+    )
     for layer in before:
         x = layer(x)
+    features = base(x, training=False)
     with tf.GradientTape() as tape:
-        features = base(x, training=False)
         tape.watch(features)
         logits = _head_logits(features, head, output)
-        score = _class_score(logits, class_index)
-    grads = tape.gradient(score, features)
-    features = tf.cast(features, tf.float32)[0]
-    weights = tf.reduce_mean(tf.cast(grads, tf.float32)[0], axis=(0, 1))  # one weight per channel
-    cam = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1)).numpy()
-    return _resize_unit(cam, image.shape[:2])
+        score = tf.add_n([_class_score(logits[i], c) for i, c in enumerate(class_indices)])
+    grads = tf.cast(tape.gradient(score, features), tf.float32)
+    features = tf.cast(features, tf.float32)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per image and channel
+    cams = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1)).numpy()
+    return [_resize_unit(cam, image.shape[:2]) for cam, image in zip(cams, images)]
 
 
 def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
@@ -126,7 +141,7 @@ def _head_logits(features, head, output):
 def _class_score(logits, class_index: int | None):
     from core.tf_setup import tf
 
-    logits = tf.cast(logits[0], tf.float32)
+    logits = tf.cast(logits, tf.float32)  # one image's logits
     if logits.shape[-1] == 1:  # one sigmoid unit: class 1 when the logit is positive
         if class_index is None:
             class_index = int(logits[0] > 0)

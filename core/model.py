@@ -98,14 +98,19 @@ def head_model(model: keras.Model, optimizer: str, learning_rate: float) -> kera
 
     Training it trains the full model's head, so the full model can be saved as is.
     """
+    head = classifier_head(model)
+    compile_model(head, optimizer, learning_rate, num_classes_of(model))
+    return head
+
+
+def classifier_head(model: keras.Model) -> keras.Model:
+    """The uncompiled head: embedding -> prediction, sharing the model's head layers."""
     pool = model.get_layer(POOL_LAYER)
     inputs = keras.Input(pool.output.shape[1:], name="embedding")
     x = inputs
     for layer in head_layers(model):
         x = layer(x)
-    head = keras.Model(inputs, x, name="head")
-    compile_model(head, optimizer, learning_rate, num_classes_of(model))
-    return head
+    return keras.Model(inputs, x, name="head")
 
 
 def head_layers(model: keras.Model) -> list[keras.layers.Layer]:

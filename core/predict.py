@@ -94,6 +94,15 @@ class Classifier:
         embeddings, raw = self._with_embeddings.predict_on_batch(images)
         return class_columns(np.asarray(raw)), np.asarray(embeddings)
 
+    def predict_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        """Per-class probabilities (N, classes) from the frozen base's embeddings: the head alone
+        (or the scikit-learn classifier), no backbone pass."""
+        if self.estimator is not None:
+            return probabilities(self.estimator, embeddings, len(self.class_names))
+        from core.model import classifier_head
+
+        return _two_columns(np.asarray(classifier_head(self.model).predict_on_batch(embeddings)))
+
     def predict(self, sources: list) -> list[dict]:
         """Classify paths, bytes or file-like objects; unreadable ones get an "error"."""
         results, images, slots = [], [], []
@@ -173,6 +182,27 @@ def load_classifier(run_dir: str | Path, checkpoint: str = "best") -> Classifier
             f"{run.name}: labels.json names {len(class_names)} classes, the model predicts {outputs}"
         )
     return Classifier(model, class_names, image_size, run.path, checkpoint, estimator, load_trust(run.path))
+
+
+def classifier_from_model(run_dir: str | Path, model, checkpoint: str = "best") -> Classifier:
+    """The run's classifier over `model`, the training process's own (the same architecture),
+    with the checkpoint's weights: what `load_classifier` returns, without rebuilding the
+    model from its config (seconds for a large backbone)."""
+    from core.model import feature_extractor
+
+    run_dir = Path(run_dir)
+    config, class_names = read_json(run_dir / "config.json"), read_json(run_dir / "labels.json")
+    path = checkpoint_path(run_dir, checkpoint)
+    if not config or not class_names or not path.is_file():
+        raise RunNotReadyError(f"{run_dir} is not a finished run")
+    classifier_file = path.parent / CLASSIFIER_FILE
+    if classifier_file.is_file():  # features mode: the extractor, as saved, and the classifier
+        estimator, model = load_classifier_file(classifier_file), feature_extractor(model)
+    else:
+        estimator = None
+        model.load_weights(path)
+    size = int(config["image_size"])
+    return Classifier(model, list(class_names), size, run_dir, checkpoint, estimator, load_trust(run_dir))
 
 
 def _name_of(source) -> str:

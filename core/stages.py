@@ -58,9 +58,15 @@ def embed_splits(
         x_train.append(
             embed_paths(extractor, config, train.paths, cache, variant, config.augment, stats, progress)
         )
-    write_status(run_dir, phase=None)
+    write_status(run_dir, phase=None, engine=stats.engine)  # None: every embedding came from the cache
     y_train = np.asarray(train.labels * (1 + views))
     return np.concatenate(x_train), y_train, x_val, np.asarray(val.labels)
+
+
+def embeddings_line(stats: CacheStats) -> str:
+    """ "embeddings: 0 from cache, 1283 computed (litert: checked against Keras ...)"."""
+    engine = f" by {stats.engine}" if stats.engine else ""
+    return f"embeddings: {stats.hits} from cache, {stats.misses} computed{engine}"
 
 
 def _embedding_progress(run_dir: Path, label: str, stats: CacheStats, later: int):
@@ -119,7 +125,7 @@ def train_head(
         stats = CacheStats()
         extractor = feature_extractor(model)
         x_train, y_train, x_val, y_val = embed_splits(config, extractor, report, run_dir, stats)
-        log(f"embeddings: {stats.hits} from cache, {stats.misses} computed")
+        log(embeddings_line(stats))
         write_status(run_dir, cache_hits=stats.hits, cache_misses=stats.misses)
         if not config.dense_units and initial_epoch == 0:
             start_from_logistic_regression(config, model, x_train, y_train, num_classes)
@@ -246,7 +252,7 @@ def train_features(
     num_classes = len(report.class_names)
     extractor = feature_extractor(model)
     x_train, y_train, x_val, y_val = embed_splits(config, extractor, report, run_dir, stats)
-    log(f"embeddings: {stats.hits} from cache, {stats.misses} computed")
+    log(embeddings_line(stats))
     mark_phase(run_dir, TRAINING, cache_hits=stats.hits, cache_misses=stats.misses)
     smallest_class = int(np.bincount(y_train, minlength=num_classes).min())
     estimator = make_classifier(config, smallest_class).fit(x_train, y_train)

@@ -217,14 +217,14 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
     if replicas > 1:  # batch_size is per replica; the pipeline feeds the global batch
         config = dataclasses.replace(config, batch_size=config.batch_size * replicas)
     with strategy.scope():
-        _train_model(config, run_dir, report, stop, log, resume)
+        model = _train_model(config, run_dir, report, stop, log, resume)
     _refuse_diverged(run_dir)
     if stop:
         finish_timeline(run_dir)
         return write_status(run_dir, state=STOPPED, ended_at=time.time())
     if evaluate:
         mark_phase(run_dir, EVALUATING, phase="evaluating")
-        _evaluate(run_dir, report, log)
+        _evaluate(run_dir, report, log, model)
     finish_timeline(run_dir)
     return write_status(
         run_dir, state=COMPLETED, phase=None, ended_at=time.time(), rates=_rates(run_dir, config, report)
@@ -264,31 +264,42 @@ def _refuse_diverged(run_dir: Path) -> None:
             )
 
 
-def _evaluate(run_dir: Path, report: DatasetReport, log) -> None:
-    """Evaluate the best checkpoint on validation (and test); a failure is logged, never fatal."""
-    from core.evaluate import evaluate_run, summary_line
+def _evaluate(run_dir: Path, report: DatasetReport, log, model=None) -> None:
+    """Evaluate the best checkpoint on validation (and test); a failure is logged, never fatal.
 
+    `model`, the one just trained, takes the best weights: loading best.keras anew would
+    rebuild the whole model (seconds, a third of a frozen-base run's evaluation)."""
+    from core.evaluate import evaluate_run, summary_line
+    from core.predict import classifier_from_model
+
+    try:
+        classifier = classifier_from_model(run_dir, model) if model is not None else None
+    except Exception:  # evaluate_run loads the checkpoint itself and names any problem
+        classifier = None
     for split in ("validation", "test"):
         if split in report.splits:
             try:
-                log(summary_line(evaluate_run(run_dir, split)))
+                log(summary_line(evaluate_run(run_dir, split, classifier=classifier)))
             except Exception as exc:  # the run itself succeeded; the page can evaluate again
                 log(f"evaluation of {split} failed: {type(exc).__name__}: {exc}")
 
 
 def _train_model(config: TrainConfig, run_dir: Path, report: DatasetReport, stop, log, resume: bool):
+    """Train as the config says; return the trained Keras model (None in auto mode)."""
     if config.mode == "auto":  # candidates measured by cross-validation; the best is kept
         from core.auto import train_auto
 
         train_auto(config, run_dir, report, stop, log)
-    elif config.mode == "features":  # the classifier replaces the Keras head
+        return None  # the kept candidate is on disk: evaluation loads it
+    if config.mode == "features":  # the classifier replaces the Keras head
         from core.model import build_model
         from core.stages import train_features
 
         config = dataclasses.replace(config, dense_units=0, dropout=0.0)
-        train_features(config, run_dir, build_model(config, len(report.class_names)), report, log)
-    else:
-        _train_stages(config, run_dir, report, stop, log, resume)
+        model = build_model(config, len(report.class_names))
+        train_features(config, run_dir, model, report, log)
+        return model
+    return _train_stages(config, run_dir, report, stop, log, resume)
 
 
 def _train_stages(config: TrainConfig, run_dir: Path, report: DatasetReport, stop, log, resume: bool):
@@ -309,6 +320,7 @@ def _train_stages(config: TrainConfig, run_dir: Path, report: DatasetReport, sto
             checkpoint = AtomicCheckpoint(run_dir, model, config.monitor)
             checkpoint.best = best
         fine_tune(config, run_dir, model, report, stop, checkpoint, done, log, stage2_start)
+    return model
 
 
 def _resume_point(run_dir: Path, config: TrainConfig, log):

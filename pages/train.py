@@ -60,7 +60,7 @@ from core.url_state import augment_from_param, augment_param, dataset_from_param
 
 PRESET_NOTES = {
     "seed": "the reference recipe: InceptionV3, Flatten, Dense(1024), RMSprop, 30 epochs (slow on a CPU)",
-    "quick": "small and fast: MobileNetV2 x0.35 at 160 px, 5 epochs (minutes on a CPU)",
+    "quick": "small and fast: MobileNetV2 x0.35 at 160 px, 5 epochs on cached embeddings (flips cached)",
 }
 ADVISOR = "advisor"  # the preset the Data page's strategy advisor recommended
 KINDS = {

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ai_edge_litert.interpreter import Interpreter
 
 from core import export
 from core.export import ExportError, VerificationError, export_run, main
 from core.runs import read_json, write_json_atomic
-from core.tf_setup import keras, tf
+from core.tf_setup import keras
 from tests.helpers import make_color_dataset, run_cli
 
 COLOURS = {"blue": (40, 40, 220), "green": (40, 200, 40), "red": (220, 40, 40)}
@@ -86,14 +87,13 @@ def test_each_format_is_zipped_and_agrees_with_the_keras_model(real_run, fmt, qu
     assert read_json(result.path.parent / name / "export.json")["verified"] is True
 
 
-@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
 def test_tflite_quantisation_really_shrinks_the_weights(real_run):
     """int8 stores int8 weights (float input and output kept); float16 stores float16 weights."""
     for quantize, dtype in (("int8", np.int8), ("float16", np.float16)):
         path = real_run / "exports" / f"{real_run.name}-best-tflite-{quantize}" / "model.tflite"
         if not path.is_file():
             path = export_run(real_run, "tflite", quantize).artefact_path
-        interpreter = tf.lite.Interpreter(model_path=str(path))
+        interpreter = Interpreter(model_path=str(path))
         assert any(t["dtype"] == dtype for t in interpreter.get_tensor_details())
         assert interpreter.get_input_details()[0]["dtype"] == np.float32
         assert list(interpreter.get_input_details()[0]["shape_signature"]) == [-1, 96, 96, 3]

@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.config
-from core.config import PRESETS, field_limits
+from core.config import PRESETS, TrainConfig, field_limits, head_training_path
 from tests.helpers import make_color_dataset
 from tests.page_helpers import (
     chart_spec,
@@ -184,12 +184,25 @@ def test_features_mode_with_knn_writes_its_config(dirs, fake_trainer):
     assert not [n for n in at.number_input if n.key == "quick:classifier_c"]
     at.number_input(key="quick:knn").set_value(3).run()
     assert "Feature extraction" in plan(at) and "**k nearest neighbours** classifier" in plan(at)
-    assert "augmentation is not used" in plan(at)  # the quick preset flips; no augmented views
+    assert "plus 1 augmented view(s) of each training image" in plan(at)  # the quick preset's flips
     _start(at)
     assert not at.exception and not at.error
     saved = _saved_config(dirs.runs)
     assert (saved["mode"], saved["classifier"], saved["knn_neighbors"]) == ("features", "knn", 3)
     assert saved["fine_tune_layers"] == 0
+
+
+def test_the_default_quick_preset_trains_the_head_on_cached_embeddings(dirs, fake_trainer):
+    data = make_color_dataset(dirs.data / "colors")
+    at = open_page("pages/train.py", {"dataset": str(data)})
+    assert at.selectbox[0].value == "quick"  # the page's default preset, in auto mode
+    assert "embeds every image once" in plan(at) and "(live)" not in plan(at)
+    at.radio(key="quick:mode").set_value("finetune").run()  # a Keras head: the flips are a cached view
+    assert "Stage 1, the head (cached):** the frozen base runs once per image plus 1 augmented" in plan(at)
+    _start(at)
+    assert not at.exception and not at.error
+    saved = TrainConfig.from_dict(_saved_config(dirs.runs))
+    assert saved.augment.horizontal_flip and head_training_path(saved)[0] == "cached"
 
 
 def test_svm_and_tree_show_their_own_hyperparameters(dirs):
@@ -208,8 +221,9 @@ def test_fine_tune_with_stage_2_shows_the_plan_and_writes_it(dirs, fake_trainer)
     at = open_page("pages/train.py", {"dataset": str(data)})
     at.radio(key="quick:mode").set_value("finetune").run()
     assert at.number_input(key="quick:ft_epochs").disabled  # 0 layers: no stage 2
-    assert "Stage 1, the head (live)" in plan(at)  # the quick preset's flip needs live images
-    assert "live augmentation" in plan(at)
+    assert "Stage 1, the head (cached)" in plan(at)  # the quick preset's flips are a cached view
+    at.number_input(key="quick:views").set_value(0).run()
+    assert "Stage 1, the head (live)" in plan(at) and "live augmentation" in plan(at)  # flips need images
     at.number_input(key="quick:ft_layers").set_value(20).run()
     at.number_input(key="quick:ft_factor").set_value(0.2).run()
     assert "Stage-2 learning rate: 0.001 x 0.2 = 0.0002" in texts(at.caption)
