@@ -101,7 +101,7 @@ class Classifier:
             return probabilities(self.estimator, embeddings, len(self.class_names))
         from core.model import classifier_head
 
-        return _two_columns(np.asarray(classifier_head(self.model).predict_on_batch(embeddings)))
+        return class_columns(np.asarray(classifier_head(self.model).predict_on_batch(embeddings)))
 
     def predict(self, sources: list) -> list[dict]:
         """Classify paths, bytes or file-like objects; unreadable ones get an "error"."""
@@ -191,8 +191,8 @@ def classifier_from_model(run_dir: str | Path, model, checkpoint: str = "best") 
     from core.model import feature_extractor
 
     run_dir = Path(run_dir)
-    config, class_names = read_json(run_dir / "config.json"), read_json(run_dir / "labels.json")
-    path = checkpoint_path(run_dir, checkpoint)
+    run = RunDir(run_dir)
+    config, class_names, path = run.config(), run.labels(), run.checkpoint(checkpoint)
     if not config or not class_names or not path.is_file():
         raise RunNotReadyError(f"{run_dir} is not a finished run")
     classifier_file = path.parent / CLASSIFIER_FILE
