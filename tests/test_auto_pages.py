@@ -9,7 +9,7 @@ import time
 
 from core.auto import AUTO_FILE, Candidate
 from core.plots import leaderboard_figure, learning_curve_figure
-from tests.test_pages import _fake_run, chart_spec, dirs, open_page, texts  # noqa: F401  (dirs: a fixture)
+from tests.page_helpers import chart_spec, fake_run, open_page, texts
 
 TOP = Candidate("logreg", None, {"C": 0.1}, 0.93, 0.02, [0.93] * 5, 1.2).to_dict()
 EARLY = Candidate("logreg", "block_13_expand_relu", {"C": 1.0}, 0.96, 0.01, [0.96] * 5, 0.8).to_dict()
@@ -37,11 +37,11 @@ def test_learning_curve_figure_plots_score_against_images():
     assert list(line.error_y.array) == CURVE["std"]
 
 
-def test_train_page_shows_the_leaderboard_live_while_candidates_are_tried(dirs):  # noqa: F811
+def test_train_page_shows_the_leaderboard_live_while_candidates_are_tried(dirs):
     trying = "k nearest neighbours @ top"
     status = {"state": "running", "pid": os.getpid(), "epochs": 1, "started_at": time.time(),
               "phase": f"auto: trying {trying}", "candidate": trying}  # fmt: skip
-    run_dir = _fake_run(dirs.runs, "20260101-000000-mobilenet_v2-224", status, [])
+    run_dir = fake_run(dirs.runs, "20260101-000000-mobilenet_v2-224", status, [])
     (run_dir / "config.json").write_text(json.dumps({"mode": "auto", "backbone": "mobilenet_v2"}))
     auto = {"state": "selecting", "candidates": [EARLY, TOP], "trying": "k nearest neighbours @ top"}
     (run_dir / AUTO_FILE).write_text(json.dumps(auto))
@@ -53,7 +53,7 @@ def test_train_page_shows_the_leaderboard_live_while_candidates_are_tried(dirs):
     assert "Kind: **auto**" in texts(at.caption)
 
 
-def test_checkpoints_shows_an_auto_runs_choice_learning_curve_and_fine_tuning_decision(dirs):  # noqa: F811
+def test_checkpoints_shows_an_auto_runs_choice_learning_curve_and_fine_tuning_decision(dirs):
     status = {
         "state": "completed",
         "epochs": 1,
@@ -62,7 +62,7 @@ def test_checkpoints_shows_an_auto_runs_choice_learning_curve_and_fine_tuning_de
         "winner": EARLY["name"],
     }
     lines = [{"epoch": 1, "accuracy": 1.0, "loss": 0.1, "val_accuracy": 0.95, "val_loss": 0.2, "stage": 1}]
-    run_dir = _fake_run(dirs.runs, "20260101-000000-mobilenet_v2-224", status, lines)
+    run_dir = fake_run(dirs.runs, "20260101-000000-mobilenet_v2-224", status, lines)
     (run_dir / "config.json").write_text(json.dumps({"mode": "auto", "backbone": "mobilenet_v2"}))
     auto = {
         "state": "done",

@@ -17,7 +17,13 @@ import pytest
 
 from tests.dashboard_helpers import class_zip_entries, free_port, make_zip, serve_directory
 from tests.helpers import PROJ_ROOT
-from tests.real_assets import REAL_WEIGHTS, ensure_real_weights, horse_or_human_dataset
+from tests.real_assets import (
+    PBC_SAMPLE,
+    REAL_WEIGHTS,
+    ensure_real_weights,
+    horse_or_human_dataset,
+    pbc_blood_cells,
+)
 
 REAL_TEST = "tests/test_advisor.py::test_real_photos_are_similar_and_synthetic_images_different"
 
@@ -29,6 +35,7 @@ def _fresh_clone_env(tmp_path: Path, mirror: str) -> dict[str, str]:
         "TLS_TEST_CACHE": str(tmp_path / "cache"),
         "TLS_KERAS_WEIGHTS_URL_BASE": mirror,
         "TLS_HORSE_OR_HUMAN_URL_BASE": mirror,
+        "TLS_PBC_URL_BASE": f"{mirror}/pbc",
     }
 
 
@@ -44,17 +51,22 @@ def test_weights_and_data_are_downloaded_into_the_test_cache(tmp_path, monkeypat
     _mirror_weights(mirror, weights)
     make_zip(mirror / "horse-or-human.zip", class_zip_entries(per_class=3))
     make_zip(mirror / "validation-horse-or-human.zip", class_zip_entries(per_class=2))
+    for name in PBC_SAMPLE:
+        (mirror / "pbc" / name).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / "pbc" / name).write_bytes(name.encode())
     with serve_directory(mirror) as base:
         for name, value in _fresh_clone_env(tmp_path, base).items():
             monkeypatch.setenv(name, value)
         keras_home = ensure_real_weights()
         data = horse_or_human_dataset()
+        cells = pbc_blood_cells()
     assert keras_home == tmp_path / "cache" / "keras"
     for name, content in weights.items():  # where Keras looks, under the names it asks for
         assert (keras_home / "models" / name).read_bytes() == content
     assert sorted(p.name for p in (data / "train").iterdir()) == ["horses", "humans"]
     assert len(list((data / "validation" / "humans").iterdir())) == 2
     assert not list((keras_home / "models").glob("*.part"))
+    assert sorted(str(p.relative_to(cells)) for p in cells.rglob("*.jpg")) == sorted(PBC_SAMPLE)
 
 
 def test_shared_seeds_the_cache_without_any_download(tmp_path, monkeypatch):
