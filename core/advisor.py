@@ -63,61 +63,33 @@ LARGE_SIMILAR = "fine-tune the top layers"
 SMALL_DIFFERENT = "linear classifier on features from an earlier layer"
 LARGE_DIFFERENT = "fine-tune more of the network"
 
-# TrainConfig fields for each strategy. Every preset sets the same keys, so applying one
-# replaces everything another set. `learning_rate` is the head's (first stage); the
+
+def _preset(mode: str, fine_tune_layers: int = 0, feature_layer: str | None = None, epochs: int = 10) -> dict:
+    """The keys every preset sets, so applying one replaces everything another set."""
+    return dict(
+        mode=mode,
+        classifier="logreg",
+        fine_tune_layers=fine_tune_layers,
+        feature_layer=feature_layer,
+        backbone="mobilenet_v2",
+        epochs=epochs,
+        learning_rate=1e-3,
+    )
+
+
+# TrainConfig fields for each strategy. `learning_rate` is the head's (first stage); the
 # fine-tuning stage is expected to use about a tenth of it. MobileNetV2 (1.0) has 154
 # layers: the top 29 are blocks 14-16 and Conv_1 (the 7x7 stage), the top 100 start at
 # block 6; "block_13_expand_relu" is the 14x14x576 map before the last stage.
 STRATEGY_PRESETS: dict[str, dict] = {
-    SMALL_SIMILAR: dict(
-        mode="features",
-        classifier="logreg",
-        fine_tune_layers=0,
-        feature_layer=None,
-        backbone="mobilenet_v2",
-        epochs=10,
-        learning_rate=1e-3,
-    ),
-    LARGE_SIMILAR: dict(
-        mode="finetune",
-        classifier="logreg",
-        fine_tune_layers=29,
-        feature_layer=None,
-        backbone="mobilenet_v2",
-        epochs=10,
-        learning_rate=1e-3,
-    ),
-    SMALL_DIFFERENT: dict(
-        mode="features",
-        classifier="logreg",
-        fine_tune_layers=0,
-        feature_layer="block_13_expand_relu",
-        backbone="mobilenet_v2",
-        epochs=10,
-        learning_rate=1e-3,
-    ),
-    LARGE_DIFFERENT: dict(
-        mode="finetune",
-        classifier="logreg",
-        fine_tune_layers=100,
-        feature_layer=None,
-        backbone="mobilenet_v2",
-        epochs=20,
-        learning_rate=1e-3,
-    ),
+    SMALL_SIMILAR: _preset("features"),
+    LARGE_SIMILAR: _preset("finetune", fine_tune_layers=29),
+    SMALL_DIFFERENT: _preset("features", feature_layer="block_13_expand_relu"),
+    LARGE_DIFFERENT: _preset("finetune", fine_tune_layers=100, epochs=20),
 }
 
-# The one-click preset: auto mode on the project's default backbone. It sets the same keys as
-# every strategy preset above, so applying it replaces whatever another preset set.
-AUTO_PRESET: dict = dict(
-    mode="auto",
-    classifier="logreg",
-    fine_tune_layers=0,
-    feature_layer=None,
-    backbone="mobilenet_v2",
-    epochs=10,
-    learning_rate=1e-3,
-)
+# The one-click preset: auto mode on the project's default backbone.
+AUTO_PRESET: dict = _preset("auto")
 
 _REASONS = {
     SMALL_SIMILAR: (

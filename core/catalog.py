@@ -45,25 +45,7 @@ def find_datasets(
     `exclude`: folders not searched at all. `containers`: folders that hold datasets but
     never are one (uploads/: two uploads are not one dataset whose classes they would be).
     """
-    excluded = {Path(p).resolve() for p in exclude}
-    holders = {Path(p).resolve() for p in containers}
-    found: list[Path] = []
-
-    def walk(folder: Path, depth: int) -> None:
-        if folder.resolve() in excluded:
-            return
-        if folder.resolve() not in holders and looks_like_dataset(folder):
-            found.append(folder)
-            return
-        if depth < max_depth:
-            for sub in _visible_dirs(folder):
-                walk(sub, depth + 1)
-
-    root = Path(data_root)
-    if root.is_dir():
-        for sub in _visible_dirs(root):
-            walk(sub, 1)
-    return sorted(found)
+    return _survey(data_root, max_depth, exclude, containers)[0]
 
 
 def dataset_name(folder: str | os.PathLike) -> str:
@@ -77,26 +59,38 @@ def unusable_folders(
     """Folders below `data_root` that hold images but cannot train, with the reason: one class
     folder only, or images not sorted into class folders. Datasets are not looked inside;
     `exclude` and `containers` mean what they mean to `find_datasets`."""
+    return _survey(data_root, max_depth, exclude, containers)[1]
+
+
+def _unusable_reason(folder: Path) -> str | None:
+    classes = [d for d in _visible_dirs(folder) if _has_images(d, 1)]
+    if len(classes) == 1:
+        return f"only one class folder ({classes[0].name}): training needs at least two"
+    if _has_images(folder, 1):
+        return "the images are not sorted into class folders (one folder per class)"
+    return None
+
+
+def _survey(
+    data_root: str | os.PathLike, max_depth: int, exclude: tuple, containers: tuple
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(datasets, unusable folders with their reason) below `data_root`, in one walk."""
     excluded = {Path(p).resolve() for p in exclude}
     holders = {Path(p).resolve() for p in containers}
-    found: list[tuple[Path, str]] = []
+    datasets: list[Path] = []
+    unusable: list[tuple[Path, str]] = []
 
     def walk(folder: Path, depth: int) -> None:
         if folder.resolve() in excluded:
             return
-        if folder.resolve() in holders:
-            for sub in _visible_dirs(folder):
-                walk(sub, depth + 1)
-            return
-        if looks_like_dataset(folder):
-            return
-        classes = [d for d in _visible_dirs(folder) if _has_images(d, 1)]
-        if len(classes) == 1:
-            found.append((folder, f"only one class folder ({classes[0].name}): training needs at least two"))
-            return
-        if _has_images(folder, 1):
-            found.append((folder, "the images are not sorted into class folders (one folder per class)"))
-            return
+        if folder.resolve() not in holders:
+            if looks_like_dataset(folder):
+                datasets.append(folder)
+                return
+            reason = _unusable_reason(folder)
+            if reason:
+                unusable.append((folder, reason))
+                return
         if depth < max_depth:
             for sub in _visible_dirs(folder):
                 walk(sub, depth + 1)
@@ -105,7 +99,7 @@ def unusable_folders(
     if root.is_dir():
         for sub in _visible_dirs(root):
             walk(sub, 1)
-    return sorted(found)
+    return sorted(datasets), sorted(unusable)
 
 
 def dataset_signature(folder: str | os.PathLike) -> float:

@@ -188,15 +188,12 @@ def engine_key(model, config: TrainConfig) -> str:
     Hashing the weight values (about 30 ms for MobileNetV2) means new weights under the same
     name (another file, a random init with another seed) never reuse a stale conversion.
     """
+    from core.embeddings import extractor_key
     from core.tf_setup import tf
 
     digest = hashlib.sha256()
     parts = [
-        config.backbone,
-        str(config.weights),
-        str(config.image_size),
-        config.feature_layer or "top",
-        config.pooling,
+        extractor_key(config),
         ",".join(f"{name}{tuple(o.shape)}" for name, o in zip(model.output_names, model.outputs)),
         f"tf{tf.__version__}",
     ]

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the engine package `core` lives at the repository root
+sys.path.insert(0, str(ROOT))  # the packages `core` and `ui` live at the repository root
 os.environ.setdefault("TLS_DEMO_MODE", "1")
 
 runpy.run_path(str(ROOT / "streamlit_app.py"), run_name="__main__")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.auto import fine_tune_line, leaderboard_rows, read_auto
 from core.demo import demo_mode, workspace
 from core.evaluate import cell_images, load_evaluation
 from core.evaluation_plots import (
@@ -25,8 +24,6 @@ from core.launch import launch_resume, run_evaluation, run_export
 from core.plots import (
     accuracy_figure,
     compare_runs_figure,
-    leaderboard_figure,
-    learning_curve_figure,
     loss_figure,
 )
 from core.reports import (
@@ -53,6 +50,7 @@ from core.runs import (
     read_status,
 )
 from core.text import code, md
+from ui.auto import auto_leaderboard
 
 EVALUATE_TIMEOUT_S = 1800
 RUN_TAB, EVALUATION_TAB = "checkpoints_tab", "Evaluation"
@@ -77,7 +75,7 @@ def run_ui(run: RunSummary) -> None:
         details.append(f"embeddings: {cache_line(status)}")
     st.caption(" · ".join(details))
     resume_ui(run)
-    auto_ui(run)
+    auto_leaderboard(run.path, key="run")
     if run.mode == "features" and epochs:  # one fit, no epochs: a curve would be one dot
         last = epochs[-1]
         st.caption(
@@ -93,24 +91,6 @@ def run_ui(run: RunSummary) -> None:
         st.json(run_config)
         st.caption(f"Classes: {md(', '.join(run.classes)) or 'not known yet'} · folder {code(run.path)}")
     checkpoints_ui(run)
-
-
-def auto_ui(run: RunSummary) -> None:
-    """An auto run: why its winner won, every candidate, what fine-tuning and more data would buy."""
-    auto = read_auto(run.path)
-    if not auto or not auto.get("candidates"):
-        return
-    winner = (auto.get("winner") or {}).get("name")
-    if auto.get("reason"):
-        st.markdown(f"**Chosen:** {auto['reason']}")
-    st.plotly_chart(leaderboard_figure(auto["candidates"], winner), key="run_leaderboard")
-    if auto.get("learning_curve"):
-        left, right = st.columns([3, 2], vertical_alignment="center")
-        left.plotly_chart(learning_curve_figure(auto["learning_curve"]), key="run_learning_curve")
-        right.caption(auto["learning_curve"]["reading"])
-    st.dataframe(leaderboard_rows(auto), hide_index=True)
-    if fine_tune_line(auto):
-        st.caption(fine_tune_line(auto))
 
 
 def resume_ui(run: RunSummary) -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 import streamlit as st
 
 from core import config
-from core.auto import fine_tune_line, leaderboard_rows, read_auto
 from core.backbones import BACKBONES, snap_image_size, weights_problem
 from core.catalog import dataset_name, dataset_signature
 from core.checks import can_download, data_warnings, launch_problems
@@ -33,7 +32,7 @@ from core.config import (
 from core.data import DatasetError, imbalance_ratio, scan_dataset
 from core.demo import workspace
 from core.launch import launch_training
-from core.plots import accuracy_figure, leaderboard_figure, learning_curve_figure, loss_figure
+from core.plots import accuracy_figure, loss_figure
 from core.progress_model import RunProgress, estimate, learned_rates, run_duration
 from core.reports import (
     CLASSIFIER_NAMES,
@@ -57,6 +56,7 @@ from core.runs import (
 )
 from core.text import code, md
 from core.url_state import augment_from_param, augment_param, dataset_from_param, dataset_param
+from ui.auto import auto_leaderboard
 
 PRESET_NOTES = {
     "seed": "the reference recipe: InceptionV3, Flatten, Dense(1024), RMSprop, 30 epochs (slow on a CPU)",
@@ -473,7 +473,7 @@ def live_view(run_dir: Path, polling: bool) -> None:
             log_ui(run_dir)
             return  # no curves to draw: the reason stands in their place
     details_line(status, run_config)
-    auto_view(run_dir)
+    auto_leaderboard(run_dir, key="live")
     if epochs:
         metrics_ui(epochs[-1], counts, features)
     if not features:  # feature extraction has no epochs: a curve would be one dot
@@ -541,27 +541,6 @@ def log_ui(run_dir: Path) -> None:
     if log.is_file():
         with st.expander("Training log"):
             st.code("\n".join(log.read_text(errors="replace").splitlines()[-40:]) or "(empty)", language=None)
-
-
-def auto_view(run_dir: Path) -> None:
-    """An auto run's leaderboard (live while candidates are tried) and its learning curve."""
-    auto = read_auto(run_dir)
-    if not auto or not auto.get("candidates"):
-        return
-    winner = (auto.get("winner") or {}).get("name")
-    if auto.get("reason"):
-        st.markdown(f"**Chosen:** {auto['reason']}")
-    elif auto.get("trying"):
-        st.caption(f"Trying {auto['trying']}...")
-    st.plotly_chart(leaderboard_figure(auto["candidates"], winner), key="leaderboard_chart")
-    if auto.get("learning_curve"):
-        left, right = st.columns([3, 2], vertical_alignment="center")
-        left.plotly_chart(learning_curve_figure(auto["learning_curve"]), key="learning_curve_chart")
-        right.caption(auto["learning_curve"]["reading"])
-        if fine_tune_line(auto):
-            right.caption(fine_tune_line(auto))
-    with st.expander("Leaderboard"):
-        st.dataframe(leaderboard_rows(auto), hide_index=True)
 
 
 def details_line(status: dict, run_config: dict) -> None:

@@ -65,21 +65,10 @@ def ensure_real_weights() -> Path:
     models.mkdir(parents=True, exist_ok=True)
     base = os.environ.get("TLS_KERAS_WEIGHTS_URL_BASE") or KERAS_WEIGHTS_URL_BASE
     for name, (folder, shared_name) in REAL_WEIGHTS.items():
-        target = models / name
-        if target.exists():
-            continue
         seed = shared_dir() / "weights" / shared_name
-        partial = target.with_suffix(".part")
-        try:
-            if seed.exists():
-                shutil.copy(seed, partial)
-            else:
-                download_file(f"{base.rstrip('/')}/{folder}/{name}", partial)
-        except DownloadError as exc:
-            partial.unlink(missing_ok=True)
-            pytest.fail(f"real ImageNet weights unavailable ({exc}): " + WHAT_TO_DO.format(cache=models),
-                        pytrace=False)  # fmt: skip
-        os.replace(partial, target)
+        _fetch(
+            models / name, seed, f"{base.rstrip('/')}/{folder}/{name}", "real ImageNet weights unavailable"
+        )
     return session_keras_home()
 
 
@@ -139,19 +128,25 @@ def pbc_blood_cells() -> Path:
     folder = asset_cache() / "data" / "pbc-blood-cells"
     base = os.environ.get("TLS_PBC_URL_BASE") or PBC_URL_BASE
     for name in PBC_SAMPLE:
-        target = folder / name
-        if target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        seed, partial = shared_dir() / "datasets" / "pbc-blood-cells" / name, target.with_suffix(".part")
-        try:
-            if seed.exists():
-                shutil.copy(seed, partial)
-            else:
-                download_file(f"{base.rstrip('/')}/{name}", partial)
-        except DownloadError as exc:
-            partial.unlink(missing_ok=True)
-            pytest.fail(f"the PBC blood-cell photos are unavailable ({_cause(exc)}): "
-                        + WHAT_TO_DO.format(cache=folder), pytrace=False)  # fmt: skip
-        os.replace(partial, target)
+        seed = shared_dir() / "datasets" / "pbc-blood-cells" / name
+        _fetch(folder / name, seed, f"{base.rstrip('/')}/{name}", "the PBC blood-cell photos are unavailable")
     return folder
+
+
+def _fetch(target: Path, seed: Path, url: str, what: str) -> None:
+    """`target` copied from `seed` in ../shared, else downloaded from `url`; never half a file.
+
+    Fails the test with one line (`what`, the cause, what to do) when neither works."""
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    try:
+        if seed.exists():
+            shutil.copy(seed, partial)
+        else:
+            download_file(url, partial)
+    except DownloadError as exc:
+        partial.unlink(missing_ok=True)
+        pytest.fail(f"{what} ({_cause(exc)}): " + WHAT_TO_DO.format(cache=target.parent), pytrace=False)
+    os.replace(partial, target)

@@ -48,7 +48,7 @@ def test_train_page_shows_the_leaderboard_live_while_candidates_are_tried(dirs):
     at = open_page("pages/train.py")
     assert at.get("progress")[0].proto.text.startswith("Trying candidates: trying k nearest neighbours @ top")
     assert "Trying k nearest neighbours @ top..." in texts(at.caption)
-    spec = chart_spec(at, "leaderboard_chart")
+    spec = chart_spec(at, "live_leaderboard")
     assert spec["data"][0]["y"] == [TOP["name"], EARLY["name"]]
     assert "Kind: **auto**" in texts(at.caption)
 

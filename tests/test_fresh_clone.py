@@ -25,7 +25,7 @@ from tests.real_assets import (
     pbc_blood_cells,
 )
 
-REAL_TEST = "tests/test_advisor.py::test_real_photos_are_similar_and_synthetic_images_different"
+REAL_TEST = "tests/test_advisor.py::test_real_photos_are_similar_and_flat_colours_different"
 
 
 def _fresh_clone_env(tmp_path: Path, mirror: str) -> dict[str, str]:
