@@ -23,10 +23,13 @@ FOLDER = "A folder in the data folder"
 UPLOAD = "Upload a zip"
 
 
-def open_page(page: str | None, session: dict | None = None) -> AppTest:
+def open_page(page: str | None, session: dict | None = None, params: dict | None = None) -> AppTest:
+    """The app opened on `page`, with `session` state and URL query `params` set first."""
     at = AppTest.from_file(APP, default_timeout=60)
     for key, value in (session or {}).items():
         at.session_state[key] = value
+    for key, value in (params or {}).items():
+        at.query_params[key] = value
     at.run()
     if page:
         at.switch_page(page).run()
@@ -67,12 +70,18 @@ class FakeTrainer:
         return 0
 
 
-def fake_run(runs: Path, name: str, status: dict, lines: list[dict]) -> Path:
+def fake_run(
+    runs: Path, name: str, status: dict, lines=(), config: dict | None = None, counts: dict | None = None
+) -> Path:
+    """A run folder written by hand: config (over a small default), status, metrics, class counts."""
     run_dir = runs / name
     run_dir.mkdir()
-    (run_dir / "config.json").write_text(json.dumps({"backbone": "mobilenet_v2_0.35", "image_size": 96}))
+    base = {"backbone": "mobilenet_v2_0.35", "image_size": 96}
+    (run_dir / "config.json").write_text(json.dumps({**base, **(config or {})}))
     (run_dir / "status.json").write_text(json.dumps(status))
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    if counts:
+        (run_dir / "dataset.json").write_text(json.dumps({"counts": counts}))
     return run_dir
 
 

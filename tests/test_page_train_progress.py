@@ -5,7 +5,6 @@ import json
 import os
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import streamlit as st
@@ -16,22 +15,9 @@ import core.config
 import core.embeddings
 import core.launch
 from core.text import code
+from tests import page_helpers
 from tests.helpers import make_color_dataset
-
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
-
-
-@pytest.fixture
-def dirs(tmp_path, monkeypatch, keras_home) -> SimpleNamespace:
-    data, runs, cache = tmp_path / "data", tmp_path / "runs", tmp_path / "cache"
-    for folder in (data, runs):
-        folder.mkdir()
-    monkeypatch.setattr(core.config, "DATA_ROOT", data)
-    monkeypatch.setattr(core.config, "RUNS_DIR", runs)
-    monkeypatch.setattr(core.embeddings, "CACHE_DIR", cache)
-    for name, folder in (("DATA_ROOT", data), ("RUNS_DIR", runs), ("CACHE_DIR", cache)):
-        monkeypatch.setenv(f"TLS_{name}", str(folder))
-    return SimpleNamespace(data=data, runs=runs)
+from tests.page_helpers import open_page, texts
 
 
 @pytest.fixture
@@ -42,37 +28,15 @@ def spawned(monkeypatch) -> list:
     return calls
 
 
-def open_page(page: str, session: dict | None = None, params: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in (session or {}).items():
-        at.session_state[key] = value
-    for key, value in (params or {}).items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
 def start_button(at: AppTest):
     [button] = [b for b in at.button if b.label == "Start training"]
     return button
 
 
 def fake_run(runs: Path, name: str, status: dict, lines=(), config: dict | None = None, counts=None) -> Path:
-    run_dir = runs / name
-    run_dir.mkdir()
-    base = {"backbone": "mobilenet_v2_0.35", "image_size": 96, "data": "/datasets/hands", "epochs": 2}
-    (run_dir / "config.json").write_text(json.dumps({**base, **(config or {})}))
-    (run_dir / "status.json").write_text(json.dumps(status))
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    if counts:
-        (run_dir / "dataset.json").write_text(json.dumps({"counts": counts}))
-    return run_dir
+    """A hand-written run of the dataset "hands", 2 epochs (over `config`)."""
+    hands = {"data": "/datasets/hands", "epochs": 2}
+    return page_helpers.fake_run(runs, name, status, lines, {**hands, **(config or {})}, counts)
 
 
 def segments(*parts):

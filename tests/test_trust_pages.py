@@ -5,48 +5,14 @@ table of many photos with its CSV download."""
 import hashlib
 import io
 import json
-import shutil
 import zipfile
 from pathlib import Path
-from types import SimpleNamespace
-
-import pytest
-from streamlit.testing.v1 import AppTest
 
 import core.config
 import core.embeddings
 import core.launch
 from tests.helpers import make_color_dataset, write_image
-
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
-
-
-@pytest.fixture
-def dirs(tmp_path, monkeypatch) -> SimpleNamespace:
-    data, runs, cache = tmp_path / "data", tmp_path / "runs", tmp_path / "cache"
-    data.mkdir()
-    runs.mkdir()
-    monkeypatch.setattr(core.config, "DATA_ROOT", data)
-    monkeypatch.setattr(core.config, "RUNS_DIR", runs)
-    monkeypatch.setattr(core.embeddings, "CACHE_DIR", cache)
-    for name, value in (("TLS_DATA_ROOT", data), ("TLS_RUNS_DIR", runs), ("TLS_CACHE_DIR", cache)):
-        monkeypatch.setenv(name, str(value))
-    return SimpleNamespace(data=data, runs=runs, cache=cache)
-
-
-@pytest.fixture
-def with_run(dirs, trained_run) -> Path:
-    return Path(shutil.copytree(trained_run, dirs.runs / trained_run.name, symlinks=True))
-
-
-def open_page(page: str, session: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in (session or {}).items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
+from tests.page_helpers import open_page
 
 
 def _tree_digest(root: Path) -> str:
