@@ -70,12 +70,17 @@ def runs_table(summaries: list[RunSummary]) -> list[dict]:
             "backbone": s.backbone,
             "mode": s.mode,
             "state": s.state,
-            "best val accuracy": s.best_val_accuracy,
+            "best val accuracy": _accuracy_cell(s.best_val_accuracy),
             "epochs": s.epochs_done,
             "duration": format_duration(s.duration_s),
         }
         for s in summaries
     ]
+
+
+def _accuracy_cell(accuracy: float | None) -> str:
+    """ "0.996", or "-" for a run that recorded none (it failed or stopped before an epoch)."""
+    return "-" if accuracy is None else f"{accuracy:.3f}"
 
 
 def run_label(summary: RunSummary) -> str:

@@ -397,11 +397,7 @@ runs = list_runs(space.runs_dir)
 if not runs:
     st.info(f"No runs in `{space.runs_dir}` yet: start one on the Train page.")
     st.stop()
-st.dataframe(
-    runs_table(runs),
-    hide_index=True,
-    column_config={"best val accuracy": st.column_config.NumberColumn(format="%.3f")},
-)
+st.dataframe(runs_table(runs), hide_index=True)
 names = [r.name for r in runs]
 if st.session_state.get(SHOW_RUN) in names:  # sent here from another page to see this run
     st.session_state["checkpoints_run"] = st.session_state.pop(SHOW_RUN)

@@ -126,6 +126,7 @@ def test_runs_are_named_and_listed_with_their_dataset(tmp_path):
     write_json_atomic(old / "config.json", config.to_dict())
     summaries = list_runs(tmp_path / "runs")
     assert [row["dataset"] for row in runs_table(summaries)] == ["my hands!", "my hands!"]
+    assert [row["best val accuracy"] for row in runs_table(summaries)] == ["-", "-"]  # no epoch: no "None"
     assert [run_label(s) for s in summaries] == [run.name, f"{old.name} · my hands!"]
 
 
