@@ -3,12 +3,15 @@ training, and photos to train under another class. No TensorFlow, no Streamlit.
 
 The decisions live in a file of the project's data folder, never in the dataset itself:
 
-    DATA_ROOT/.health/<dataset name>-<hash of its path>/exclusions.json
+    <data root>/.health/<dataset name>-<hash of its path>/exclusions.json
         {"dataset": "/abs/path", "excluded": ["train/horses/a.png", ...],
          "relabelled": {"train/humans/b.png": "horses", ...}}
 
-Paths are relative to the dataset folder. `core.train` applies them when it reads the
-dataset (`apply_exclusions`) and lists them in the run's dataset.json.
+The data root is the project's (DATA_ROOT), or a demo visitor's own workspace, so visitors
+never share decisions. Paths are relative to the dataset folder. Starting a run from the
+dashboard copies the decisions into the run folder (`launch_training`); `core.train` applies
+the run's copy, or else the data root's, when it reads the dataset (`apply_exclusions`) and
+lists them in the run's dataset.json.
 """
 
 from __future__ import annotations
@@ -38,24 +41,40 @@ class Exclusions:
         return bool(self.excluded or self.relabelled)
 
 
-def health_dir(dataset: str | os.PathLike) -> Path:
-    """The folder holding one dataset's health findings and exclusions (keyed by its real path)."""
+def health_dir(dataset: str | os.PathLike, data_root: Path | None = None) -> Path:
+    """The folder holding one dataset's health findings and exclusions (keyed by its real path)
+    under `data_root` (default: the project's data folder)."""
     real = os.path.realpath(dataset)
     digest = hashlib.sha256(real.encode()).hexdigest()[:12]
-    return config.DATA_ROOT / HEALTH_DIR / f"{Path(real).name or 'dataset'}-{digest}"
+    return (data_root or config.DATA_ROOT) / HEALTH_DIR / f"{Path(real).name or 'dataset'}-{digest}"
 
 
-def load_exclusions(dataset: str | os.PathLike) -> Exclusions:
-    saved = read_json(health_dir(dataset) / EXCLUSIONS_FILE, {}) or {}
-    return Exclusions(list(saved.get("excluded", [])), dict(saved.get("relabelled", {})))
+def read_exclusions(path: str | os.PathLike) -> Exclusions:
+    """The decisions in an exclusions file; none when it is missing or of the wrong shape."""
+    saved = read_json(Path(path), {})
+    saved = saved if isinstance(saved, dict) else {}
+    excluded, relabelled = saved.get("excluded", []), saved.get("relabelled", {})
+    return Exclusions(
+        [p for p in excluded if isinstance(p, str)] if isinstance(excluded, list) else [],
+        {k: v for k, v in relabelled.items() if isinstance(v, str)} if isinstance(relabelled, dict) else {},
+    )
 
 
-def save_exclusions(dataset: str | os.PathLike, exclusions: Exclusions) -> Path:
-    folder = health_dir(dataset)
+def load_exclusions(dataset: str | os.PathLike, data_root: Path | None = None) -> Exclusions:
+    return read_exclusions(health_dir(dataset, data_root) / EXCLUSIONS_FILE)
+
+
+def save_exclusions(
+    dataset: str | os.PathLike, exclusions: Exclusions, data_root: Path | None = None
+) -> Path:
+    folder = health_dir(dataset, data_root)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / EXCLUSIONS_FILE
-    payload = {"dataset": os.path.realpath(dataset), **dataclasses.asdict(exclusions)}
-    write_json_atomic(path, payload)
+    return write_decisions(folder / EXCLUSIONS_FILE, dataset, exclusions)
+
+
+def write_decisions(path: Path, dataset: str | os.PathLike, exclusions: Exclusions) -> Path:
+    """Write `exclusions` for `dataset` to `path` atomically."""
+    write_json_atomic(path, {"dataset": os.path.realpath(dataset), **dataclasses.asdict(exclusions)})
     return path
 
 

@@ -15,11 +15,15 @@ import time
 from pathlib import Path
 
 from core.config import PROJ_ROOT, TrainConfig
+from core.exclusions import load_exclusions, write_decisions
 from core.runs import RunDir, RunError, active_run, new_run_dir, write_json_atomic
 
 
-def launch_training(config: TrainConfig, runs_dir: Path) -> Path:
+def launch_training(config: TrainConfig, runs_dir: Path, data_root: Path | None = None) -> Path:
     """Start `python -m core.train` for `config` in the background; return its run folder.
+
+    The Health tab's decisions about the dataset, kept under `data_root` (a demo visitor's own
+    workspace, or the project's data folder), go into the run folder for the run to apply.
 
     Raises:
         RunError: another run is still training (naming it), or the folder is unwritable.
@@ -27,6 +31,9 @@ def launch_training(config: TrainConfig, runs_dir: Path) -> Path:
     _refuse_if_training(runs_dir)
     run = RunDir(new_run_dir(runs_dir, config))
     write_json_atomic(run.config_file, config.to_dict())
+    decisions = load_exclusions(config.data, data_root)
+    if decisions:
+        write_decisions(run.exclusions_file, config.data, decisions)
     # Counted as active from now on (this process's pid) until the child takes over.
     run.write_status(state="starting", pid=os.getpid(), started_at=time.time())
     _spawn(run, ["--config", str(run.config_file), "--run-dir", str(run.path)], "w")

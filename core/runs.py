@@ -105,6 +105,7 @@ class RunDir:
     metrics_file = property(lambda self: self.path / "metrics.jsonl")
     status_file = property(lambda self: self.path / "status.json")
     dataset_file = property(lambda self: self.path / "dataset.json")
+    exclusions_file = property(lambda self: self.path / "exclusions.json")  # the Health tab's, at launch
     evaluation_file = property(lambda self: self.path / "evaluation.json")
     evaluation_dir = property(lambda self: self.path / "evaluation")
     checkpoints_dir = property(lambda self: self.path / "checkpoints")

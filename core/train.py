@@ -32,7 +32,7 @@ from core.config import (
 )
 from core.data import DatasetError, DatasetReport, link_split, scan_dataset, split_dataset
 from core.demo import check_demo_limits, check_quota, demo_mode, hold_job_slot
-from core.exclusions import apply_exclusions, load_exclusions
+from core.exclusions import apply_exclusions, load_exclusions, read_exclusions
 from core.progress_model import EVALUATING, STARTING, close_timeline, finish_timeline, mark_phase, run_rates
 from core.runs import (
     COMPLETED,
@@ -128,7 +128,9 @@ def prepare_data(config: TrainConfig, run_dir: Path, log) -> DatasetReport:
     report = scan_dataset(config.data)
     for skipped in report.skipped:
         log(f"skipped {skipped.path}: {skipped.reason}")
-    report, decided = apply_exclusions(report, load_exclusions(config.data))  # the Health tab's
+    run = RunDir(run_dir)  # the decisions copied in at launch, else the project's for this dataset
+    decisions = read_exclusions(run.exclusions_file) if run.exclusions_file.is_file() else None
+    report, decided = apply_exclusions(report, decisions or load_exclusions(config.data))
     if decided["excluded"] or decided["relabelled"]:
         log(f"left out {len(decided['excluded'])} photo(s), moved {len(decided['relabelled'])} (Health tab)")
     if not report.is_split or decided["excluded"] or decided["relabelled"]:

@@ -423,7 +423,7 @@ def health_ui(dataset: Path, report: DatasetReport) -> None:
         "photos unlike any other. Decisions are saved in the project's data folder: **your "
         "dataset folder is never changed**, and the next training leaves out or moves the photos."
     )
-    findings_file = health_dir(dataset) / FINDINGS_FILE
+    findings_file = health_dir(dataset, workspace(st.session_state).data_dir) / FINDINGS_FILE
     a, b = st.columns(2)
     backbone = a.selectbox(
         "Backbone", HEALTH_BACKBONES, key="health_backbone", help="as training's: its embeddings are reused"
@@ -448,7 +448,7 @@ def health_ui(dataset: Path, report: DatasetReport) -> None:
         f"Checked {summary.get('images', '?')} photos with {summary.get('backbone', '?')} at "
         f"{summary.get('image_size', '?')} px in {summary.get('seconds', '?')} s."
     )
-    exclusions = load_exclusions(dataset)
+    exclusions = load_exclusions(dataset, workspace(st.session_state).data_dir)
     st.caption(
         f"Decided so far: {len(exclusions.excluded)} photo(s) left out, {len(exclusions.relabelled)} moved."
     )
@@ -509,7 +509,7 @@ def finding_caption(finding: dict) -> str:
 
 def _decide(dataset: Path, relative: str, action: str, key: str) -> None:
     """Record one checkbox in the exclusions file (the dataset folder is never touched)."""
-    exclusions = load_exclusions(dataset)
+    exclusions = load_exclusions(dataset, workspace(st.session_state).data_dir)
     chosen = st.session_state[key]
     if action == "exclude":
         excluded = set(exclusions.excluded)
@@ -519,7 +519,7 @@ def _decide(dataset: Path, relative: str, action: str, key: str) -> None:
         exclusions.relabelled[relative] = action
     else:
         exclusions.relabelled.pop(relative, None)
-    save_exclusions(dataset, exclusions)
+    save_exclusions(dataset, exclusions, workspace(st.session_state).data_dir)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

@@ -412,7 +412,7 @@ def start(values: dict) -> None:
         train_config = TrainConfig.from_dict(values)
         train_config.validate()
         with st.spinner("Starting the training process..."):
-            run_dir = launch_training(train_config, space.runs_dir)
+            run_dir = launch_training(train_config, space.runs_dir, space.data_dir)
     except ConfigError as exc:
         st.error(f"Check the settings: {md(exc)}")
     except RunError as exc:

@@ -20,7 +20,7 @@ from core.config import SAMPLE_DATASET, ConfigError, TrainConfig
 from core.demo import DEMO_RUN, JobSlot, check_quota, remove_expired_workspaces, workspace
 from core.runs import launch_training, list_runs, read_status
 from tests.dashboard_helpers import class_zip_entries, make_zip
-from tests.helpers import run_cli
+from tests.helpers import make_color_dataset, run_cli
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 APP = str(PROJ_ROOT / "streamlit_app.py")
@@ -171,3 +171,27 @@ def wait_for_state(run_dir: Path, states: tuple, timeout: float = 120) -> dict:
             return status
         time.sleep(0.2)
     raise AssertionError(f"still {read_status(run_dir)}")
+
+
+def test_health_decisions_stay_in_the_visitors_workspace_and_travel_with_the_run(demo, monkeypatch):
+    """Two visitors decide differently about the same sample; each run applies its visitor's."""
+    import core.launch
+    from core.exclusions import Exclusions, load_exclusions, save_exclusions
+    from core.train import prepare_data
+
+    monkeypatch.setattr(core.launch, "_spawn", lambda run, args, mode: None)
+    sample = demo.data / "sample"
+    make_color_dataset(sample, per_class=6)
+    alice, bob = workspace({}), workspace({})
+    save_exclusions(sample, Exclusions(excluded=["red/0.png", "red/1.png"]), alice.data_dir)
+    assert not load_exclusions(sample, bob.data_dir) and not load_exclusions(sample)  # nothing shared
+    config = TrainConfig(data=str(sample), backbone="mobilenet_v2_0.35", image_size=96)
+    runs = {name: launch_training(config, space.runs_dir, space.data_dir) for name, space in
+            (("alice", alice), ("bob", bob))}  # fmt: skip
+    counts = {}
+    for name, run_dir in runs.items():
+        report = prepare_data(config, run_dir, log=lambda message: None)
+        counts[name] = sum(len(split.paths) for split in report.splits.values())
+    assert counts == {"alice": 10, "bob": 12}
+    assert json.loads((runs["alice"] / "dataset.json").read_text())["excluded"] == ["red/0.png", "red/1.png"]
+    assert sorted(p.name for p in (sample / "red").iterdir())[:2] == ["0.png", "1.png"]  # never touched
