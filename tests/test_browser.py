@@ -198,7 +198,9 @@ def test_the_whole_app_in_chromium(page):
         SAMPLE / "horses" / "horse02-0.jpg",
         SAMPLE / "humans" / sorted(os.listdir(SAMPLE / "humans"))[0],
     ]
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(p) for p in photos])
+    photos_region = page.get_by_role("region", name="Photos", exact=True)  # beside it: the zip's uploader
+    photos_input = photos_region.get_by_test_id("stFileUploaderDropzoneInput")
+    photos_input.set_input_files([str(p) for p in photos])
     labels = page.locator("h3", has_text=re.compile("^(horses|humans)"))
     expect(labels).to_have_count(2, timeout=60_000)  # expect() retries while the page renders
     expect(page.locator('[data-testid="stPlotlyChart"] .barlayer')).to_have_count(2)

@@ -97,7 +97,8 @@ def test_two_demo_visitors_cannot_see_or_stop_each_others_work(demo_server, tmp_
             expect(main(bob).get_by_role("button", name="Stop", exact=True)).to_have_count(0)
             expect(bob.get_by_text(run.name)).to_have_count(0)
             go(bob, "Checkpoints")
-            expect(bob.get_by_role("combobox", name="Run")).to_have_value("horse-or-human-quick")
+            own_run = "horse-or-human-quick · horse-or-human"  # the ready model, labelled with its dataset
+            expect(bob.get_by_role("combobox", name="Run")).to_have_value(own_run)
             expect(bob.get_by_text(run.name)).to_have_count(0)
             assert_no_exception(bob)
             bob.screenshot(path=str(ARTIFACTS / "demo-bob-checkpoints.png"), full_page=True)

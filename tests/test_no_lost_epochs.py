@@ -90,7 +90,7 @@ def test_a_run_that_cannot_write_its_checkpoint_fails_with_the_reason_and_no_tem
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "core.train", "--data", str(data), "--run-dir", str(run_dir),
                "--backbone", "mobilenet_v2_0.35", "--weights", "none", "--image-size", "32",
-               "--epochs", "2", "--head-training", "live", "--no-evaluate"]  # fmt: skip
+               "--epochs", "2", "--mode", "finetune", "--head-training", "live", "--no-evaluate"]  # fmt: skip
     result = subprocess.run(
         command, cwd=PROJ_ROOT, capture_output=True, text=True, timeout=600, preexec_fn=_limit_file_size
     )
