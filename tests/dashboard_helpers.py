@@ -1,4 +1,5 @@
-"""Helpers shared by the dashboard's tests: PNG bytes, zips, a local HTTP server, free ports."""
+"""Helpers shared by the dashboard's tests: PNG bytes, zips, a local HTTP server, free ports,
+a Streamlit server for the browser tests."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ import functools
 import http.server
 import io
 import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
+
+from tests.helpers import PROJ_ROOT
 
 
 def png_bytes(color: tuple[int, int, int], size: int = 32) -> bytes:
@@ -64,3 +72,40 @@ def serve_directory(directory: Path):
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextlib.contextmanager
+def streamlit_server(script: str, root: Path, env: dict[str, str]):
+    """`streamlit run script` (a path from the repository root) on a free local port, with `env`
+    and its output in `root/streamlit.log`; yields (base URL, server pid) once it is healthy."""
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
+               "--server.address", "127.0.0.1", "--server.headless", "true",
+               "--server.fileWatcherType", "none"]  # fmt: skip
+    with open(root / "streamlit.log", "w") as log:
+        server = subprocess.Popen(command, cwd=PROJ_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_healthy(url, server)
+            yield url, server.pid
+        finally:
+            server.terminate()
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"streamlit exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail("streamlit did not become healthy")

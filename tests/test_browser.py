@@ -9,16 +9,12 @@ test-artifacts/ for a human to look at.
 
 import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.dashboard_helpers import free_port
+from tests.dashboard_helpers import streamlit_server
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = PROJ_ROOT / "test-artifacts"
@@ -47,46 +43,12 @@ def app_url(tmp_path_factory, keras_home):
         "TLS_RUNS_DIR": str(root / "runs"),
         "TLS_CACHE_DIR": str(root / "cache"),
     }
-    port = free_port()
-    log = open(root / "streamlit.log", "w")
-    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
-    command += [
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--server.fileWatcherType",
-        "none",
-    ]
-    server = subprocess.Popen(command, cwd=PROJ_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, server)
-        yield url
+        with streamlit_server("streamlit_app.py", root, env) as (url, _):
+            yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "streamlit.log").write_text((root / "streamlit.log").read_text())
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"streamlit exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail("streamlit did not become healthy")
 
 
 @pytest.fixture

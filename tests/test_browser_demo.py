@@ -4,16 +4,14 @@ see or stop each other's runs."""
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.dashboard_helpers import class_zip_entries, free_port, make_zip
-from tests.test_browser import ARTIFACTS, CHROMIUM, PROJ_ROOT, _wait_healthy, assert_no_exception, go
+from tests.dashboard_helpers import class_zip_entries, make_zip, streamlit_server
+from tests.test_browser import ARTIFACTS, CHROMIUM, PROJ_ROOT, assert_no_exception, go
 
 pytestmark = pytest.mark.browser
 
@@ -28,23 +26,8 @@ def demo_server(tmp_path_factory):
         "TLS_RUNS_DIR": str(root / "runs"),
         "TLS_CACHE_DIR": str(root / "cache"),
     }
-    port = free_port()
-    log = open(root / "streamlit.log", "w")
-    command = [sys.executable, "-m", "streamlit", "run", "demo/streamlit_app.py", "--server.port", str(port),
-               "--server.address", "127.0.0.1", "--server.headless", "true",
-               "--server.fileWatcherType", "none"]  # fmt: skip
-    server = subprocess.Popen(command, cwd=PROJ_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, server)
-        yield url, root, server.pid
-    finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    with streamlit_server("demo/streamlit_app.py", root, env) as (url, pid):
+        yield url, root, pid
 
 
 def _active_run(runs_dir: Path, name: str, pid: int) -> Path:

@@ -8,17 +8,15 @@ real `python -m core.health` over a colour dataset with a file saved twice.
 
 import os
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.dashboard_helpers import free_port
+from tests.dashboard_helpers import streamlit_server
 from tests.helpers import make_color_dataset, run_cli
-from tests.test_browser import CHROMIUM, PROJ_ROOT, _wait_healthy, assert_no_exception, go, shot
+from tests.test_browser import CHROMIUM, assert_no_exception, go, shot
 
 pytestmark = pytest.mark.browser
 
@@ -50,22 +48,8 @@ def trust_app(tmp_path_factory, trained_run):
     _health_findings(data, dataset, cache)
     shutil.copytree(trained_run, runs / trained_run.name, symlinks=True)
     env = {**os.environ, "TLS_DATA_ROOT": str(data), "TLS_RUNS_DIR": str(runs), "TLS_CACHE_DIR": str(cache)}
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-               "--server.address", "127.0.0.1", "--server.headless", "true",
-               "--server.fileWatcherType", "none"]  # fmt: skip
-    with open(root / "streamlit.log", "w") as log:
-        server = subprocess.Popen(command, cwd=PROJ_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, server)
+    with streamlit_server("streamlit_app.py", root, env) as (url, _):
         yield url, root
-    finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def test_health_drill_down_and_a_folder_of_photos_in_chromium(trust_app):
