@@ -6,6 +6,7 @@ nothing here depends on which name pytest loaded the conftest under.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -128,3 +129,13 @@ def unreachable_network_env(tmp_path: Path) -> dict[str, str]:
         "no_proxy": "",
         "NO_PROXY": "",
     }
+
+
+def tree_digest(root: Path) -> str:
+    """One SHA-256 over a folder's paths and file contents: equal before and after means untouched."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

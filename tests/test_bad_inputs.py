@@ -4,7 +4,6 @@ Training skips and names each bad file, or refuses the dataset with a clear mess
 there is never a traceback, and nothing in the user's data folder changes.
 """
 
-import hashlib
 import struct
 import zlib
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from PIL import Image
 
 from core.runs import read_json
-from tests.helpers import make_color_dataset, run_cli, write_image
+from tests.helpers import make_color_dataset, run_cli, tree_digest, write_image
 
 TINY = [
     "--backbone",
@@ -104,15 +103,6 @@ def _only_bad_files(root: Path) -> None:
         _bad_ones(root / name)
 
 
-def _tree_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        digest.update(str(path.relative_to(root)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def test_training_uses_awkward_images_skips_broken_ones_and_changes_nothing(tmp_path):
     data = make_color_dataset(
         tmp_path / "my photos", per_class=6, classes={"red cars": (220, 40, 40), "blue bikes": (40, 40, 220)}
@@ -121,7 +111,7 @@ def test_training_uses_awkward_images_skips_broken_ones_and_changes_nothing(tmp_
     bad = _bad_ones(data / "red cars")
     write_image(data / "red cars" / ".ipynb_checkpoints" / "hidden.png", (1, 1, 1))
     (data / ".DS_Store").write_bytes(b"\0\1")
-    before = _tree_digest(data)
+    before = tree_digest(data)
 
     result = run_cli("core.train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), *TINY)
 
@@ -137,7 +127,7 @@ def test_training_uses_awkward_images_skips_broken_ones_and_changes_nothing(tmp_
     used = {p.name.split("__")[-1] for p in (run / "split").rglob("*") if p.is_symlink()}
     assert set(good) <= used and not used & set(bad) and "hidden.png" not in used
     assert sum(dataset["counts"]["train"].values()) + sum(dataset["counts"]["validation"].values()) == 22
-    assert _tree_digest(data) == before  # the user's folder is untouched
+    assert tree_digest(data) == before  # the user's folder is untouched
 
 
 @pytest.mark.parametrize(
@@ -153,8 +143,8 @@ def test_unusable_datasets_are_refused_in_one_line(tmp_path, build, message):
     data = tmp_path / "data"
     data.mkdir()
     build(data)
-    before = _tree_digest(data)
+    before = tree_digest(data)
     result = run_cli("core.train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), *TINY)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
-    assert _tree_digest(data) == before
+    assert tree_digest(data) == before

@@ -1,7 +1,6 @@
 """Data health: each finding kind on synthetic embeddings and on real photos, the CLI contract,
 and the Health tab's decisions honoured by training without touching the dataset folder."""
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -17,7 +16,7 @@ from core.health import (
     outlier_findings,
     read_findings,
 )
-from tests.helpers import horse_or_human_subset, make_color_dataset, run_cli, write_image
+from tests.helpers import horse_or_human_subset, make_color_dataset, run_cli, tree_digest, write_image
 from tests.real_assets import pbc_blood_cells
 
 
@@ -125,15 +124,6 @@ def test_cli_bad_input_is_one_error_line(tmp_path, color_dataset, args, message)
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
 
 
-def _tree_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        digest.update(str(path.relative_to(root)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 @pytest.mark.parametrize("split", [False, True], ids=["unsplit", "split"])
 def test_training_honours_exclusions_and_never_touches_the_dataset(tmp_path, monkeypatch, split):
     from core import config
@@ -144,7 +134,7 @@ def test_training_honours_exclusions_and_never_touches_the_dataset(tmp_path, mon
     monkeypatch.setattr(config, "DATA_ROOT", tmp_path / "data-root")
     saved = save_exclusions(data, Exclusions([f"{prefix}red/0.png"], {f"{prefix}blue/1.png": "red"}))
     assert saved.is_relative_to(tmp_path / "data-root")
-    before = _tree_digest(data)
+    before = tree_digest(data)
     result = run_cli("core.train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"),
                      "--backbone", "mobilenet_v2_0.35", "--weights", "none", "--image-size", "32",
                      "--epochs", "1", "--no-evaluate",
@@ -152,7 +142,7 @@ def test_training_honours_exclusions_and_never_touches_the_dataset(tmp_path, mon
                           "TLS_CACHE_DIR": str(tmp_path / "cache")})  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     run = Path(result.stdout.strip().splitlines()[-1])
-    assert _tree_digest(data) == before
+    assert tree_digest(data) == before
     dataset = json.loads((run / "dataset.json").read_text())
     assert dataset["excluded"] == [f"{prefix}red/0.png"]
     assert dataset["relabelled"] == {f"{prefix}blue/1.png": "red"}

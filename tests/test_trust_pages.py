@@ -2,26 +2,15 @@
 confusion-matrix drill-down and calibration on the Checkpoints page, and the Predict page's
 table of many photos with its CSV download."""
 
-import hashlib
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import core.config
 import core.embeddings
 import core.launch
-from tests.helpers import make_color_dataset, write_image
+from tests.helpers import make_color_dataset, tree_digest, write_image
 from tests.page_helpers import open_page
-
-
-def _tree_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        digest.update(str(path.relative_to(root)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def test_health_tab_shows_findings_and_records_decisions_outside_the_dataset(dirs, monkeypatch):
@@ -39,7 +28,7 @@ def test_health_tab_shows_findings_and_records_decisions_outside_the_dataset(dir
     ]  # fmt: skip
     calls = []
     monkeypatch.setattr(core.launch, "run_health", lambda *args, **kw: calls.append(args) or lines)
-    before = _tree_digest(dataset)
+    before = tree_digest(dataset)
     at = open_page("pages/data.py", {"pending_dataset": "colors"})
     next(b for b in at.button if b.label == "Check data health").click().run()
     assert not at.exception and not at.error
@@ -52,7 +41,7 @@ def test_health_tab_shows_findings_and_records_decisions_outside_the_dataset(dir
     assert not at.exception
     exclusions = load_exclusions(dataset)
     assert exclusions.excluded == ["red/0.png"] and exclusions.relabelled == {"blue/3.png": "red"}
-    assert _tree_digest(dataset) == before  # the dataset folder is never touched
+    assert tree_digest(dataset) == before  # the dataset folder is never touched
     at.checkbox(key="exclude_duplicate_0_0").uncheck().run()
     assert load_exclusions(dataset).excluded == []
     assert "1 moved" in "\n".join(c.value for c in at.caption)
