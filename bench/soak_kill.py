@@ -4,7 +4,7 @@
 
 The run is launched as the dashboard does, then killed after a random delay (start-up,
 embedding, training and checkpoint saving all get hit), and resumed with
-`core.runs.launch_resume`. After every kill, every epoch recorded in metrics.jsonl must
+`core.launch.launch_resume`. After every kill, every epoch recorded in metrics.jsonl must
 still be there, and the resumed process must say it holds the weights of the last
 recorded epoch (or a later one). At the end the run must complete with epochs 1..N, each
 once, and no temp file may remain.
@@ -24,7 +24,8 @@ from pathlib import Path
 
 from bench.soak import _make_dataset, _wait
 from core.config import TrainConfig
-from core.runs import launch_resume, launch_training, pid_alive, read_metrics, read_status
+from core.launch import launch_resume, launch_training
+from core.runs import pid_alive, read_metrics, read_status
 
 # "resuming after epoch 7 from the weights of epoch 7", or "resuming: no epoch had ended ..."
 RESUMED = re.compile(

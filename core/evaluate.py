@@ -116,8 +116,7 @@ def cell_images(result: dict, true_index: int, predicted_index: int) -> list[dic
 
 
 def dataset_root(run_dir: Path) -> Path:
-    """RunDir(run_dir).dataset_root(), with its error as an EvaluationError (kept for branches
-    in flight that import it from here)."""
+    """RunDir(run_dir).dataset_root(), with its error as an EvaluationError (the CLI's one line)."""
     try:
         return RunDir(run_dir).dataset_root()
     except RunError as exc:

@@ -41,11 +41,6 @@ def class_columns(raw: np.ndarray) -> np.ndarray:
     return np.concatenate([1.0 - raw, raw], axis=-1) if raw.shape[-1] == 1 else raw
 
 
-def checkpoint_path(run_dir: Path, checkpoint: str = "best") -> Path:
-    """RunDir(run_dir).checkpoint(checkpoint), under the name branches in flight still import."""
-    return RunDir(run_dir).checkpoint(checkpoint)
-
-
 class RunNotReadyError(RuntimeError):
     """The run has no usable checkpoint or metadata; the message says what is missing."""
 

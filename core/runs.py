@@ -300,7 +300,7 @@ class RunSummary:
 
 
 # The module-level functions below are RunDir's readers and writers under their older names,
-# kept because every module and test (and the branches landing beside this one) call them.
+# which every module and test calls.
 def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
     return RunDir(run_dir).metrics()
 
@@ -421,16 +421,3 @@ class TrainingLock:
         if self._handle:
             self._handle.close()
             self._handle = None
-
-
-_MOVED_TO_LAUNCH = ("launch_training", "launch_resume", "run_evaluation", "run_export", "run_health")
-
-
-def __getattr__(name: str):
-    """Launching moved to core.launch; `from core.runs import launch_training` keeps working
-    (without an import cycle) while the branches written against it land."""
-    if name in _MOVED_TO_LAUNCH:
-        import core.launch
-
-        return getattr(core.launch, name)
-    raise AttributeError(f"module 'core.runs' has no attribute {name!r}")

@@ -16,34 +16,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import (  # noqa: F401  re-exported for tests not yet moved to tests.helpers
-    PROJ_ROOT,
-    horse_or_human_subset,
-    launch_tiny_run,
-    make_color_dataset,
-    run_cli,
-    wait_for,
-    write_image,
-)
-from tests.real_assets import ensure_real_weights, horse_or_human_dataset, session_keras_home, shared_dir
+from tests.helpers import make_color_dataset, run_cli
+from tests.real_assets import ensure_real_weights, horse_or_human_dataset, session_keras_home
 
 # Keras reads KERAS_HOME once, when it is first imported, so the whole session uses the test
 # cache's Keras home (never the user's ~/.keras); `keras_home` fills it with real weights.
 os.environ["KERAS_HOME"] = str(session_keras_home())
 
 REAL_FIXTURES = {"keras_home", "use_keras_home", "horse_or_human"}
-
-# Older names, kept while the branches written against them land: import helpers from
-# tests.helpers and take real data from the `horse_or_human` / `keras_home` fixtures instead.
-SHARED = shared_dir()
-HORSE_OR_HUMAN = SHARED / "datasets" / "horse-or-human"
-
-
-def require_shared(path: Path) -> Path:
-    """`path` under ../shared/, or fail the test with one line saying what to do."""
-    if not path.exists():
-        pytest.fail(f"{path} is missing: use the horse_or_human / keras_home fixtures instead", pytrace=False)
-    return path
 
 
 def pytest_collection_modifyitems(items):

@@ -18,7 +18,8 @@ import core.demo
 import core.embeddings
 from core.config import SAMPLE_DATASET, ConfigError, TrainConfig
 from core.demo import DEMO_RUN, JobSlot, check_quota, remove_expired_workspaces, workspace
-from core.runs import launch_training, list_runs, read_status
+from core.launch import launch_training
+from core.runs import list_runs, read_status
 from tests.dashboard_helpers import class_zip_entries, make_zip
 from tests.helpers import make_color_dataset, run_cli
 
