@@ -90,8 +90,8 @@ def horse_or_human_dataset() -> Path:
     try:
         return download_horse_or_human(data_root)
     except DownloadError as exc:
-        message = f"the real horse-or-human data is unavailable ({_cause(exc)}): "
-        pytest.fail(message + WHAT_TO_DO.format(cache=folder), pytrace=False)
+        failure = f"the real horse-or-human data is unavailable ({_cause(exc)}): "
+    pytest.fail(failure + WHAT_TO_DO.format(cache=folder), pytrace=False)
 
 
 def _cause(error: DownloadError) -> str:
@@ -148,5 +148,8 @@ def _fetch(target: Path, seed: Path, url: str, what: str) -> None:
             download_file(url, partial)
     except DownloadError as exc:
         partial.unlink(missing_ok=True)
-        pytest.fail(f"{what} ({_cause(exc)}): " + WHAT_TO_DO.format(cache=target.parent), pytrace=False)
-    os.replace(partial, target)
+        failure = f"{what} ({_cause(exc)}): " + WHAT_TO_DO.format(cache=target.parent)
+    else:
+        os.replace(partial, target)
+        return
+    pytest.fail(failure, pytrace=False)  # outside `except`: no "during handling" chain in the report
