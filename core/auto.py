@@ -27,11 +27,15 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from core.data import DatasetError
+
+if TYPE_CHECKING:
+    from core.stages import RunContext  # imports TensorFlow
 
 AUTO_FILE = "auto.json"
 MAX_FOLDS = 5
@@ -571,7 +575,7 @@ def curve_reading(means: list[float | None], images: list[float]) -> str:
 # --------------------------------------------------------------------------- the run
 
 
-def train_auto(config, run_dir: Path, report, stop, log) -> None:
+def train_auto(ctx: RunContext) -> None:
     """Auto mode, end to end: embed (one pass, several layers), select by CV on the training
     split, decide about fine-tuning, fit the winner on the whole training split, save it as an
     ordinary run, report it on the validation split, and write auto.json throughout."""
@@ -580,12 +584,14 @@ def train_auto(config, run_dir: Path, report, stop, log) -> None:
     from core.embeddings import CacheStats, EmbeddingCache, embed_paths, extractor_key
     from core.progress_model import EMBEDDING, TRAINING, mark_phase
     from core.runs import write_json_atomic, write_status
-    from core.stages import _embedding_progress, record_single_fit
+    from core.stages import SingleFit, _embedding_progress, record_single_fit
 
+    config, run_dir, report, log = ctx.config, ctx.run_dir, ctx.report, ctx.log
     started, stats = time.time(), CacheStats()
     if config.pooling != "avg":
         log("auto mode pools every candidate layer by global average (pooling 'avg')")
         config = dataclasses.replace(config, pooling="avg")
+        ctx = ctx.replace(config=config)
     num_classes = len(report.class_names)
     train, val = report.splits["train"], report.splits["validation"]
     y_train, y_val = np.asarray(train.labels), np.asarray(val.labels)
@@ -646,11 +652,11 @@ def train_auto(config, run_dir: Path, report, stop, log) -> None:
     trial = None
     if decision["try"] and demo_mode():  # a hosted demo's limits on training time hold here too
         decision["not_run"] = "the demo does not fine-tune"
-    elif decision["try"] and not stop:
+    elif decision["try"] and not ctx.stop:
         record.update(candidates=[c.to_dict() for c in ranked], trying="fine-tuning the backbone")
         write_json_atomic(run_dir / AUTO_FILE, record)
         write_status(run_dir, phase="auto: trying fine-tuning the backbone", candidate="fine-tuning")
-        trial = fine_tune_trial(config, run_dir, report, base, layers, winner, x_train, y_train, stop, log)
+        trial = fine_tune_trial(ctx, base, layers, winner, x_train, y_train)
         decision["trial"] = trial
         if trial["kept"]:
             why = trial["reason"]
@@ -671,18 +677,8 @@ def train_auto(config, run_dir: Path, report, stop, log) -> None:
     )
     write_json_atomic(run_dir / AUTO_FILE, record)
     write_status(run_dir, phase=None, winner=record["winner"]["name"])
-    record_single_fit(
-        fit_config,
-        run_dir,
-        p_train,
-        y_train,
-        p_val,
-        y_val,
-        time.time() - started,
-        stats,
-        record["winner"]["name"],
-        log,
-    )
+    fit = SingleFit(p_train, y_train, p_val, y_val, time.time() - started, record["winner"]["name"])
+    record_single_fit(ctx.replace(config=fit_config), fit, stats)
 
 
 FINE_TUNE_HOLDOUT = 0.2  # the fraction of the training split the fine-tuning trial is judged on
@@ -693,16 +689,7 @@ TRIAL_DIR = "finetune_trial"
 
 
 def fine_tune_trial(
-    config,
-    run_dir: Path,
-    report,
-    base,
-    layers,
-    winner: Candidate,
-    x_train: dict,
-    y_train: np.ndarray,
-    stop,
-    log,
+    ctx: RunContext, base, layers: list[str | None], winner: Candidate, x_train: dict, y_train: np.ndarray
 ) -> dict:
     """Fine-tune the backbone's top (stage 2) on 80% of the training split and keep it only if it
     beats the embedding winner, fitted on the same 80%, on the other 20% (macro-F1).
@@ -723,6 +710,7 @@ def fine_tune_trial(
     from core.model import BACKBONE_LAYER, build_model, set_linear_head
     from core.stages import fine_tune
 
+    config, run_dir, report, log = ctx.config, ctx.run_dir, ctx.report, ctx.log
     started, num_classes = time.time(), len(report.class_names)
     fit, hold = train_test_split(
         np.arange(len(y_train)), test_size=FINE_TUNE_HOLDOUT, stratify=y_train, random_state=config.seed
@@ -769,7 +757,7 @@ def fine_tune_trial(
         f"auto: fine-tuning trial: the top {unfreeze} backbone layers, judged on {len(hold)} held-out "
         "training images"
     )
-    fine_tune(trial_config, trial_dir, model, trial_report, stop, checkpoint, 0, log)
+    fine_tune(ctx.replace(config=trial_config, run_dir=trial_dir, report=trial_report), model, checkpoint, 0)
     score = float(checkpoint.best) if checkpoint.best is not None else 0.0
     kept = score > embedding_score + TIE and (trial_dir / "checkpoints" / "best.keras").is_file()
     trial = {
@@ -852,7 +840,7 @@ def save_winner(config, base, run_dir: Path, winner: Candidate, x_train, y_train
     smallest = int(np.bincount(y_train, minlength=num_classes).min())
     estimator = make_classifier(linear, smallest).fit(x_train, y_train)
     model = build_model(linear, num_classes, base)
-    save_features_model(linear, run_dir, model, feature_extractor(model), estimator, num_classes)
+    save_features_model(run_dir, model, feature_extractor(model), estimator, num_classes)
     return probabilities(estimator, x_train, num_classes), probabilities(estimator, x_val, num_classes)
 
 

@@ -177,8 +177,8 @@ class TrainConfig:
         return cls.from_dict(values)
 
 
-def head_training_path(config: TrainConfig) -> tuple[str, str]:
-    """("cached" or "live", why) for training the head while the base is frozen."""
+def head_training_choice(config: TrainConfig) -> tuple[str, str]:
+    """How the head trains while the base is frozen: ("cached" or "live", why)."""
     live_augment = not config.augment.is_identity and not config.augment_views
     if config.head_training == "live":
         return "live", "chosen in the config: the base runs on every image every epoch"

@@ -208,12 +208,12 @@ class RunProgress:
 def planned_phases(config: dict) -> list[str]:
     """The phases a run of `config` goes through: embedding only when the frozen base runs
     once per image (feature extraction, or a head trained on cached embeddings)."""
-    from core.config import TrainConfig, head_training_path
+    from core.config import TrainConfig, head_training_choice
 
     try:
         cached = (
             config.get("mode") in ("features", "auto")  # both embed every image once
-            or head_training_path(TrainConfig.from_dict(config))[0] == "cached"
+            or head_training_choice(TrainConfig.from_dict(config))[0] == "cached"
         )
     except (ValueError, TypeError):
         cached = config.get("head_training") == "cached"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from core.config import AugmentConfig, TrainConfig, head_training_path
+from core.config import AugmentConfig, TrainConfig, head_training_choice
 from core.data import EVALUATION_SPLITS
 from core.runs import CHECKPOINTS, COMPLETED, RunDir, RunSummary
 from core.uploads import safe_name
@@ -157,7 +157,7 @@ def training_plan(config: TrainConfig) -> list[str]:
                 "Set augmented views above 0 to add augmented copies."
             )
         return lines
-    path, why = head_training_path(config)
+    path, why = head_training_choice(config)
     lines = [f"**Stage 1, the head ({path}):** {why}."]
     if config.fine_tune_layers:
         rate = config.learning_rate * config.fine_tune_lr_factor

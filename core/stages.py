@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -24,7 +27,7 @@ from core.classical import (
     probabilities,
     save_classifier,
 )
-from core.config import TrainConfig, head_training_path
+from core.config import TrainConfig, head_training_choice
 from core.data import DatasetReport, Split
 from core.embeddings import CacheStats, EmbeddingCache, augment_variant, embed_paths
 from core.model import feature_extractor, head_model, set_linear_head, unfreeze_top
@@ -36,11 +39,35 @@ from core.tf_setup import keras
 CACHED_SAVE_EVERY_S = 10.0  # head epochs take milliseconds; saving the model each one would dominate
 
 
+class StopFlag(Protocol):
+    def __bool__(self) -> bool: ...  # true once the user asked the run to stop (STOP file or SIGTERM)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every training stage is given besides its model: the run's config and folder, the
+    scanned dataset, whether a stop was requested, and where to log."""
+
+    config: TrainConfig
+    run_dir: Path
+    report: DatasetReport
+    stop: StopFlag
+    log: Callable[[str], None]
+
+    def replace(self, **changes) -> RunContext:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.report.class_names)
+
+
 def embed_splits(
-    config: TrainConfig, extractor, report: DatasetReport, run_dir: Path, stats: CacheStats
+    ctx: RunContext, extractor, stats: CacheStats
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_val, y_val) embeddings: every image once, in one pass of the base
     (one pass traces and warms up once), plus `augment_views` augmented views of training images."""
+    config, report, run_dir = ctx.config, ctx.report, ctx.run_dir
     cache = EmbeddingCache()
     train, val = report.splits["train"], report.splits["validation"]
     views = 0 if config.augment.is_identity else config.augment_views  # identical views: no new data
@@ -101,20 +128,14 @@ def _targets(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def train_head(
-    config: TrainConfig,
-    run_dir: Path,
-    model: keras.Model,
-    report: DatasetReport,
-    stop,
-    log,
-    initial_epoch: int = 0,
-    best: float | None = None,
+    ctx: RunContext, model: keras.Model, initial_epoch: int = 0, best: float | None = None
 ) -> tuple[AtomicCheckpoint, int]:
     """Stage 1: train the head with the base frozen. Returns the checkpoint and epochs done.
 
     A resumed run passes the epochs already done and the best monitored value so far.
     """
-    path, why = head_training_path(config)
+    config, run_dir, report, log = ctx.config, ctx.run_dir, ctx.report, ctx.log
+    path, why = head_training_choice(config)
     log(f"head training: {path} ({why})")
     write_json_atomic(RunDir(run_dir).config_file, {**config.to_dict(), "head_training": path})
     write_status(run_dir, head_training=path, head_training_reason=why)
@@ -124,7 +145,7 @@ def train_head(
     if path == "cached":
         stats = CacheStats()
         extractor = feature_extractor(model)
-        x_train, y_train, x_val, y_val = embed_splits(config, extractor, report, run_dir, stats)
+        x_train, y_train, x_val, y_val = embed_splits(ctx, extractor, stats)
         log(embeddings_line(stats))
         write_status(run_dir, cache_hits=stats.hits, cache_misses=stats.misses)
         if not config.dense_units and initial_epoch == 0:
@@ -154,7 +175,7 @@ def train_head(
         )
     write_status(run_dir, batches=batches)
     checkpoint.best = best
-    logger = RunLogger(run_dir, total, batches, lambda: bool(stop), stage=1, log=log)
+    logger = RunLogger(run_dir, total, batches, lambda: bool(ctx.stop), stage=1, log=log)
     history = fitted.fit(
         initial_epoch=initial_epoch,
         epochs=config.epochs,
@@ -200,20 +221,17 @@ def _live_train(config: TrainConfig, split: Split, num_classes: int):
 
 
 def fine_tune(
-    config: TrainConfig,
-    run_dir: Path,
+    ctx: RunContext,
     model: keras.Model,
-    report: DatasetReport,
-    stop,
     checkpoint: AtomicCheckpoint,
     epochs_done: int,
-    log,
     stage2_start: int | None = None,
 ) -> None:
     """Stage 2: from the best stage-1 weights, unfreeze the base's top layers and train on.
 
     A run resumed inside stage 2 passes `stage2_start` and keeps its current weights.
     """
+    config, run_dir, report, log = ctx.config, ctx.run_dir, ctx.report, ctx.log
     best = RunDir(run_dir).checkpoint("best")
     if stage2_start is None and best.is_file():
         model.load_weights(best)
@@ -229,7 +247,7 @@ def fine_tune(
     batches = steps_per_epoch(train_split, config.batch_size)
     write_status(run_dir, stage=2, batches=batches, stage2_start_epoch=stage2_start)
     total = stage2_start - 1 + config.fine_tune_epochs
-    logger = RunLogger(run_dir, config.total_epochs, batches, lambda: bool(stop), stage=2, log=log)
+    logger = RunLogger(run_dir, config.total_epochs, batches, lambda: bool(ctx.stop), stage=2, log=log)
     checkpoint.every_s = 0.0  # stage 2 epochs are slow: save every one
     model.fit(
         _live_train(config, train_split, num_classes),
@@ -244,30 +262,40 @@ def fine_tune(
     )
 
 
-def train_features(
-    config: TrainConfig, run_dir: Path, model: keras.Model, report: DatasetReport, log
-) -> None:
+def train_features(ctx: RunContext, model: keras.Model) -> None:
     """Feature extraction: a scikit-learn classifier on (cached) backbone embeddings."""
+    config, num_classes = ctx.config, ctx.num_classes
     started, stats = time.time(), CacheStats()
-    num_classes = len(report.class_names)
     extractor = feature_extractor(model)
-    x_train, y_train, x_val, y_val = embed_splits(config, extractor, report, run_dir, stats)
-    log(embeddings_line(stats))
-    mark_phase(run_dir, TRAINING, cache_hits=stats.hits, cache_misses=stats.misses)
+    x_train, y_train, x_val, y_val = embed_splits(ctx, extractor, stats)
+    ctx.log(embeddings_line(stats))
+    mark_phase(ctx.run_dir, TRAINING, cache_hits=stats.hits, cache_misses=stats.misses)
     smallest_class = int(np.bincount(y_train, minlength=num_classes).min())
     estimator = make_classifier(config, smallest_class).fit(x_train, y_train)
     p_train, p_val = (probabilities(estimator, x, num_classes) for x in (x_train, x_val))
-    save_features_model(config, run_dir, model, extractor, estimator, num_classes)
-    record_single_fit(
-        config, run_dir, p_train, y_train, p_val, y_val, time.time() - started, stats, config.classifier, log
-    )
+    save_features_model(ctx.run_dir, model, extractor, estimator, num_classes)
+    fit = SingleFit(p_train, y_train, p_val, y_val, time.time() - started, config.classifier)
+    record_single_fit(ctx, fit, stats)
 
 
-def record_single_fit(
-    config: TrainConfig, run_dir: Path, p_train, y_train, p_val, y_val, seconds: float, stats, label: str, log
-) -> None:
+@dataclass(frozen=True)
+class SingleFit:
+    """A classifier fitted once: its probabilities on both splits, how long it all took, its name."""
+
+    p_train: np.ndarray
+    y_train: np.ndarray
+    p_val: np.ndarray
+    y_val: np.ndarray
+    seconds: float
+    label: str
+
+
+def record_single_fit(ctx: RunContext, fit: SingleFit, stats: CacheStats) -> None:
     """A run fitted once (features or auto mode) is one epoch in metrics.jsonl and best.json."""
     from sklearn.metrics import f1_score, log_loss
+
+    config, run_dir = ctx.config, ctx.run_dir
+    p_train, y_train, p_val, y_val, seconds = fit.p_train, fit.y_train, fit.p_val, fit.y_val, fit.seconds
 
     labels = list(range(p_train.shape[1]))
     metrics = {
@@ -288,10 +316,10 @@ def record_single_fit(
     )
     write_status(run_dir, epoch=1, cache_hits=stats.hits, cache_misses=stats.misses)
     shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-    log(f"epoch 1/1  {label}  {shown}  ({seconds:.1f} s)")
+    ctx.log(f"epoch 1/1  {fit.label}  {shown}  ({seconds:.1f} s)")
 
 
-def save_features_model(config, run_dir, model, extractor, estimator, num_classes) -> None:
+def save_features_model(run_dir: Path, model, extractor, estimator, num_classes: int) -> None:
     """Logistic regression folds into the Keras output layer; other classifiers are saved
     with joblib beside the feature extractor."""
     run = RunDir(run_dir)

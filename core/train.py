@@ -19,6 +19,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.backbones import BACKBONES, WeightsUnavailableError
 from core.cli import OneLineParser, add_knob, fail
@@ -48,6 +49,9 @@ from core.runs import (
     write_json_atomic,
     write_status,
 )
+
+if TYPE_CHECKING:
+    from core.stages import RunContext  # imports TensorFlow: loaded only when training starts
 
 # what the dashboard writes before launching
 LAUNCH_FILES = {RunDir("").config_file.name, RunDir("").status_file.name, RunDir("").train_log.name}
@@ -218,8 +222,10 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
     write_status(run_dir, replicas=replicas)
     if replicas > 1:  # batch_size is per replica; the pipeline feeds the global batch
         config = dataclasses.replace(config, batch_size=config.batch_size * replicas)
+    from core.stages import RunContext
+
     with strategy.scope():
-        model = _train_model(config, run_dir, report, stop, log, resume)
+        model = _train_model(RunContext(config, run_dir, report, stop, log), resume)
     _refuse_diverged(run_dir)
     if stop:
         finish_timeline(run_dir)
@@ -286,42 +292,44 @@ def _evaluate(run_dir: Path, report: DatasetReport, log, model=None) -> None:
                 log(f"evaluation of {split} failed: {type(exc).__name__}: {exc}")
 
 
-def _train_model(config: TrainConfig, run_dir: Path, report: DatasetReport, stop, log, resume: bool):
+def _train_model(ctx: RunContext, resume: bool):
     """Train as the config says; return the trained Keras model (None in auto mode)."""
-    if config.mode == "auto":  # candidates measured by cross-validation; the best is kept
+    if ctx.config.mode == "auto":  # candidates measured by cross-validation; the best is kept
         from core.auto import train_auto
 
-        train_auto(config, run_dir, report, stop, log)
+        train_auto(ctx)
         return None  # the kept candidate is on disk: evaluation loads it
-    if config.mode == "features":  # the classifier replaces the Keras head
+    if ctx.config.mode == "features":  # the classifier replaces the Keras head
         from core.model import build_model
         from core.stages import train_features
 
-        config = dataclasses.replace(config, dense_units=0, dropout=0.0)
-        model = build_model(config, len(report.class_names))
-        train_features(config, run_dir, model, report, log)
+        ctx = ctx.replace(config=dataclasses.replace(ctx.config, dense_units=0, dropout=0.0))
+        model = build_model(ctx.config, ctx.num_classes)
+        train_features(ctx, model)
         return model
-    return _train_stages(config, run_dir, report, stop, log, resume)
+    return _train_stages(ctx, resume)
 
 
-def _train_stages(config: TrainConfig, run_dir: Path, report: DatasetReport, stop, log, resume: bool):
+def _train_stages(ctx: RunContext, resume: bool):
     """Stage 1 (head), then stage 2 (fine-tuning) if asked; a resumed run picks up where it was."""
     from core.model import build_model
     from core.stages import fine_tune, train_head
 
-    model, done, stage2_start, best = _resume_point(run_dir, config, log) if resume else (None, 0, None, None)
+    config = ctx.config
+    no_resume = (None, 0, None, None)
+    model, done, stage2_start, best = _resume_point(ctx.run_dir, config, ctx.log) if resume else no_resume
     if model is None:
-        model = build_model(config, len(report.class_names))
+        model = build_model(config, ctx.num_classes)
     checkpoint = None
     if stage2_start is None and done < config.epochs:
-        checkpoint, done = train_head(config, run_dir, model, report, stop, log, done, best)
-    if config.fine_tune_layers and not stop:
+        checkpoint, done = train_head(ctx, model, done, best)
+    if config.fine_tune_layers and not ctx.stop:
         if checkpoint is None:
             from core.callbacks import AtomicCheckpoint
 
-            checkpoint = AtomicCheckpoint(run_dir, model, config.monitor)
+            checkpoint = AtomicCheckpoint(ctx.run_dir, model, config.monitor)
             checkpoint.best = best
-        fine_tune(config, run_dir, model, report, stop, checkpoint, done, log, stage2_start)
+        fine_tune(ctx, model, checkpoint, done, stage2_start)
     return model
 
 

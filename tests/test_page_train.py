@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.config
-from core.config import PRESETS, TrainConfig, field_limits, head_training_path
+from core.config import PRESETS, TrainConfig, field_limits, head_training_choice
 from tests.helpers import make_color_dataset
 from tests.page_helpers import (
     chart_spec,
@@ -202,7 +202,7 @@ def test_the_default_quick_preset_trains_the_head_on_cached_embeddings(dirs, fak
     _start(at)
     assert not at.exception and not at.error
     saved = TrainConfig.from_dict(_saved_config(dirs.runs))
-    assert saved.augment.horizontal_flip and head_training_path(saved)[0] == "cached"
+    assert saved.augment.horizontal_flip and head_training_choice(saved)[0] == "cached"
 
 
 def test_svm_and_tree_show_their_own_hyperparameters(dirs):

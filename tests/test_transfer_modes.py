@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from core.config import AugmentConfig, TrainConfig, head_training_path
+from core.config import AugmentConfig, TrainConfig, head_training_choice
 from core.embeddings import CacheStats, EmbeddingCache, embed_paths
 from core.embeddings import main as embeddings_main
 from core.predict import load_classifier
@@ -119,12 +119,12 @@ def _config_file(tmp_path, data, **fields):
     return path
 
 
-def test_head_training_path_decisions():
+def test_head_training_choice_decisions():
     flip = AugmentConfig(horizontal_flip=True)
-    assert head_training_path(TrainConfig(data="d"))[0] == "cached"
-    assert head_training_path(TrainConfig(data="d", augment=flip))[0] == "live"
-    assert head_training_path(TrainConfig(data="d", augment=flip, augment_views=3))[0] == "cached"
-    assert head_training_path(TrainConfig(data="d", head_training="live"))[0] == "live"
+    assert head_training_choice(TrainConfig(data="d"))[0] == "cached"
+    assert head_training_choice(TrainConfig(data="d", augment=flip))[0] == "live"
+    assert head_training_choice(TrainConfig(data="d", augment=flip, augment_views=3))[0] == "cached"
+    assert head_training_choice(TrainConfig(data="d", head_training="live"))[0] == "live"
 
 
 def test_two_stage_fine_tuning(tmp_path, capsys):
