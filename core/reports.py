@@ -1,4 +1,5 @@
-"""Plain summaries of runs for the dashboard: live progress, the runs table, checkpoints.
+"""Plain summaries for the dashboard: runs (live progress, the runs table, checkpoints),
+dataset reports and health findings.
 
 No TensorFlow and no Streamlit: everything here is read from the run's files.
 """
@@ -6,10 +7,12 @@ No TensorFlow and no Streamlit: everything here is read from the run's files.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from core.config import AugmentConfig, TrainConfig, head_training_path
-from core.data import EVALUATION_SPLITS
+from core.data import EVALUATION_SPLITS, DatasetReport
+from core.exclusions import Exclusions
 from core.runs import CHECKPOINTS, COMPLETED, RunDir, RunSummary
 from core.uploads import safe_name
 
@@ -207,3 +210,55 @@ def auto_plan(config: TrainConfig) -> list[str]:
     if not config.augment.is_identity:
         lines.append("The augmentation is not used: auto measures each image once.")
     return lines
+
+
+def image_sizes_line(sizes: Counter, shown: int = 8) -> str:
+    """ "Image sizes (3 different): 300x300 (90), 64x64 (8), 32x32 (2). ...": the commonest first."""
+    common = sizes.most_common(shown)
+    return (
+        f"Image sizes ({len(sizes)} different): "
+        + ", ".join(f"{w}x{h} ({n})" for (w, h), n in common)
+        + (" ..." if len(sizes) > len(common) else "")
+        + ". Training resizes every image to the model's input size."
+    )
+
+
+def skipped_rows(report: DatasetReport) -> list[dict]:
+    """The files a scan skipped, as table rows: the file relative to the dataset (in full when it
+    lies outside, e.g. reached through a link) and the reason."""
+    root = Path(report.root)
+    rows = []
+    for skipped in report.skipped:
+        path = Path(skipped.path)
+        shown = str(path.relative_to(root)) if path.is_relative_to(root) else skipped.path
+        rows.append({"file": shown, "reason": skipped.reason})
+    return rows
+
+
+def finding_caption(finding: dict) -> str:
+    """A data-health finding (`core.health`'s JSON) in words: "2 copies across train / validation
+    (similarity 0.991, all horses)", "In cats, but looks like dogs (label quality 0.12)"."""
+    kind, score = finding["kind"], finding["score"]
+    if kind in ("duplicate", "leakage"):
+        same = "identical files" if finding.get("exact") else f"similarity {score:.3f}"
+        where = " across " + " / ".join(dict.fromkeys(finding.get("splits", []))) if kind == "leakage" else ""
+        label = f", all {finding['label']}" if finding.get("label") else ", with different labels"
+        return f"{len(finding['files'])} copies{where} ({same}{label})"
+    if kind == "label_issue":
+        return f"In {finding['label']}, but looks like {finding['suggested']} (label quality {score:.2f})"
+    return f"Unlike every other photo (in {finding['label']}; {score:.1f} deviations out)"
+
+
+def health_summary_line(summary: dict) -> str:
+    """What a health check looked at, from its summary line ("?" for what an old file lacks)."""
+    return (
+        f"Checked {summary.get('images', '?')} photos with {summary.get('backbone', '?')} at "
+        f"{summary.get('image_size', '?')} px in {summary.get('seconds', '?')} s."
+    )
+
+
+def decisions_line(exclusions: Exclusions) -> str:
+    """How many photos the user has left out and moved so far."""
+    return (
+        f"Decided so far: {len(exclusions.excluded)} photo(s) left out, {len(exclusions.relabelled)} moved."
+    )

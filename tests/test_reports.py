@@ -1,14 +1,22 @@
 """core.reports: the plain summaries the dashboard shows, from config and run files."""
 
 import json
+from collections import Counter
 
 from core.config import AugmentConfig, TrainConfig
+from core.data import DatasetReport, SkippedFile
+from core.exclusions import Exclusions
 from core.reports import (
     cache_line,
+    decisions_line,
     evaluable_splits,
+    finding_caption,
     format_bytes,
     gallery_caption,
     head_training_line,
+    health_summary_line,
+    image_sizes_line,
+    skipped_rows,
     stage2_start,
     training_plan,
 )
@@ -65,3 +73,42 @@ def test_gallery_caption_and_bytes():
     assert gallery_caption(entry) == "true horses · predicted humans 83%"
     sizes = (0, 1023, 3456, 4.5 * 1024**2, 4 * 1024**3, 5000 * 1024**3)
     assert [format_bytes(n) for n in sizes] == ["0 B", "1023 B", "3.4 KB", "4.5 MB", "4.0 GB", "5000.0 GB"]
+
+
+def test_image_sizes_line_lists_the_commonest_and_says_when_there_are_more():
+    sizes = Counter({(300, 300): 90, (64, 48): 8, (32, 32): 2})
+    line = image_sizes_line(sizes)
+    assert line.startswith("Image sizes (3 different): 300x300 (90), 64x48 (8), 32x32 (2).")
+    assert image_sizes_line(sizes, shown=2).startswith("Image sizes (3 different): 300x300 (90), 64x48 (8) .")
+
+
+def test_skipped_rows_are_relative_to_the_dataset_unless_outside_it(tmp_path):
+    root = tmp_path / "pets"
+    inside, outside = str(root / "cats" / "x.txt"), "/elsewhere/y.png"
+    skipped = [SkippedFile(inside, "not an image"), SkippedFile(outside, "bad")]
+    report = DatasetReport(str(root), ["cats", "dogs"], {}, skipped, Counter())
+    assert skipped_rows(report) == [
+        {"file": "cats/x.txt", "reason": "not an image"},
+        {"file": "/elsewhere/y.png", "reason": "bad"},
+    ]
+
+
+def test_finding_captions_say_what_each_kind_found():
+    duplicate = {"kind": "duplicate", "files": ["a", "b"], "label": "red", "score": 0.9912, "exact": False}
+    assert finding_caption(duplicate) == "2 copies (similarity 0.991, all red)"
+    splits = ["train", "validation", "train"]
+    exact = {**duplicate, "kind": "leakage", "exact": True, "label": None, "splits": splits}
+    expected = "2 copies across train / validation (identical files, with different labels)"
+    assert finding_caption(exact) == expected
+    label = {"kind": "label_issue", "files": ["a"], "label": "blue", "suggested": "red", "score": 0.123}
+    assert finding_caption(label) == "In blue, but looks like red (label quality 0.12)"
+    outlier = {"kind": "outlier", "files": ["a"], "label": "blue", "score": 7.26}
+    assert finding_caption(outlier) == "Unlike every other photo (in blue; 7.3 deviations out)"
+
+
+def test_health_summary_and_decisions_lines():
+    summary = {"images": 12, "backbone": "mobilenet_v2", "image_size": 224, "seconds": 3.5}
+    assert health_summary_line(summary) == "Checked 12 photos with mobilenet_v2 at 224 px in 3.5 s."
+    assert health_summary_line({}) == "Checked ? photos with ? at ? px in ? s."
+    decided = Exclusions(["a.png", "b.png"], {"c.png": "red"})
+    assert decisions_line(decided) == "Decided so far: 2 photo(s) left out, 1 moved."

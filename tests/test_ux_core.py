@@ -14,7 +14,13 @@ from core.plots import compare_runs_figure
 from core.reports import describe_augment, run_label, runs_table
 from core.runs import list_runs, new_run_dir, write_json_atomic
 from core.uploads import UploadError, delete_upload, rename_upload, upload_folders
-from core.url_state import augment_from_param, augment_param, dataset_from_param, dataset_param
+from core.url_state import (
+    augment_from_param,
+    augment_param,
+    dataset_from_param,
+    dataset_param,
+    dataset_widgets_start,
+)
 from tests.helpers import make_color_dataset
 
 
@@ -99,6 +105,20 @@ def test_the_url_keeps_a_dataset_only_if_it_is_one_inside_the_data_root(tmp_path
     assert dataset_from_param("sample", data, sample) == sample
     for bad in ("../../etc", "missing", "", None):
         assert dataset_from_param(bad, data, sample) is None
+
+
+def test_dataset_widgets_start_at_a_pending_or_remembered_dataset(tmp_path):
+    data, sample = tmp_path / "data", tmp_path / "sample"
+
+    def start(pending, remembered, chosen_before):
+        return dataset_widgets_start(pending, remembered, chosen_before, data, sample)
+
+    assert start("uploads/pets", str(data / "colors"), True) == ("folder", "uploads/pets")  # code's wins
+    assert start(None, str(data / "colors"), False) == ("folder", "colors")  # back on the page
+    assert start(None, str(data / "colors"), True) is None  # the widgets' own choice stays
+    assert start(None, str(sample), False) == ("sample", None)
+    assert start(None, str(tmp_path / "outside"), False) is None
+    assert start(None, None, False) is None
 
 
 def test_the_url_keeps_an_augmentation_and_rejects_a_bad_one():
