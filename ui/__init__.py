@@ -1,1 +1,2 @@
-"""Dashboard sections that more than one page draws (Streamlit only; the logic is in `core`)."""
+"""The dashboard's sections, one module per section a page draws, and what pages share
+(`state`: session keys; `images`: rows of photos). Streamlit only; the logic is in `core`."""

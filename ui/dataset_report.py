@@ -37,6 +37,7 @@ def scan_ui(dataset: Path) -> DatasetReport | None:
 
 
 def report_ui(report: DatasetReport) -> None:
+    """Classes, images and skipped files; the data warnings; counts per split; image sizes."""
     counts = report.counts()
     total = sum(sum(c.values()) for c in counts.values())
     a, b, c = st.columns(3)
