@@ -1,7 +1,8 @@
 """Plain summaries for the dashboard: runs (live progress, the runs table, checkpoints),
 dataset reports and health findings.
 
-No TensorFlow and no Streamlit: everything here is read from the run's files.
+No TensorFlow and no Streamlit: everything here is read from the run's files, a dataset's
+scan or a health check's findings.
 """
 
 from __future__ import annotations
