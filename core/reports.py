@@ -8,8 +8,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from core.config import AugmentConfig, TrainConfig, head_training_path
-from core.data import EVALUATION_SPLITS
+from core.config import IMBALANCE_WARNING_RATIO, AugmentConfig, TrainConfig, head_training_path
+from core.data import EVALUATION_SPLITS, imbalance_ratio
+from core.progress_model import RunProgress, run_duration
 from core.runs import CHECKPOINTS, COMPLETED, RunDir, RunSummary
 from core.uploads import safe_name
 
@@ -207,3 +208,74 @@ def auto_plan(config: TrainConfig) -> list[str]:
     if not config.augment.is_identity:
         lines.append("The augmentation is not used: auto measures each image once.")
     return lines
+
+
+# --- the Train page's view of one run --------------------------------------------------------
+KIND_NAMES = {"auto": "auto", "features": "feature extraction", "finetune": "fine-tune"}
+
+
+def completed_line(status: dict, run_config: dict, epochs: int) -> str:
+    """ "Completed: 5 epochs in 42 s." — what the run fitted (a classifier, auto's winner, or
+    its epochs) and its active time."""
+    if run_config.get("mode") == "features":
+        done = f"{CLASSIFIER_NAMES.get(run_config.get('classifier'), 'classifier')} fitted on the embeddings"
+    elif status.get("winner"):
+        done = f"{status['winner']} chosen and fitted"
+    else:
+        done = f"{epochs} epochs"
+    return f"Completed: {done} in {format_duration(run_duration(status))}."
+
+
+def run_details_line(status: dict, run_config: dict) -> str:
+    """How the run trains: "Kind: **fine-tune** · head training: **cached (why)** · embeddings: ..."."""
+    kind = run_config.get("mode", "finetune")
+    parts = [f"Kind: **{KIND_NAMES.get(kind, kind)}**"]
+    if kind == "features" and run_config.get("classifier"):
+        parts[0] += f" ({CLASSIFIER_NAMES.get(run_config['classifier'], run_config['classifier'])})"
+    head = head_training_line(status)
+    if head:
+        parts.append(f"head training: **{head}**")
+    cached = cache_line(status)
+    if cached:
+        parts.append(f"embeddings: {cached}")
+    return " · ".join(parts)
+
+
+def score_tiles(last: dict, counts: dict, features: bool) -> tuple[dict[str, str], list[str]]:
+    """The latest epoch's scores as {label: shown value}, and the captions that explain them.
+
+    Macro F1 comes first when the classes are imbalanced (accuracy can look good while a small
+    class is mostly wrong); feature extraction has no epochs, so no "Epoch" tile.
+    """
+    scores = {
+        "Validation accuracy": last.get("val_accuracy"),
+        "Validation macro F1": last.get("val_macro_f1"),
+        "Validation loss": last.get("val_loss"),
+    }
+    notes = []
+    ratio = imbalance_ratio(counts)
+    if ratio > IMBALANCE_WARNING_RATIO:
+        scores = {k: scores[k] for k in ("Validation macro F1", "Validation accuracy", "Validation loss")}
+        notes.append(
+            f"Macro F1 comes first: the classes are imbalanced ({ratio:.1f}x), so "
+            "accuracy can look good while the small class is mostly wrong."
+        )
+    tiles = {label: _score(value) for label, value in scores.items()}
+    if features:
+        notes.append(
+            f"Feature extraction fits once, no epochs: on the training images accuracy "
+            f"{_score(last.get('accuracy'))}, loss {_score(last.get('loss'))}."
+        )
+    else:
+        tiles = {"Epoch": str(last.get("epoch")), **tiles}
+    return tiles, notes
+
+
+def progress_text(progress: RunProgress) -> str:
+    """The progress bar's text: "Training: epoch 2/3 · batch 2/4 · about 32 s left in all"."""
+    eta = f" · about {format_duration(progress.eta_s)} left in all" if progress.eta_s is not None else ""
+    return f"{progress.label}: {progress.detail}{eta}"
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

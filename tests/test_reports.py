@@ -3,12 +3,17 @@
 import json
 
 from core.config import AugmentConfig, TrainConfig
+from core.progress_model import PhaseState, RunProgress
 from core.reports import (
     cache_line,
+    completed_line,
     evaluable_splits,
     format_bytes,
     gallery_caption,
     head_training_line,
+    progress_text,
+    run_details_line,
+    score_tiles,
     stage2_start,
     training_plan,
 )
@@ -65,3 +70,42 @@ def test_gallery_caption_and_bytes():
     assert gallery_caption(entry) == "true horses · predicted humans 83%"
     sizes = (0, 1023, 3456, 4.5 * 1024**2, 4 * 1024**3, 5000 * 1024**3)
     assert [format_bytes(n) for n in sizes] == ["0 B", "1023 B", "3.4 KB", "4.5 MB", "4.0 GB", "5000.0 GB"]
+
+
+def test_completed_line_says_what_the_run_fitted_and_its_active_time():
+    status = {"started_at": 100.0, "ended_at": 112.0}
+    assert completed_line(status, {"mode": "finetune"}, 5) == "Completed: 5 epochs in 12 s."
+    features = {"mode": "features", "classifier": "svm"}
+    assert completed_line(status, features, 1).startswith("Completed: support vector machine fitted on")
+    auto = completed_line({**status, "winner": "logistic regression"}, {"mode": "auto"}, 1)
+    assert auto == "Completed: logistic regression chosen and fitted in 12 s."
+
+
+def test_run_details_line_names_the_kind_the_head_path_and_the_cache():
+    status = {"head_training": "cached", "head_training_reason": "why", "cache_hits": 3, "cache_misses": 1}
+    assert run_details_line(status, {"mode": "finetune"}) == (
+        "Kind: **fine-tune** · head training: **cached (why)** · "
+        "embeddings: 3 read from the embedding cache, 1 computed"
+    )
+    assert run_details_line({}, {"mode": "features", "classifier": "knn"}) == (
+        "Kind: **feature extraction** (k nearest neighbours)"
+    )
+
+
+def test_score_tiles_lead_with_macro_f1_when_classes_are_imbalanced():
+    last = {"epoch": 3, "val_accuracy": 0.9, "val_macro_f1": 0.5, "val_loss": 0.25, "accuracy": 1.0}
+    balanced = {"train": {"a": 10, "b": 10}}
+    tiles, notes = score_tiles(last, balanced, features=False)
+    assert list(tiles.items())[:2] == [("Epoch", "3"), ("Validation accuracy", "0.900")] and not notes
+    tiles, notes = score_tiles({"val_accuracy": 0.9}, {"train": {"a": 90, "b": 10}}, features=True)
+    assert list(tiles) == ["Validation macro F1", "Validation accuracy", "Validation loss"]
+    assert tiles["Validation macro F1"] == "-" and "imbalanced (9.0x)" in notes[0]
+    assert "Feature extraction fits once, no epochs" in notes[1]
+
+
+def test_progress_text_adds_the_time_left_when_known():
+    phase = PhaseState("training", "Training", "current", None)
+    progress = RunProgress("running", "training", [phase], 0.5, 32.0, 10.0, "epoch 2/3")
+    assert progress_text(progress) == "Training: epoch 2/3 · about 32 s left in all"
+    progress.eta_s = None
+    assert progress_text(progress) == "Training: epoch 2/3"
