@@ -71,7 +71,7 @@ def runs_table(summaries: list[RunSummary]) -> list[dict]:
             "backbone": s.backbone,
             "mode": s.mode,
             "state": s.state,
-            "best val accuracy": _accuracy_cell(s.best_val_accuracy),
+            "best val accuracy": format_score(s.best_val_accuracy),
             "epochs": s.epochs_done,
             "duration": format_duration(s.duration_s),
         }
@@ -79,9 +79,9 @@ def runs_table(summaries: list[RunSummary]) -> list[dict]:
     ]
 
 
-def _accuracy_cell(accuracy: float | None) -> str:
-    """ "0.996", or "-" for a run that recorded none (it failed or stopped before an epoch)."""
-    return "-" if accuracy is None else f"{accuracy:.3f}"
+def format_score(value: float | None) -> str:
+    """ "0.996", or "-" for a score not recorded (the run failed or stopped before an epoch)."""
+    return "-" if value is None else f"{value:.3f}"
 
 
 def run_label(summary: RunSummary) -> str:
@@ -260,11 +260,11 @@ def score_tiles(last: dict, counts: dict, features: bool) -> tuple[dict[str, str
             f"Macro F1 comes first: the classes are imbalanced ({ratio:.1f}x), so "
             "accuracy can look good while the small class is mostly wrong."
         )
-    tiles = {label: _score(value) for label, value in scores.items()}
+    tiles = {label: format_score(value) for label, value in scores.items()}
     if features:
         notes.append(
             f"Feature extraction fits once, no epochs: on the training images accuracy "
-            f"{_score(last.get('accuracy'))}, loss {_score(last.get('loss'))}."
+            f"{format_score(last.get('accuracy'))}, loss {format_score(last.get('loss'))}."
         )
     else:
         tiles = {"Epoch": str(last.get("epoch")), **tiles}
@@ -275,7 +275,3 @@ def progress_text(progress: RunProgress) -> str:
     """The progress bar's text: "Training: epoch 2/3 · batch 2/4 · about 32 s left in all"."""
     eta = f" · about {format_duration(progress.eta_s)} left in all" if progress.eta_s is not None else ""
     return f"{progress.label}: {progress.detail}{eta}"
-
-
-def _score(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
