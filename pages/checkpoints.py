@@ -51,10 +51,9 @@ from core.runs import (
 )
 from core.text import code, md
 from ui.auto import auto_leaderboard
+from ui.state import CHECKPOINTS_TAB, EVALUATION_TAB, FLASH, SHOW_RUN, TRAIN_RUN
 
 EVALUATE_TIMEOUT_S = 1800
-RUN_TAB, EVALUATION_TAB = "checkpoints_tab", "Evaluation"
-SHOW_RUN = "show_run"  # session key: the run another page asked this one to show
 GALLERY_COLUMNS = 6
 CELL_PHOTOS = 24  # photos shown for one confusion-matrix cell
 
@@ -108,8 +107,8 @@ def resume_ui(run: RunSummary) -> None:
     except RunError as exc:
         st.error(f"Cannot resume: {md(exc)}")
         return
-    st.session_state["train_run"] = str(run.path)
-    st.session_state["flash"] = f"Resuming {run.name} from its last checkpoint."
+    st.session_state[TRAIN_RUN] = str(run.path)
+    st.session_state[FLASH] = f"Resuming {run.name} from its last checkpoint."
     st.session_state["flash_train_link"] = True
     st.rerun()
 
@@ -179,7 +178,7 @@ def evaluate_ui(run: RunSummary, splits: list[str]) -> None:
         except RunError as exc:
             st.error(f"Cannot evaluate on {split}: {md(exc)}")
             return
-    st.session_state["flash"] = f"Evaluated {md(message)}"
+    st.session_state[FLASH] = f"Evaluated {md(message)}"
     st.session_state["evaluation_split"] = split
     st.rerun()
 
@@ -383,13 +382,13 @@ def delete_ui(run: RunSummary) -> None:
         except (RunError, OSError) as exc:
             st.error(f"Cannot delete: {md(exc)}")
             return
-        st.session_state["flash"] = f"Deleted {run.name}."
+        st.session_state[FLASH] = f"Deleted {run.name}."
         st.rerun()
 
 
 st.title("Checkpoints")
-if "flash" in st.session_state:
-    st.success(st.session_state.pop("flash"))
+if FLASH in st.session_state:
+    st.success(st.session_state.pop(FLASH))
     if st.session_state.pop("flash_train_link", False):
         st.page_link("pages/train.py", label="Follow it on the Train page", icon=":material/monitoring:")
 space = workspace(st.session_state)  # in the demo, this visitor's own runs only
@@ -411,7 +410,7 @@ selected = st.selectbox(
 run = runs[names.index(selected)]
 # Keyed and tracked, so a rerun (an evaluation finishing, a message above) keeps the tab open.
 details, evaluation, compare, export, delete = st.tabs(
-    ["Details", EVALUATION_TAB, "Compare runs", "Export", "Delete"], key=RUN_TAB, on_change="rerun"
+    ["Details", EVALUATION_TAB, "Compare runs", "Export", "Delete"], key=CHECKPOINTS_TAB, on_change="rerun"
 )
 with details:
     run_ui(run)

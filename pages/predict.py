@@ -23,6 +23,7 @@ from core.reports import predictable_runs, run_label
 from core.runs import RunDir, RunSummary, list_runs
 from core.text import md
 from core.uploads import UploadError
+from ui.state import SHOW_RUN
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]
 CARDS_UP_TO = 12  # more photos than this are shown as one table with a CSV download
@@ -37,8 +38,8 @@ def cached_classifier(run_dir: str, checkpoint: str, mtime: float) -> Classifier
 
 def model_ui(runs: list[RunSummary]) -> tuple[RunSummary, str]:
     names = [r.name for r in runs]
-    if st.session_state.get("show_run") in names:  # sent here from the Train page
-        st.session_state["predict_run"] = st.session_state.pop("show_run")
+    if st.session_state.get(SHOW_RUN) in names:  # sent here from the Train page
+        st.session_state["predict_run"] = st.session_state.pop(SHOW_RUN)
     a, b = st.columns([3, 1])
     name = a.selectbox(
         "Run",
