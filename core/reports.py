@@ -130,6 +130,43 @@ def head_training_line(status: dict) -> str | None:
     return f"{path} ({why})" if why else path
 
 
+def run_kind_line(mode: str, status: dict) -> str:
+    """ "Kind: **fine-tune** · head training: **cached (why)** · embeddings: 3 read from ...":
+    what kind of run it is and how it trained, from its mode and status.json."""
+    kinds = {"auto": "auto", "features": "feature extraction"}
+    parts = [f"Kind: **{kinds.get(mode, 'fine-tune')}**"]
+    if head_training_line(status):
+        parts.append(f"head training: **{head_training_line(status)}**")
+    if cache_line(status):
+        parts.append(f"embeddings: {cache_line(status)}")
+    return " · ".join(parts)
+
+
+def one_fit_line(record: dict) -> str:
+    """A feature-extraction run's one fit on the embeddings (its only metrics record), in words:
+    it has no epochs, so a curve would be one dot."""
+    return (
+        f"One fit on the embeddings: validation accuracy {record.get('val_accuracy', 0):.3f}, "
+        f"macro F1 {record.get('val_macro_f1', 0):.3f}; training accuracy {record.get('accuracy', 0):.3f}."
+    )
+
+
+def checkpoint_line(row: dict) -> str:
+    """ "**best.keras** · 9.1 MB · saved 2026-11-30 21:04 · val_accuracy 0.9500 at epoch 2" for a
+    `checkpoint_files` row (the metric only where best.json recorded one)."""
+    metric = f" · {row['monitor']} {row['value']:.4f} at epoch {row['epoch']}" if row.get("monitor") else ""
+    modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["modified"]))
+    return f"**{row['checkpoint']}.keras** · {row['size_mb']:.1f} MB · saved {modified}{metric}"
+
+
+def evaluation_caption(result: dict) -> str:
+    """ "The best checkpoint on the validation split, 2026-11-30 21:04 · 2 unreadable image(s)
+    left out": which checkpoint and split one evaluation.json entry measured, and when."""
+    evaluated = time.strftime("%Y-%m-%d %H:%M", time.localtime(result.get("evaluated_at") or 0))
+    skipped = f" · {len(result['skipped'])} unreadable image(s) left out" if result.get("skipped") else ""
+    return f"The {result['checkpoint']} checkpoint on the {result['split']} split, {evaluated}{skipped}"
+
+
 def cache_line(status: dict) -> str | None:
     """ "38 read from the embedding cache, 2 computed", or None if the run recorded none."""
     hits, misses = status.get("cache_hits"), status.get("cache_misses")
