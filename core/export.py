@@ -35,7 +35,7 @@ from core.config import ConfigError
 from core.data import DatasetError, evenly_spaced, load_image, scan_dataset
 from core.demo import hold_job_slot
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, class_columns, load_classifier
-from core.runs import RunDir, RunError, read_json, write_json_atomic
+from core.runs import RunDir, RunError, is_number, read_json, write_json_atomic
 from core.trust import ACCEPT_RATE, EMBEDDINGS_FILE, TRUST_FILE
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx")
@@ -110,18 +110,18 @@ def published_export(
     name = export_name(run_dir, fmt, quantize, checkpoint)
     record = read_json(out_dir / name / RECORD_FILE)
     zip_path = out_dir / f"{name}.zip"
+    numbers = ("agreement", "max_prob_diff", "n_images", "size_bytes")
     if not isinstance(record, dict) or not zip_path.is_file():
         return None
-    try:
-        return ExportResult(
-            path=zip_path,
-            artefact_path=out_dir / name / str(record["artefact"]),
-            **{key: record[key] for key in ("agreement", "max_prob_diff", "n_images", "size_bytes")},
-            format=fmt,
-            quantize=quantize,
-        )
-    except KeyError:  # a record from another version, or edited by hand: not a result to show
+    if not all(is_number(record.get(key)) for key in numbers):  # another version's, or hand-edited
         return None
+    return ExportResult(
+        path=zip_path,
+        artefact_path=out_dir / name / str(record.get("artefact")),
+        **{key: record[key] for key in numbers},
+        format=fmt,
+        quantize=quantize,
+    )
 
 
 def export_run(

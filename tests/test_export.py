@@ -228,8 +228,9 @@ def test_published_export_is_the_chosen_format_s_own_or_none(tmp_path):
     assert result.path == run_dir / "exports" / f"{name}.zip"
     assert result.summary().startswith("tflite-float32: agreement 100.0% on 4 validation images")
     assert export.published_export(run_dir, "tflite", "int8") is None  # another format's is not it
-    write_json_atomic(run_dir / "exports" / name / "export.json", {"artefact": "model.tflite"})
-    assert export.published_export(run_dir, "tflite", None) is None  # a record it cannot read
+    for unreadable in ({"artefact": "model.tflite"}, {**record, "agreement": "all"}):
+        write_json_atomic(run_dir / "exports" / name / "export.json", unreadable)
+        assert export.published_export(run_dir, "tflite", None) is None  # not a result to show
 
 
 def test_a_background_export_job_is_running_worked_or_says_why_it_failed(tmp_path):
