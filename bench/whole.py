@@ -1,6 +1,7 @@
 """Benchmark: whole processes, timed as the user waits for them (not a test).
 
     python -m bench.whole [--data DIR] [--backbone mobilenet_v2] [--image-size 224]
+                          [--scale 10] [--first-point]
 
 Each variant is one `python -m core.train ...` process, timed from before it is started to
 after it has exited: imports, model builds, the engine's conversion, training, saving and
@@ -15,8 +16,16 @@ the ratios, not the seconds, on a shared machine.
   features-cold   --mode features, cold caches: the engine is converted, then every image embedded
   features        --mode features, the engine already converted, embeddings cold
   cache-hit       --mode features --classifier knn: every embedding from the cache
-  default         python -m core.train --data D --backbone B (fine-tune mode, head on embeddings,
-                  10 epochs), embeddings cold, the engine converted
+  default         python -m core.train --data D --backbone B (auto mode: candidates by
+                  cross-validation, fine-tuning by evidence), embeddings cold, the engine converted
+
+`--scale K` adds `features` on a copy of the dataset K times as large (each photo K times, each
+copy under its own random crop, flip, rotation and colour change, so no two embeddings are
+equal): time should grow linearly and peak memory stay flat. `--first-point` times what a
+dashboard user waits for after clicking Start (`launch_training`, as the Train page calls it):
+until the first candidate on the auto leaderboard, until the first epoch of a fine-tune run,
+and until each process has exited. The Train page polls every 2 s, so it shows each point up
+to 2 s later.
 """
 
 from __future__ import annotations
@@ -75,6 +84,83 @@ def _train(args, work: Path, cache: Path, *flags: str, env: dict | None = None) 
     return {**result, "val_accuracy": evaluation["accuracy"], "engine": engine}
 
 
+def _scaled_copy(data: str, scale: int, out: Path) -> Path:
+    """`data` (train/ and validation/ of class folders) with every photo `scale` times, each copy
+    under its own random crop, flip, small rotation and brightness change (JPEG, quality 90)."""
+    import numpy as np
+    from PIL import Image
+
+    from core.data import scan_dataset
+
+    rng = np.random.default_rng(0)
+    report = scan_dataset(data, validate=False)
+    for split_name, split in report.splits.items():
+        for path, label in zip(split.paths, split.labels):
+            folder = out / split_name / report.class_names[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            with Image.open(path) as photo:
+                photo = photo.convert("RGB")
+            for copy in range(scale):
+                image = photo if copy == 0 else _distinct_view(photo, rng)
+                image.save(folder / f"{Path(path).stem}-{copy}.jpg", quality=90)
+    return out
+
+
+def _distinct_view(photo, rng):
+    from PIL import Image, ImageEnhance
+
+    width, height = photo.size
+    crop = rng.uniform(0.8, 1.0)
+    left, top = rng.uniform(0, 1 - crop) * width, rng.uniform(0, 1 - crop) * height
+    view = photo.crop((left, top, left + crop * width, top + crop * height)).resize(photo.size)
+    if rng.random() < 0.5:
+        view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    view = view.rotate(rng.uniform(-15, 15), resample=Image.Resampling.BILINEAR)
+    return ImageEnhance.Brightness(view).enhance(rng.uniform(0.8, 1.2))
+
+
+def first_points(args, work: Path, cache: Path) -> dict:
+    """Seconds from Start (launch_training, as the Train page calls it) to the first point the
+    page can draw and to the process's exit, for the default (auto) and a fine-tune run."""
+    from core.auto import read_auto
+    from core.config import TrainConfig
+    from core.launch import launch_training
+    from core.runs import RunDir
+
+    def auto_point(run: RunDir) -> bool:
+        return bool((read_auto(run.path) or {}).get("candidates"))
+
+    def epoch_point(run: RunDir) -> bool:
+        return bool(run.metrics()[0])
+
+    results = {}
+    os.environ["TLS_CACHE_DIR"] = str(cache)  # read by the child; the converted engine is beside it
+    starts = (("start-auto", "auto", auto_point), ("start-finetune", "finetune", epoch_point))
+    for name, mode, point in starts:
+        shutil.rmtree(cache, ignore_errors=True)  # embeddings cold, as for a new dataset
+        config = TrainConfig(data=args.data, backbone=args.backbone, image_size=args.image_size, mode=mode)
+        started = time.perf_counter()
+        run = RunDir(launch_training(config, work / "runs"))
+        first = None
+        while True:
+            state = run.status().get("state")
+            if first is None and point(run):
+                first = time.perf_counter() - started
+            ended = state in ("completed", "failed", "stopped", "interrupted")
+            if ended and not _alive(run.status().get("pid")):
+                break
+            time.sleep(0.05)
+        results[name] = {"first_point_s": first, "seconds": time.perf_counter() - started, "state": state}
+    return results
+
+
+def _alive(pid: int | None) -> bool:
+    try:
+        return bool(pid) and os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return False
+
+
 def _image_count(data: str) -> int:
     from core.data import scan_dataset
 
@@ -98,6 +184,14 @@ def run_all(args) -> dict:
         results["cache-hit"] = _train(args, work, fresh("c"), "--mode", "features", "--classifier", "knn")
         shutil.rmtree(fresh("c"))
         results["default"] = _train(args, work, fresh("c"))
+        if args.scale > 1:
+            shutil.rmtree(fresh("c") / "embeddings", ignore_errors=True)
+            scaled = _scaled_copy(args.data, args.scale, work / f"data-x{args.scale}")
+            scaled_args = argparse.Namespace(**{**vars(args), "data": str(scaled)})
+            results[f"features-x{args.scale}"] = _train(scaled_args, work, fresh("c"), "--mode", "features")
+            results[f"features-x{args.scale}"]["images"] = count * args.scale
+        if args.first_point:
+            results["first-point"] = first_points(args, work, fresh("c"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"images": count, **results}
@@ -114,13 +208,30 @@ def table(args, results: dict) -> str:
         "|---|---:|---:|---:|---:|---|",
     ]
     for name, r in results.items():
-        if name == "images":
+        if name in ("images", "first-point"):
             continue
         acc = f"{r['val_accuracy']:.3f}" if "val_accuracy" in r else "-"
         engine = (r.get("engine") or ("-" if name == "floor" else "none: all cached")).split(" (")[0]
         seconds, rss = r["seconds"], r["peak_rss_mb"]
         lines.append(f"| {name} | {seconds:.1f} | {seconds / floor:.2f}x | {rss:.0f} | {acc} | {engine} |")
+    scaled = next((r for name, r in results.items() if name.startswith("features-x")), None)
+    if scaled:
+        one, many = results["features"], scaled
+        per_image = [(r["seconds"] - floor_fixed(results)) / images for r, images in
+                     ((one, results["images"]), (many, many["images"]))]  # fmt: skip
+        lines += ["", f"Scale: {results['images']} -> {many['images']} images: wall {one['seconds']:.1f} -> "
+                  f"{many['seconds']:.1f} s ({many['seconds'] / one['seconds']:.1f}x), beyond start-up "
+                  f"{per_image[0] * 1000:.1f} -> {per_image[1] * 1000:.1f} ms per image; peak RSS "
+                  f"{one['peak_rss_mb']:.0f} -> {many['peak_rss_mb']:.0f} MB."]  # fmt: skip
+    for name, r in (results.get("first-point") or {}).items():
+        lines.append(f"{name}: first chart point after {r['first_point_s']:.1f} s, process ended "
+                     f"({r['state']}) after {r['seconds']:.1f} s.")  # fmt: skip
     return "\n".join(lines)
+
+
+def floor_fixed(results: dict) -> float:
+    """What a features run pays besides embedding: the cache-hit run, which embeds nothing."""
+    return results["cache-hit"]["seconds"]
 
 
 def main() -> int:
@@ -128,6 +239,8 @@ def main() -> int:
     parser.add_argument("--data", default=str(SHARED / "datasets" / "horse-or-human"))
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--image-size", type=int, help="default: the backbone's own (224 for MobileNetV2)")
+    parser.add_argument("--scale", type=int, default=1, help="also run features on K times the images")
+    parser.add_argument("--first-point", action="store_true", help="also time Start to the first chart point")
     args = parser.parse_args()
     if not args.image_size:
         from core.backbones import BACKBONES

@@ -14,6 +14,8 @@ line that says what to do.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -59,8 +61,22 @@ def session_keras_home() -> Path:
     return asset_cache() / "keras"
 
 
+@contextlib.contextmanager
+def _cache_lock():
+    """One process at a time fills the test cache (pytest-xdist's workers share it)."""
+    asset_cache().mkdir(parents=True, exist_ok=True)
+    with open(asset_cache() / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_real_weights() -> Path:
     """KERAS_HOME with every file of REAL_WEIGHTS in its models/ folder; fails the test otherwise."""
+    with _cache_lock():
+        return _ensure_real_weights()
+
+
+def _ensure_real_weights() -> Path:
     models = session_keras_home() / "models"
     models.mkdir(parents=True, exist_ok=True)
     base = os.environ.get("TLS_KERAS_WEIGHTS_URL_BASE") or KERAS_WEIGHTS_URL_BASE
@@ -74,6 +90,11 @@ def ensure_real_weights() -> Path:
 
 def horse_or_human_dataset() -> Path:
     """The real horse-or-human (train/ and validation/), from the cache, ../shared or a download."""
+    with _cache_lock():
+        return _horse_or_human_dataset()
+
+
+def _horse_or_human_dataset() -> Path:
     data_root = asset_cache() / "data"
     folder = horse_or_human_dir(data_root)
     if (folder / "validation").is_dir():
@@ -127,9 +148,12 @@ def pbc_blood_cells() -> Path:
     ../shared or a download; fails the test with what to do when none works."""
     folder = asset_cache() / "data" / "pbc-blood-cells"
     base = os.environ.get("TLS_PBC_URL_BASE") or PBC_URL_BASE
-    for name in PBC_SAMPLE:
-        seed = shared_dir() / "datasets" / "pbc-blood-cells" / name
-        _fetch(folder / name, seed, f"{base.rstrip('/')}/{name}", "the PBC blood-cell photos are unavailable")
+    with _cache_lock():
+        for name in PBC_SAMPLE:
+            seed = shared_dir() / "datasets" / "pbc-blood-cells" / name
+            _fetch(
+                folder / name, seed, f"{base.rstrip('/')}/{name}", "the PBC blood-cell photos are unavailable"
+            )
     return folder
 
 

@@ -102,7 +102,8 @@ def _pytest(test: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_without_shared_or_network_a_real_test_fails_with_one_line_that_says_what_to_do(tmp_path):
     result = _pytest(REAL_TEST, _fresh_clone_env(tmp_path, f"http://127.0.0.1:{free_port()}"))
     assert result.returncode == 1, result.stdout[-2000:]
-    report = result.stdout.split("short test summary info")[0]  # the summary repeats it, as wide as the terminal
+    # The short summary repeats the message, cut at the terminal's width: read the report above it.
+    report = result.stdout.split("short test summary info")[0]
     [line] = [line for line in report.splitlines() if "real ImageNet weights unavailable" in line]
     assert "could not reach 127.0.0.1" in line and "connect to the internet once" in line
     assert "Traceback" not in result.stdout and "During handling" not in result.stdout
