@@ -131,6 +131,46 @@ def head_training_line(status: dict) -> str | None:
     return f"{path} ({why})" if why else path
 
 
+def run_kind_line(mode: str, status: dict, classifier: str | None = None) -> str:
+    """ "Kind: **fine-tune** · head training: **cached (why)** · embeddings: 3 read from ...":
+    what kind of run it is and how it trained, from its mode and status.json (a feature
+    extraction's `classifier` named after its kind)."""
+    kinds = {"auto": "auto", "features": "feature extraction"}
+    parts = [f"Kind: **{kinds.get(mode, 'fine-tune')}**"]
+    if mode == "features" and classifier:
+        parts[0] += f" ({CLASSIFIER_NAMES.get(classifier, classifier)})"
+    if head_training_line(status):
+        parts.append(f"head training: **{head_training_line(status)}**")
+    if cache_line(status):
+        parts.append(f"embeddings: {cache_line(status)}")
+    return " · ".join(parts)
+
+
+def one_fit_line(record: dict) -> str:
+    """A feature-extraction run's one fit on the embeddings (its only metrics record), in words:
+    it has no epochs, so a curve would be one dot."""
+    return (
+        f"One fit on the embeddings: validation accuracy {record.get('val_accuracy', 0):.3f}, "
+        f"macro F1 {record.get('val_macro_f1', 0):.3f}; training accuracy {record.get('accuracy', 0):.3f}."
+    )
+
+
+def checkpoint_line(row: dict) -> str:
+    """ "**best.keras** · 9.1 MB · saved 2026-11-30 21:04 · val_accuracy 0.9500 at epoch 2" for a
+    `checkpoint_files` row (the metric only where best.json recorded one)."""
+    metric = f" · {row['monitor']} {row['value']:.4f} at epoch {row['epoch']}" if row.get("monitor") else ""
+    modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["modified"]))
+    return f"**{row['checkpoint']}.keras** · {row['size_mb']:.1f} MB · saved {modified}{metric}"
+
+
+def evaluation_caption(result: dict) -> str:
+    """ "The best checkpoint on the validation split, 2026-11-30 21:04 · 2 unreadable image(s)
+    left out": which checkpoint and split one evaluation.json entry measured, and when."""
+    evaluated = time.strftime("%Y-%m-%d %H:%M", time.localtime(result.get("evaluated_at") or 0))
+    skipped = f" · {len(result['skipped'])} unreadable image(s) left out" if result.get("skipped") else ""
+    return f"The {result['checkpoint']} checkpoint on the {result['split']} split, {evaluated}{skipped}"
+
+
 def cache_line(status: dict) -> str | None:
     """ "38 read from the embedding cache, 2 computed", or None if the run recorded none."""
     hits, misses = status.get("cache_hits"), status.get("cache_misses")
@@ -211,9 +251,6 @@ def auto_plan(config: TrainConfig) -> list[str]:
 
 
 # --- the Train page's view of one run --------------------------------------------------------
-KIND_NAMES = {"auto": "auto", "features": "feature extraction", "finetune": "fine-tune"}
-
-
 def completed_line(status: dict, run_config: dict, epochs: int) -> str:
     """ "Completed: 5 epochs in 42 s." — what the run fitted (a classifier, auto's winner, or
     its epochs) and its active time."""
@@ -224,21 +261,6 @@ def completed_line(status: dict, run_config: dict, epochs: int) -> str:
     else:
         done = f"{epochs} epochs"
     return f"Completed: {done} in {format_duration(run_duration(status))}."
-
-
-def run_details_line(status: dict, run_config: dict) -> str:
-    """How the run trains: "Kind: **fine-tune** · head training: **cached (why)** · embeddings: ..."."""
-    kind = run_config.get("mode", "finetune")
-    parts = [f"Kind: **{KIND_NAMES.get(kind, kind)}**"]
-    if kind == "features" and run_config.get("classifier"):
-        parts[0] += f" ({CLASSIFIER_NAMES.get(run_config['classifier'], run_config['classifier'])})"
-    head = head_training_line(status)
-    if head:
-        parts.append(f"head training: **{head}**")
-    cached = cache_line(status)
-    if cached:
-        parts.append(f"embeddings: {cached}")
-    return " · ".join(parts)
 
 
 def score_tiles(last: dict, counts: dict, features: bool) -> tuple[dict[str, str], list[str]]:

@@ -119,6 +119,14 @@ class RunDir:
         """checkpoints/best.keras or checkpoints/last.keras."""
         return self.checkpoints_dir / f"{which}.keras"
 
+    def thumbnail(self, relative: str | None) -> Path | None:
+        """The image file an evaluation record names relative to the run folder, or None when
+        it is not named, missing, or (a hand-edited record) outside the run folder."""
+        if not relative:
+            return None
+        path = (self.path / relative).resolve()
+        return path if path.is_relative_to(self.path.resolve()) and path.is_file() else None
+
     # --- total readers -----------------------------------------------------------------------
     def config(self) -> dict:
         """config.json as a dict; {} when it is missing or not a JSON object (see `problem`)."""

@@ -1,18 +1,22 @@
 """core.reports: the plain summaries the dashboard shows, from config and run files."""
 
 import json
+import time
 
 from core.config import AugmentConfig, TrainConfig
 from core.progress_model import PhaseState, RunProgress
 from core.reports import (
     cache_line,
+    checkpoint_line,
     completed_line,
     evaluable_splits,
+    evaluation_caption,
     format_bytes,
     gallery_caption,
     head_training_line,
+    one_fit_line,
     progress_text,
-    run_details_line,
+    run_kind_line,
     score_tiles,
     stage2_start,
     training_plan,
@@ -81,17 +85,6 @@ def test_completed_line_says_what_the_run_fitted_and_its_active_time():
     assert auto == "Completed: logistic regression chosen and fitted in 12 s."
 
 
-def test_run_details_line_names_the_kind_the_head_path_and_the_cache():
-    status = {"head_training": "cached", "head_training_reason": "why", "cache_hits": 3, "cache_misses": 1}
-    assert run_details_line(status, {"mode": "finetune"}) == (
-        "Kind: **fine-tune** · head training: **cached (why)** · "
-        "embeddings: 3 read from the embedding cache, 1 computed"
-    )
-    assert run_details_line({}, {"mode": "features", "classifier": "knn"}) == (
-        "Kind: **feature extraction** (k nearest neighbours)"
-    )
-
-
 def test_score_tiles_lead_with_macro_f1_when_classes_are_imbalanced():
     last = {"epoch": 3, "val_accuracy": 0.9, "val_macro_f1": 0.5, "val_loss": 0.25, "accuracy": 1.0}
     balanced = {"train": {"a": 10, "b": 10}}
@@ -109,3 +102,40 @@ def test_progress_text_adds_the_time_left_when_known():
     assert progress_text(progress) == "Training: epoch 2/3 · about 32 s left in all"
     progress.eta_s = None
     assert progress_text(progress) == "Training: epoch 2/3"
+
+
+def test_run_kind_line_says_the_kind_and_how_it_trained():
+    status = {"head_training": "cached", "head_training_reason": "why", "cache_hits": 3, "cache_misses": 1}
+    assert run_kind_line("finetune", status) == (
+        "Kind: **fine-tune** · head training: **cached (why)** · "
+        "embeddings: 3 read from the embedding cache, 1 computed"
+    )
+    assert run_kind_line("features", {}) == "Kind: **feature extraction**"
+    assert run_kind_line("features", {}, "knn") == "Kind: **feature extraction** (k nearest neighbours)"
+    assert run_kind_line("auto", {}) == "Kind: **auto**"
+
+
+def test_one_fit_line_of_a_feature_extraction_run():
+    line = one_fit_line({"val_accuracy": 0.9, "val_macro_f1": 0.85, "accuracy": 1.0})
+    assert line == (
+        "One fit on the embeddings: validation accuracy 0.900, macro F1 0.850; training accuracy 1.000."
+    )
+
+
+def test_checkpoint_line_names_the_file_its_size_and_its_metric():
+    saved = time.mktime((2026, 11, 30, 21, 4, 0, 0, 0, -1))
+    row = {"checkpoint": "best", "size_mb": 9.14, "modified": saved}
+    assert checkpoint_line(row) == "**best.keras** · 9.1 MB · saved 2026-11-30 21:04"
+    row.update(monitor="val_accuracy", value=0.95, epoch=2)
+    assert checkpoint_line(row).endswith("saved 2026-11-30 21:04 · val_accuracy 0.9500 at epoch 2")
+
+
+def test_evaluation_caption_says_what_was_measured_and_what_was_left_out():
+    result = {
+        "checkpoint": "best",
+        "split": "test",
+        "evaluated_at": time.mktime((2026, 1, 2, 3, 4, 0, 0, 0, -1)),
+    }
+    assert evaluation_caption(result) == "The best checkpoint on the test split, 2026-01-02 03:04"
+    result["skipped"] = ["a.png", "b.png"]
+    assert evaluation_caption(result).endswith("03:04 · 2 unreadable image(s) left out")

@@ -17,7 +17,7 @@ from core.reports import (
     completed_line,
     format_duration,
     progress_text,
-    run_details_line,
+    run_kind_line,
     score_tiles,
     stage2_start,
 )
@@ -73,7 +73,7 @@ def live_view(run_dir: Path, runs_dir: Path, running: Path | None) -> None:
         if not epochs:
             log_ui(run_dir)
             return  # no curves to draw: the reason stands in their place
-    st.caption(run_details_line(status, run_config))
+    st.caption(run_kind_line(run_config.get("mode", "finetune"), status, run_config.get("classifier")))
     auto_leaderboard(run_dir, key="live")
     if epochs:
         scores_ui(epochs[-1], counts, features)
