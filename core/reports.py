@@ -11,9 +11,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from core.config import AugmentConfig, TrainConfig, head_training_path
-from core.data import EVALUATION_SPLITS, DatasetReport
+from core.config import IMBALANCE_WARNING_RATIO, AugmentConfig, TrainConfig, head_training_path
+from core.data import EVALUATION_SPLITS, DatasetReport, imbalance_ratio
 from core.exclusions import Exclusions
+from core.progress_model import RunProgress, run_duration
 from core.runs import CHECKPOINTS, COMPLETED, RunDir, RunSummary
 from core.uploads import safe_name
 
@@ -74,7 +75,7 @@ def runs_table(summaries: list[RunSummary]) -> list[dict]:
             "backbone": s.backbone,
             "mode": s.mode,
             "state": s.state,
-            "best val accuracy": _accuracy_cell(s.best_val_accuracy),
+            "best val accuracy": format_score(s.best_val_accuracy),
             "epochs": s.epochs_done,
             "duration": format_duration(s.duration_s),
         }
@@ -82,9 +83,9 @@ def runs_table(summaries: list[RunSummary]) -> list[dict]:
     ]
 
 
-def _accuracy_cell(accuracy: float | None) -> str:
-    """ "0.996", or "-" for a run that recorded none (it failed or stopped before an epoch)."""
-    return "-" if accuracy is None else f"{accuracy:.3f}"
+def format_score(value: float | None) -> str:
+    """ "0.996", or "-" for a score not recorded (the run failed or stopped before an epoch)."""
+    return "-" if value is None else f"{value:.3f}"
 
 
 def run_label(summary: RunSummary) -> str:
@@ -132,6 +133,46 @@ def head_training_line(status: dict) -> str | None:
         return None
     why = status.get("head_training_reason")
     return f"{path} ({why})" if why else path
+
+
+def run_kind_line(mode: str, status: dict, classifier: str | None = None) -> str:
+    """ "Kind: **fine-tune** · head training: **cached (why)** · embeddings: 3 read from ...":
+    what kind of run it is and how it trained, from its mode and status.json (a feature
+    extraction's `classifier` named after its kind)."""
+    kinds = {"auto": "auto", "features": "feature extraction"}
+    parts = [f"Kind: **{kinds.get(mode, 'fine-tune')}**"]
+    if mode == "features" and classifier:
+        parts[0] += f" ({CLASSIFIER_NAMES.get(classifier, classifier)})"
+    if head_training_line(status):
+        parts.append(f"head training: **{head_training_line(status)}**")
+    if cache_line(status):
+        parts.append(f"embeddings: {cache_line(status)}")
+    return " · ".join(parts)
+
+
+def one_fit_line(record: dict) -> str:
+    """A feature-extraction run's one fit on the embeddings (its only metrics record), in words:
+    it has no epochs, so a curve would be one dot."""
+    return (
+        f"One fit on the embeddings: validation accuracy {record.get('val_accuracy', 0):.3f}, "
+        f"macro F1 {record.get('val_macro_f1', 0):.3f}; training accuracy {record.get('accuracy', 0):.3f}."
+    )
+
+
+def checkpoint_line(row: dict) -> str:
+    """ "**best.keras** · 9.1 MB · saved 2026-11-30 21:04 · val_accuracy 0.9500 at epoch 2" for a
+    `checkpoint_files` row (the metric only where best.json recorded one)."""
+    metric = f" · {row['monitor']} {row['value']:.4f} at epoch {row['epoch']}" if row.get("monitor") else ""
+    modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["modified"]))
+    return f"**{row['checkpoint']}.keras** · {row['size_mb']:.1f} MB · saved {modified}{metric}"
+
+
+def evaluation_caption(result: dict) -> str:
+    """ "The best checkpoint on the validation split, 2026-11-30 21:04 · 2 unreadable image(s)
+    left out": which checkpoint and split one evaluation.json entry measured, and when."""
+    evaluated = time.strftime("%Y-%m-%d %H:%M", time.localtime(result.get("evaluated_at") or 0))
+    skipped = f" · {len(result['skipped'])} unreadable image(s) left out" if result.get("skipped") else ""
+    return f"The {result['checkpoint']} checkpoint on the {result['split']} split, {evaluated}{skipped}"
 
 
 def cache_line(status: dict) -> str | None:
@@ -213,6 +254,56 @@ def auto_plan(config: TrainConfig) -> list[str]:
     return lines
 
 
+# --- the Train page's view of one run --------------------------------------------------------
+def completed_line(status: dict, run_config: dict, epochs: int) -> str:
+    """ "Completed: 5 epochs in 42 s." — what the run fitted (a classifier, auto's winner, or
+    its epochs) and its active time."""
+    if run_config.get("mode") == "features":
+        done = f"{CLASSIFIER_NAMES.get(run_config.get('classifier'), 'classifier')} fitted on the embeddings"
+    elif status.get("winner"):
+        done = f"{status['winner']} chosen and fitted"
+    else:
+        done = f"{epochs} epochs"
+    return f"Completed: {done} in {format_duration(run_duration(status))}."
+
+
+def score_tiles(last: dict, counts: dict, features: bool) -> tuple[dict[str, str], list[str]]:
+    """The latest epoch's scores as {label: shown value}, and the captions that explain them.
+
+    Macro F1 comes first when the classes are imbalanced (accuracy can look good while a small
+    class is mostly wrong); feature extraction has no epochs, so no "Epoch" tile.
+    """
+    scores = {
+        "Validation accuracy": last.get("val_accuracy"),
+        "Validation macro F1": last.get("val_macro_f1"),
+        "Validation loss": last.get("val_loss"),
+    }
+    notes = []
+    ratio = imbalance_ratio(counts)
+    if ratio > IMBALANCE_WARNING_RATIO:
+        scores = {k: scores[k] for k in ("Validation macro F1", "Validation accuracy", "Validation loss")}
+        notes.append(
+            f"Macro F1 comes first: the classes are imbalanced ({ratio:.1f}x), so "
+            "accuracy can look good while the small class is mostly wrong."
+        )
+    tiles = {label: format_score(value) for label, value in scores.items()}
+    if features:
+        notes.append(
+            f"Feature extraction fits once, no epochs: on the training images accuracy "
+            f"{format_score(last.get('accuracy'))}, loss {format_score(last.get('loss'))}."
+        )
+    else:
+        tiles = {"Epoch": str(last.get("epoch")), **tiles}
+    return tiles, notes
+
+
+def progress_text(progress: RunProgress) -> str:
+    """The progress bar's text: "Training: epoch 2/3 · batch 2/4 · about 32 s left in all"."""
+    eta = f" · about {format_duration(progress.eta_s)} left in all" if progress.eta_s is not None else ""
+    return f"{progress.label}: {progress.detail}{eta}"
+
+
+# --- the Data page: a dataset's scan and its health findings ------------------------------------
 def image_sizes_line(sizes: Counter, shown: int = 8) -> str:
     """ "Image sizes (3 different): 300x300 (90), 64x64 (8), 32x32 (2). ...": the commonest first."""
     common = sizes.most_common(shown)

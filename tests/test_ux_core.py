@@ -8,7 +8,13 @@ import pytest
 import core.backbones
 from core.backbones import snap_image_size, weights_file_name, weights_problem
 from core.catalog import unusable_folders
-from core.checks import MIN_IMAGES_PER_CLASS, config_problem, data_warnings, launch_problems
+from core.checks import (
+    MIN_IMAGES_PER_CLASS,
+    config_problem,
+    data_warnings,
+    launch_problems,
+    snap_to_weights,
+)
 from core.config import PRESETS, ConfigError, TrainConfig
 from core.plots import compare_runs_figure
 from core.reports import describe_augment, run_label, runs_table
@@ -58,6 +64,15 @@ def test_mobilenet_sizes_snap_to_those_with_their_own_weights():
     assert size == 192 and "96, 128, 160, 192, 224 px only: 200 px becomes 192 px" in why
     assert snap_image_size("mobilenet_v2", 160) == (160, None)
     assert snap_image_size("resnet50", 200) == (200, None)  # one weights file for any size
+
+
+def test_snap_to_weights_moves_only_an_imagenet_size_and_says_so():
+    values = {"backbone": "mobilenet_v2_0.35", "image_size": 33, "weights": "imagenet"}
+    snapped, notes = snap_to_weights(values)
+    assert snapped["image_size"] == 96 and "33 px becomes 96 px" in notes[0]
+    assert values["image_size"] == 33  # the caller's dict is left alone
+    assert snap_to_weights({**values, "weights": None}) == ({**values, "weights": None}, [])
+    assert snap_to_weights({**values, "backbone": "nonesuch"})[1] == []
 
 
 def test_weights_problem_names_the_file_keras_wants(tmp_path, monkeypatch):

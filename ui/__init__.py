@@ -1,2 +1,2 @@
-"""The dashboard's sections, one module per section a page draws, and what pages share
-(`state`: session keys; `images`: rows of photos). Streamlit only; the logic is in `core`."""
+"""Dashboard sections, one module each: drawn by the pages (Streamlit only; the logic is in `core`).
+`state` names the session keys pages share; `images` draws rows of photos and thumbnails."""
