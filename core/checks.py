@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from core.backbones import weights_problem
+from core.backbones import BACKBONES, snap_image_size, weights_problem
 from core.config import IMBALANCE_WARNING_RATIO, ConfigError, TrainConfig
 from core.data import class_totals, imbalance_ratio
 
@@ -48,6 +48,15 @@ def config_problem(values: dict) -> str | None:
         field, _, reason = str(exc).partition(": ")
         return f"{FIELD_LABELS.get(field, field)}: {reason}" if reason else str(exc)
     return None
+
+
+def snap_to_weights(values: dict) -> tuple[dict, list[str]]:
+    """The settings with the image size snapped to one the backbone has ImageNet weights for,
+    and the note saying so (none when nothing moved, or when training from random weights)."""
+    if values.get("weights") != "imagenet" or values.get("backbone") not in BACKBONES:
+        return values, []
+    size, why = snap_image_size(values["backbone"], values["image_size"])
+    return {**values, "image_size": size}, [why] if why else []
 
 
 def launch_problems(values: dict, downloadable: bool) -> list[str]:

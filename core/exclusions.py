@@ -6,6 +6,8 @@ The decisions live in a file of the project's data folder, never in the dataset 
     <data root>/.health/<dataset name>-<hash of its path>/exclusions.json
         {"dataset": "/abs/path", "excluded": ["train/horses/a.png", ...],
          "relabelled": {"train/humans/b.png": "horses", ...}}
+    <data root>/.health/<dataset name>-<hash of its path>/findings.jsonl
+        the last health check's output (`python -m core.health`), which the Health tab shows
 
 The data root is the project's (DATA_ROOT), or a demo visitor's own workspace, so visitors
 never share decisions. Paths are relative to the dataset folder. Starting a run from the
@@ -40,6 +42,25 @@ class Exclusions:
     def __bool__(self) -> bool:
         return bool(self.excluded or self.relabelled)
 
+    def set_excluded(self, relative: str, excluded: bool) -> None:
+        """Leave the photo out of training, or take it back in."""
+        kept = set(self.excluded) - {relative}
+        self.excluded = sorted(kept | {relative} if excluded else kept)
+
+    def set_moved(self, relative: str, target: str, moved: bool) -> None:
+        """Train the photo under class `target`, or undo that move (a move elsewhere stays)."""
+        if moved:
+            self.relabelled[relative] = target
+        elif self.relabelled.get(relative) == target:
+            del self.relabelled[relative]
+
+
+def move_target(finding: dict, class_names: list[str]) -> str | None:
+    """The class a health finding offers to move its photos to: a label issue's suggested class,
+    if the dataset has it; None otherwise."""
+    target = finding.get("suggested")
+    return target if finding.get("kind") == "label_issue" and target in class_names else None
+
 
 def health_dir(dataset: str | os.PathLike, data_root: Path | None = None) -> Path:
     """The folder holding one dataset's health findings and exclusions (keyed by its real path)
@@ -70,6 +91,20 @@ def save_exclusions(
     folder = health_dir(dataset, data_root)
     folder.mkdir(parents=True, exist_ok=True)
     return write_decisions(folder / EXCLUSIONS_FILE, dataset, exclusions)
+
+
+def save_findings(dataset: str | os.PathLike, lines: list[str], data_root: Path | None = None) -> Path:
+    """Keep a health check's output lines (`python -m core.health`) beside the decisions."""
+    path = health_dir(dataset, data_root) / FINDINGS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def load_findings(dataset: str | os.PathLike, data_root: Path | None = None) -> list[str] | None:
+    """The output lines of the dataset's last health check, or None when it has had none."""
+    path = health_dir(dataset, data_root) / FINDINGS_FILE
+    return path.read_text(encoding="utf-8").splitlines() if path.is_file() else None
 
 
 def write_decisions(path: Path, dataset: str | os.PathLike, exclusions: Exclusions) -> Path:

@@ -35,7 +35,7 @@ from core.config import ConfigError
 from core.data import DatasetError, evenly_spaced, load_image, scan_dataset
 from core.demo import hold_job_slot
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, class_columns, load_classifier
-from core.runs import RunDir, RunError, write_json_atomic
+from core.runs import RunDir, RunError, is_number, read_json, write_json_atomic
 from core.trust import ACCEPT_RATE, EMBEDDINGS_FILE, TRUST_FILE
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx")
@@ -52,6 +52,16 @@ ARTEFACTS = {
     "onnx": "model.onnx",
 }
 LAYER_MODULE = "image_preprocess.py"  # the custom layer's source, shipped with Keras exports
+RECORD_FILE = "export.json"  # the verification, beside the model in the zip and the unzipped folder
+# The dashboard's names for the exports it offers: label -> (format, quantize).
+EXPORT_CHOICES = {
+    "Keras (.keras)": ("keras", None),
+    "TensorFlow SavedModel": ("savedmodel", None),
+    "TFLite, float32": ("tflite", None),
+    "TFLite, float16 (half the size)": ("tflite", "float16"),
+    "TFLite, int8 (a quarter of the size; refused if it disagrees)": ("tflite", "int8"),
+    "ONNX (onnxruntime and other ONNX runtimes)": ("onnx", None),
+}
 
 
 class ExportError(ValueError):
@@ -84,6 +94,34 @@ class ExportResult:
 def variant_name(fmt: str, quantize: str | None) -> str:
     """'keras', 'savedmodel', 'tflite-float32', 'tflite-float16' or 'tflite-int8'."""
     return f"tflite-{quantize or 'float32'}" if fmt == "tflite" else fmt
+
+
+def export_name(run_dir: str | Path, fmt: str, quantize: str | None, checkpoint: str = "best") -> str:
+    """ "<run>-best-tflite-int8": the name of this export's zip (plus .zip) and unzipped folder."""
+    return f"{Path(run_dir).name}-{checkpoint}-{variant_name(fmt, quantize)}"
+
+
+def published_export(
+    run_dir: str | Path, fmt: str, quantize: str | None, checkpoint: str = "best"
+) -> ExportResult | None:
+    """The export of this format already in the run's exports folder (its zip and its
+    export.json), or None: what a viewer shows for the format chosen, and nothing for another."""
+    out_dir = RunDir(run_dir).exports_dir
+    name = export_name(run_dir, fmt, quantize, checkpoint)
+    record = read_json(out_dir / name / RECORD_FILE)
+    zip_path = out_dir / f"{name}.zip"
+    numbers = ("agreement", "max_prob_diff", "n_images", "size_bytes")
+    if not isinstance(record, dict) or not zip_path.is_file():
+        return None
+    if not all(is_number(record.get(key)) for key in numbers):  # another version's, or hand-edited
+        return None
+    return ExportResult(
+        path=zip_path,
+        artefact_path=out_dir / name / str(record.get("artefact")),
+        **{key: record[key] for key in numbers},
+        format=fmt,
+        quantize=quantize,
+    )
 
 
 def export_run(
@@ -119,7 +157,7 @@ def export_run(
     _check_request(run_dir, fmt, quantize, checkpoint)
     classifier = load_classifier(run_dir, checkpoint)
     images = _split_images(run_dir, "validation", classifier.image_size, MAX_VERIFY_IMAGES)
-    name = f"{run_dir.name}-{checkpoint}-{variant_name(fmt, quantize)}"
+    name = export_name(run_dir, fmt, quantize, checkpoint)
     out_dir = Path(out_dir) if out_dir else RunDir(run_dir).exports_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=out_dir) as tmp:
@@ -332,7 +370,7 @@ def _write_companions(stage: Path, classifier: Classifier, result: ExportResult,
         "artefact": result.artefact_path.name,
         "verified": verification_problem(result) is None,
     }
-    write_json_atomic(stage / "export.json", record)
+    write_json_atomic(stage / RECORD_FILE, record)
     if fmt == "keras":
         (stage / LAYER_MODULE).write_text(layer_source(), encoding="utf-8")
     for name in (TRUST_FILE, EMBEDDINGS_FILE):  # calibration and the open-set threshold, if fitted

@@ -10,9 +10,14 @@ by the mean gradient of the class's logit. For a single sigmoid unit (2 classes)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from core.model import BACKBONE_LAYER
+
+if TYPE_CHECKING:
+    from core.predict import Classifier
 
 # A jet-like ramp: dark blue -> blue -> cyan -> yellow -> red, interpolated in numpy.
 _RAMP_STOPS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
@@ -33,6 +38,18 @@ def gradcam_available(model) -> bool:
     except GradCamUnavailableError:
         return False
     return True
+
+
+def gradcam_refusal(classifier: Classifier) -> str | None:
+    """Why Grad-CAM cannot explain this run's classifier, in words; None when it can."""
+    if classifier.estimator is not None:
+        return (
+            "this run's classifier is a scikit-learn model fitted on the embeddings, and Grad-CAM "
+            "needs the gradient of a Keras output layer"
+        )
+    if not gradcam_available(classifier.model):
+        return "the model is not a backbone with a spatial feature map followed by a Dense output layer"
+    return None
 
 
 def gradcam(model, image_uint8: np.ndarray, class_index: int | None = None) -> np.ndarray:

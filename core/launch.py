@@ -1,8 +1,9 @@
 """Starting the processes that do heavy work, so TensorFlow stays out of the caller.
 
 Training and resuming run in the background (`python -m core.train`, writing a run folder
-that the dashboard watches); evaluation and export run to completion
-(`python -m core.evaluate` / `core.export`) and answer one line, or a RunError.
+that the dashboard watches), and so does an export (`python -m core.export`, followed through
+`export_job`: it takes minutes, and a page that waited for it could not answer meanwhile);
+evaluation and health checks run to completion and answer one line, or a RunError.
 """
 
 from __future__ import annotations
@@ -12,11 +13,22 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import PROJ_ROOT, TrainConfig
 from core.exclusions import load_exclusions, write_decisions
-from core.runs import RunDir, RunError, active_run, new_run_dir, write_json_atomic
+from core.export import export_name
+from core.runs import (
+    RunDir,
+    RunError,
+    active_run,
+    is_number,
+    new_run_dir,
+    pid_alive,
+    read_json,
+    write_json_atomic,
+)
 
 
 def launch_training(config: TrainConfig, runs_dir: Path, data_root: Path | None = None) -> Path:
@@ -59,14 +71,93 @@ def run_evaluation(run_dir: Path, split: str, timeout_s: float = 900) -> str:
     return (lines or [split])[0]
 
 
-def run_export(
-    run_dir: Path, fmt: str, quantize: str | None = None, timeout_s: float = 900
-) -> tuple[str, Path]:
-    """Export and verify a run's best checkpoint in a `python -m core.export` process;
-    return (its summary line, the zip's path), or raise RunError with its one-line error."""
+@dataclass(frozen=True)
+class ExportJob:
+    """The latest background export of one format of a run."""
+
+    running: bool
+    started_at: float
+    error: str | None  # why it failed, in one line; None while it runs and once it worked
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since it started."""
+        return time.time() - self.started_at
+
+
+def start_export(run_dir: Path, fmt: str, quantize: str | None = None) -> None:
+    """Export and verify a run's best checkpoint in a background `python -m core.export`;
+    `export_job` says how it is going, `core.export.published_export` what it wrote.
+
+    Raises:
+        RunError: this export is already running, or could not start.
+    """
+    job = export_job(run_dir, fmt, quantize)
+    if job and job.running:
+        raise RunError("this export is already running")
+    record_file, log_file = _export_job_files(run_dir, fmt, quantize)
+    record_file.parent.mkdir(parents=True, exist_ok=True)
     args = ["--run", str(run_dir), "--format", fmt, *(["--quantize", quantize] if quantize else [])]
-    lines = _run_module("core.export", args, timeout_s, "export")
-    return lines[0], Path(lines[-1])
+    started_at = time.time()
+    try:
+        with open(log_file, "w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "core.export", *args],
+                cwd=PROJ_ROOT,
+                stdout=subprocess.DEVNULL,  # the result is read from the exports folder
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+    except OSError as exc:
+        raise RunError(f"the export could not start: {exc.strerror}") from None
+    record = {"pid": process.pid, "started_at": started_at}
+    write_json_atomic(record_file, record)
+
+    def reap() -> None:  # no zombie in the dashboard, and the exit status for export_job
+        write_json_atomic(record_file, {**record, "returncode": process.wait()})
+
+    threading.Thread(target=reap, daemon=True).start()
+
+
+def export_job(run_dir: Path, fmt: str, quantize: str | None = None) -> ExportJob | None:
+    """The latest export of this format started by `start_export`, or None if there was none."""
+    record_file, log_file = _export_job_files(run_dir, fmt, quantize)
+    record = read_json(record_file)
+    if not isinstance(record, dict) or not is_number(record.get("started_at")):
+        return None
+    started_at, returncode = record["started_at"], record.get("returncode")
+    if returncode is None and pid_alive(record.get("pid")):
+        return ExportJob(running=True, started_at=started_at, error=None)
+    if returncode == 0 or (returncode is None and _published_since(run_dir, fmt, quantize, started_at)):
+        return ExportJob(running=False, started_at=started_at, error=None)
+    errors = [line for line in _read_text(log_file).splitlines() if line.strip()]
+    error = errors[-1].removeprefix("error: ") if errors else "the export stopped before it finished"
+    return ExportJob(running=False, started_at=started_at, error=error)
+
+
+def _export_job_files(run_dir: Path, fmt: str, quantize: str | None) -> tuple[Path, Path]:
+    """The job's record (pid, start, exit status) and its stderr, hidden in the exports folder."""
+    name = export_name(run_dir, fmt, quantize)
+    exports = RunDir(run_dir).exports_dir
+    return exports / f".{name}.job.json", exports / f".{name}.log"
+
+
+def _published_since(run_dir: Path, fmt: str, quantize: str | None, started_at: float) -> bool:
+    """Whether this export's zip was written since `started_at`: it worked, although the exit
+    status is not recorded yet (or never will be: the dashboard restarted meanwhile)."""
+    zip_path = RunDir(run_dir).exports_dir / f"{export_name(run_dir, fmt, quantize)}.zip"
+    try:
+        return zip_path.stat().st_mtime >= started_at
+    except OSError:
+        return False
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def run_health(data: Path, backbone: str, image_size: int, timeout_s: float = 1800) -> list[str]:

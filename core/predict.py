@@ -19,6 +19,7 @@ import io
 import json
 import sys
 import zipfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,6 +276,16 @@ def results_csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def predictions_summary(rows: list[dict]) -> str:
+    """ "14 photos: 9 red, 4 none of these, 1 unreadable (4 far from every training photo)":
+    how many `table_row` rows got each answer, most common first."""
+    answers = Counter("none of these" if r["unknown"] else r["label"] or "unreadable" for r in rows)
+    unknown = sum(bool(r["unknown"]) for r in rows)
+    counts = ", ".join(f"{n} {label}" for label, n in answers.most_common())
+    far = f" ({unknown} far from every training photo)" if unknown else ""
+    return f"{len(rows)} photos: {counts}{far}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,15 +1,20 @@
-"""Plain summaries of runs for the dashboard: live progress, the runs table, checkpoints.
+"""Plain summaries for the dashboard: runs (live progress, the runs table, checkpoints),
+dataset reports and health findings.
 
-No TensorFlow and no Streamlit: everything here is read from the run's files.
+No TensorFlow and no Streamlit: everything here is read from the run's files, a dataset's
+scan or a health check's findings.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
-from core.config import AugmentConfig, TrainConfig, head_training_choice
-from core.data import EVALUATION_SPLITS
+from core.config import IMBALANCE_WARNING_RATIO, AugmentConfig, TrainConfig, head_training_choice
+from core.data import EVALUATION_SPLITS, DatasetReport, imbalance_ratio
+from core.exclusions import Exclusions
+from core.progress_model import RunProgress, run_duration
 from core.runs import CHECKPOINTS, COMPLETED, RunDir, RunSummary
 from core.uploads import safe_name
 
@@ -70,7 +75,7 @@ def runs_table(summaries: list[RunSummary]) -> list[dict]:
             "backbone": s.backbone,
             "mode": s.mode,
             "state": s.state,
-            "best val accuracy": _accuracy_cell(s.best_val_accuracy),
+            "best val accuracy": format_score(s.best_val_accuracy),
             "epochs": s.epochs_done,
             "duration": format_duration(s.duration_s),
         }
@@ -78,9 +83,9 @@ def runs_table(summaries: list[RunSummary]) -> list[dict]:
     ]
 
 
-def _accuracy_cell(accuracy: float | None) -> str:
-    """ "0.996", or "-" for a run that recorded none (it failed or stopped before an epoch)."""
-    return "-" if accuracy is None else f"{accuracy:.3f}"
+def format_score(value: float | None) -> str:
+    """ "0.996", or "-" for a score not recorded (the run failed or stopped before an epoch)."""
+    return "-" if value is None else f"{value:.3f}"
 
 
 def run_label(summary: RunSummary) -> str:
@@ -128,6 +133,46 @@ def head_training_line(status: dict) -> str | None:
         return None
     why = status.get("head_training_reason")
     return f"{path} ({why})" if why else path
+
+
+def run_kind_line(mode: str, status: dict, classifier: str | None = None) -> str:
+    """ "Kind: **fine-tune** · head training: **cached (why)** · embeddings: 3 read from ...":
+    what kind of run it is and how it trained, from its mode and status.json (a feature
+    extraction's `classifier` named after its kind)."""
+    kinds = {"auto": "auto", "features": "feature extraction"}
+    parts = [f"Kind: **{kinds.get(mode, 'fine-tune')}**"]
+    if mode == "features" and classifier:
+        parts[0] += f" ({CLASSIFIER_NAMES.get(classifier, classifier)})"
+    if head_training_line(status):
+        parts.append(f"head training: **{head_training_line(status)}**")
+    if cache_line(status):
+        parts.append(f"embeddings: {cache_line(status)}")
+    return " · ".join(parts)
+
+
+def one_fit_line(record: dict) -> str:
+    """A feature-extraction run's one fit on the embeddings (its only metrics record), in words:
+    it has no epochs, so a curve would be one dot."""
+    return (
+        f"One fit on the embeddings: validation accuracy {record.get('val_accuracy', 0):.3f}, "
+        f"macro F1 {record.get('val_macro_f1', 0):.3f}; training accuracy {record.get('accuracy', 0):.3f}."
+    )
+
+
+def checkpoint_line(row: dict) -> str:
+    """ "**best.keras** · 9.1 MB · saved 2026-11-30 21:04 · val_accuracy 0.9500 at epoch 2" for a
+    `checkpoint_files` row (the metric only where best.json recorded one)."""
+    metric = f" · {row['monitor']} {row['value']:.4f} at epoch {row['epoch']}" if row.get("monitor") else ""
+    modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["modified"]))
+    return f"**{row['checkpoint']}.keras** · {row['size_mb']:.1f} MB · saved {modified}{metric}"
+
+
+def evaluation_caption(result: dict) -> str:
+    """ "The best checkpoint on the validation split, 2026-11-30 21:04 · 2 unreadable image(s)
+    left out": which checkpoint and split one evaluation.json entry measured, and when."""
+    evaluated = time.strftime("%Y-%m-%d %H:%M", time.localtime(result.get("evaluated_at") or 0))
+    skipped = f" · {len(result['skipped'])} unreadable image(s) left out" if result.get("skipped") else ""
+    return f"The {result['checkpoint']} checkpoint on the {result['split']} split, {evaluated}{skipped}"
 
 
 def cache_line(status: dict) -> str | None:
@@ -207,3 +252,105 @@ def auto_plan(config: TrainConfig) -> list[str]:
     if not config.augment.is_identity:
         lines.append("The augmentation is not used: auto measures each image once.")
     return lines
+
+
+# --- the Train page's view of one run --------------------------------------------------------
+def completed_line(status: dict, run_config: dict, epochs: int) -> str:
+    """ "Completed: 5 epochs in 42 s." — what the run fitted (a classifier, auto's winner, or
+    its epochs) and its active time."""
+    if run_config.get("mode") == "features":
+        done = f"{CLASSIFIER_NAMES.get(run_config.get('classifier'), 'classifier')} fitted on the embeddings"
+    elif status.get("winner"):
+        done = f"{status['winner']} chosen and fitted"
+    else:
+        done = f"{epochs} epochs"
+    return f"Completed: {done} in {format_duration(run_duration(status))}."
+
+
+def score_tiles(last: dict, counts: dict, features: bool) -> tuple[dict[str, str], list[str]]:
+    """The latest epoch's scores as {label: shown value}, and the captions that explain them.
+
+    Macro F1 comes first when the classes are imbalanced (accuracy can look good while a small
+    class is mostly wrong); feature extraction has no epochs, so no "Epoch" tile.
+    """
+    scores = {
+        "Validation accuracy": last.get("val_accuracy"),
+        "Validation macro F1": last.get("val_macro_f1"),
+        "Validation loss": last.get("val_loss"),
+    }
+    notes = []
+    ratio = imbalance_ratio(counts)
+    if ratio > IMBALANCE_WARNING_RATIO:
+        scores = {k: scores[k] for k in ("Validation macro F1", "Validation accuracy", "Validation loss")}
+        notes.append(
+            f"Macro F1 comes first: the classes are imbalanced ({ratio:.1f}x), so "
+            "accuracy can look good while the small class is mostly wrong."
+        )
+    tiles = {label: format_score(value) for label, value in scores.items()}
+    if features:
+        notes.append(
+            f"Feature extraction fits once, no epochs: on the training images accuracy "
+            f"{format_score(last.get('accuracy'))}, loss {format_score(last.get('loss'))}."
+        )
+    else:
+        tiles = {"Epoch": str(last.get("epoch")), **tiles}
+    return tiles, notes
+
+
+def progress_text(progress: RunProgress) -> str:
+    """The progress bar's text: "Training: epoch 2/3 · batch 2/4 · about 32 s left in all"."""
+    eta = f" · about {format_duration(progress.eta_s)} left in all" if progress.eta_s is not None else ""
+    return f"{progress.label}: {progress.detail}{eta}"
+
+
+# --- the Data page: a dataset's scan and its health findings ------------------------------------
+def image_sizes_line(sizes: Counter, shown: int = 8) -> str:
+    """ "Image sizes (3 different): 300x300 (90), 64x64 (8), 32x32 (2). ...": the commonest first."""
+    common = sizes.most_common(shown)
+    return (
+        f"Image sizes ({len(sizes)} different): "
+        + ", ".join(f"{w}x{h} ({n})" for (w, h), n in common)
+        + (" ..." if len(sizes) > len(common) else "")
+        + ". Training resizes every image to the model's input size."
+    )
+
+
+def skipped_rows(report: DatasetReport) -> list[dict]:
+    """The files a scan skipped, as table rows: the file relative to the dataset (in full when it
+    lies outside, e.g. reached through a link) and the reason."""
+    root = Path(report.root)
+    rows = []
+    for skipped in report.skipped:
+        path = Path(skipped.path)
+        shown = str(path.relative_to(root)) if path.is_relative_to(root) else skipped.path
+        rows.append({"file": shown, "reason": skipped.reason})
+    return rows
+
+
+def finding_caption(finding: dict) -> str:
+    """A data-health finding (`core.health`'s JSON) in words: "2 copies across train / validation
+    (similarity 0.991, all horses)", "In cats, but looks like dogs (label quality 0.12)"."""
+    kind, score = finding["kind"], finding["score"]
+    if kind in ("duplicate", "leakage"):
+        same = "identical files" if finding.get("exact") else f"similarity {score:.3f}"
+        where = " across " + " / ".join(dict.fromkeys(finding.get("splits", []))) if kind == "leakage" else ""
+        label = f", all {finding['label']}" if finding.get("label") else ", with different labels"
+        return f"{len(finding['files'])} copies{where} ({same}{label})"
+    if kind == "label_issue":
+        return f"In {finding['label']}, but looks like {finding['suggested']} (label quality {score:.2f})"
+    return f"Unlike every other photo (in {finding['label']}; {score:.1f} deviations out)"
+
+
+def health_summary_line(summary: dict) -> str:
+    """What a health check looked at, from its summary line ("?" for what an old file lacks)."""
+    return (
+        f"Checked {summary.get('images', '?')} photos with {summary.get('backbone', '?')} at "
+        f"{summary.get('image_size', '?')} px in {summary.get('seconds', '?')} s."
+    )
+
+
+def decisions_line(exclusions: Exclusions) -> str:
+    """How many photos the user has left out and moved so far."""
+    return (
+        f"Decided so far: {len(exclusions.excluded)} photo(s) left out, {len(exclusions.relabelled)} moved."
+    )

@@ -119,6 +119,14 @@ class RunDir:
         """checkpoints/best.keras or checkpoints/last.keras."""
         return self.checkpoints_dir / f"{which}.keras"
 
+    def thumbnail(self, relative: str | None) -> Path | None:
+        """The image file an evaluation record names relative to the run folder, or None when
+        it is not named, missing, or (a hand-edited record) outside the run folder."""
+        if not relative:
+            return None
+        path = (self.path / relative).resolve()
+        return path if path.is_relative_to(self.path.resolve()) and path.is_file() else None
+
     # --- total readers -----------------------------------------------------------------------
     def config(self) -> dict:
         """config.json as a dict; {} when it is missing or not a JSON object (see `problem`)."""
@@ -365,11 +373,31 @@ def list_runs(runs_dir: Path) -> list[RunSummary]:
 
 
 def active_run(runs_dir: Path) -> Path | None:
-    """The run whose training process is alive, if any."""
-    for summary in list_runs(runs_dir):
-        if summary.state in ACTIVE_STATES:
-            return summary.path
+    """The run that is training now, if any: the one answer to "is a run active?" for the pages'
+    Start buttons and live views and for the launcher's refusal.
+
+    A run is active while its status.json says starting or running and its process lives. The
+    training process releases its lock before it writes a final state (`core.train.end_run`), so
+    once no run reads active a new training can take the lock: the two never disagree.
+    """
+    if not Path(runs_dir).is_dir():
+        return None
+    dirs = [p for p in Path(runs_dir).iterdir() if RunDir(p).config_file.is_file()]
+    for path in sorted(dirs, key=lambda p: p.name, reverse=True):
+        if RunDir(path).status().get("state") in ACTIVE_STATES:
+            return path
     return None
+
+
+def watched_run(runs_dir: Path, running: Path | None, mine: str | None) -> Path | None:
+    """The run a Train page shows: the `running` one, else the one this session started (`mine`),
+    else the newest."""
+    if running:
+        return running
+    if mine and RunDir(mine).config_file.is_file():
+        return Path(mine)
+    runs = list_runs(runs_dir)
+    return runs[0].path if runs else None
 
 
 def delete_run(run_dir: Path) -> None:

@@ -184,10 +184,18 @@ class StopRequest:
         return self.signalled or self.stop_file.exists()
 
 
-def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, evaluate: bool = True) -> dict:
+def train(
+    config: TrainConfig,
+    run_dir: Path,
+    log=print,
+    resume: bool = False,
+    evaluate: bool = True,
+    lock: TrainingLock | None = None,
+) -> dict:
     """Train `config` into `run_dir` (which holds config.json); return the final status.
 
-    With `resume`, continue a stopped or interrupted run from its last checkpoint.
+    With `resume`, continue a stopped or interrupted run from its last checkpoint. `lock`, the
+    training lock this process holds, is released just before the final state is written.
     """
     stop = StopRequest(run_dir)
     total = config.total_epochs
@@ -228,15 +236,23 @@ def train(config: TrainConfig, run_dir: Path, log=print, resume: bool = False, e
         model = _train_model(RunContext(config, run_dir, report, stop, log), resume)
     _refuse_diverged(run_dir)
     if stop:
-        finish_timeline(run_dir)
-        return write_status(run_dir, state=STOPPED, ended_at=time.time())
+        return end_run(run_dir, STOPPED, lock)
     if evaluate:
         mark_phase(run_dir, EVALUATING, phase="evaluating")
         _evaluate(run_dir, report, log, model)
+    return end_run(run_dir, COMPLETED, lock, phase=None, rates=_rates(run_dir, config, report))
+
+
+def end_run(run_dir: Path, state: str, lock: TrainingLock | None, **fields) -> dict:
+    """Write the run's final `state`, releasing the training lock first.
+
+    The dashboard enables Start as soon as no run's status reads active (`core.runs.active_run`);
+    were the lock still held at that moment, the next training would be refused by it.
+    """
+    if lock:
+        lock.release()
     finish_timeline(run_dir)
-    return write_status(
-        run_dir, state=COMPLETED, phase=None, ended_at=time.time(), rates=_rates(run_dir, config, report)
-    )
+    return write_status(run_dir, state=state, ended_at=time.time(), **fields)
 
 
 def _last_record_time(run_dir: Path) -> float | None:
@@ -373,17 +389,16 @@ def main(argv: list[str] | None = None) -> int:
         lock.acquire()  # before creating a run, so a refused start leaves no empty run behind
         run_dir = _make_run_dir(args, config)
         lock.name_holder(run_dir)
-        status = train(config, run_dir, log=_log, evaluate=not args.no_evaluate)
+        status = train(config, run_dir, log=_log, evaluate=not args.no_evaluate, lock=lock)
         _log(f"{status['state']}: {run_dir}")
     except USER_ERRORS as exc:
-        return _fail(run_dir, str(exc))
+        return _fail(run_dir, str(exc), lock)
     except KeyboardInterrupt:
         if run_dir:
-            finish_timeline(run_dir)
-            write_status(run_dir, state=STOPPED, ended_at=time.time())
+            end_run(run_dir, STOPPED, lock)
         return 130
     except Exception as exc:  # an unexpected bug: one line here, the traceback in the run
-        return _fail_unexpectedly(run_dir, exc)
+        return _fail_unexpectedly(run_dir, exc, lock)
     finally:
         if lock:
             lock.release()
@@ -410,12 +425,12 @@ def _resume(run_dir: Path) -> int:
         lock.acquire()
         lock.name_holder(run_dir)
         run.stop_file.unlink(missing_ok=True)
-        status = train(config, run_dir, log=_log, resume=True)
+        status = train(config, run_dir, log=_log, resume=True, lock=lock)
         _log(f"{status['state']}: {run_dir}")
     except USER_ERRORS as exc:  # the page set it "starting": it must say why it did not
-        return _fail(run_dir if lock.held or launched else None, str(exc))
+        return _fail(run_dir if lock.held or launched else None, str(exc), lock)
     except Exception as exc:
-        return _fail_unexpectedly(run_dir if lock.held else None, exc)
+        return _fail_unexpectedly(run_dir if lock.held else None, exc, lock)
     finally:
         lock.release()
     print(run_dir, flush=True)
@@ -445,25 +460,24 @@ def _make_run_dir(args: argparse.Namespace, config: TrainConfig) -> Path:
     return run.path
 
 
-def _fail(run_dir: Path | None, message: str) -> int:
+def _fail(run_dir: Path | None, message: str, lock: TrainingLock | None = None) -> int:
     if run_dir and run_dir.is_dir():
         try:
-            finish_timeline(run_dir)
-            write_status(run_dir, state=FAILED, error=message, ended_at=time.time())
+            end_run(run_dir, FAILED, lock, error=message)
         except OSError as exc:  # a full disk: the message still reaches stderr and train.log
             message += f" (and status.json could not be written: {exc.strerror})"
     return fail(message)
 
 
-def _fail_unexpectedly(run_dir: Path | None, exc: Exception) -> int:
+def _fail_unexpectedly(run_dir: Path | None, exc: Exception, lock: TrainingLock | None = None) -> int:
     """One line for the user; the traceback in the run's error.log when the disk allows."""
     if run_dir:
         with contextlib.suppress(OSError):
             (run_dir / "error.log").write_text(traceback.format_exc())
     if isinstance(exc, OSError) and exc.strerror:  # a full disk, a removed folder: say which file
         where = f": {exc.filename}" if exc.filename else ""
-        return _fail(run_dir, f"cannot write or read a file ({exc.strerror}){where}")
-    return _fail(run_dir, f"unexpected failure: {type(exc).__name__}: {exc}")
+        return _fail(run_dir, f"cannot write or read a file ({exc.strerror}){where}", lock)
+    return _fail(run_dir, f"unexpected failure: {type(exc).__name__}: {exc}", lock)
 
 
 def _log(message: str) -> None:

@@ -14,8 +14,12 @@ import shutil
 import stat
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
+
+from core.catalog import looks_like_dataset
+from core.data import DatasetError
 
 MAX_UNCOMPRESSED_BYTES = 2 * 1024**3  # 2 GiB: a few thousand photos
 MAX_FILES = 50_000
@@ -183,3 +187,28 @@ def rename_upload(uploads_dir: str | os.PathLike, folder: str | os.PathLike, new
 def delete_upload(uploads_dir: str | os.PathLike, folder: str | os.PathLike) -> None:
     """Delete an uploaded dataset's folder (runs trained on it keep their models)."""
     shutil.rmtree(_own_upload(uploads_dir, folder))
+
+
+def upload_of(uploads_dir: str | os.PathLike, dataset: str | os.PathLike) -> Path:
+    """The upload (a folder directly inside `uploads_dir`) that holds the dataset folder `dataset`."""
+    return Path(uploads_dir) / Path(dataset).relative_to(uploads_dir).parts[0]
+
+
+def name_was_taken(uploads_dir: str | os.PathLike, dataset: str | os.PathLike, filename: str) -> bool:
+    """Whether the upload of `filename` had to get another name (`pets-2`) than its zip's."""
+    return upload_of(uploads_dir, dataset).name != safe_name(Path(filename).stem, "upload")
+
+
+def upload_problem(dataset: str | os.PathLike, scan: Callable[[str], object]) -> str | None:
+    """Why an unpacked upload cannot be trained on, or None when it can. `scan` is the dataset
+    scan (`core.data.scan_dataset`, or the dashboard's cached one); its DatasetError is the reason."""
+    if not looks_like_dataset(dataset):
+        return (
+            "it holds no dataset: it needs one folder of images per class (at least two), "
+            "or train/ and validation/ folders holding those."
+        )
+    try:
+        scan(str(dataset))
+    except DatasetError as exc:
+        return str(exc)
+    return None

@@ -1,6 +1,6 @@
 """What the dashboard keeps in the page's URL (`st.query_params`), so a reload or a shared
-link keeps the chosen dataset and augmentation: plain strings in, checked values out.
-No Streamlit here."""
+link keeps the chosen dataset and augmentation: plain strings in, checked values out; and
+where the Data page's dataset widgets start. No Streamlit here."""
 
 from __future__ import annotations
 
@@ -44,6 +44,29 @@ def dataset_from_param(
     if allowed is not None and folder not in {Path(p).resolve() for p in allowed}:
         return None
     return folder
+
+
+def dataset_widgets_start(
+    pending: str | None, remembered: str | None, chosen_before: bool, data_root: Path, sample: Path
+) -> tuple[str, str | None] | None:
+    """Where the dataset widgets start: ("folder", path inside the data root), ("sample", None),
+    or None to leave them as they are.
+
+    `pending` is a folder (inside the data root) chosen by code, an upload or a split, and always
+    wins. Otherwise `remembered`, the dataset of an earlier visit, is shown again, but only when
+    the widgets have no choice of their own yet (`chosen_before`): Streamlit forgets the widgets
+    of a page left, not the dataset.
+    """
+    if pending:
+        return ("folder", pending)
+    if chosen_before or not remembered:
+        return None
+    folder = Path(remembered)
+    if folder == Path(sample):
+        return ("sample", None)
+    if folder.is_relative_to(data_root):
+        return ("folder", str(folder.relative_to(data_root)))
+    return None
 
 
 def augment_param(augment: dict) -> str:

@@ -1,7 +1,6 @@
 """Predict: classify uploaded photos, or one from the camera, with a trained run, and show
 where the model looked (Grad-CAM)."""
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from core.predict import (
     RunNotReadyError,
     images_in_zip,
     load_classifier,
+    predictions_summary,
     results_csv,
     table_row,
 )
@@ -71,20 +71,6 @@ def images_ui() -> list:
     return sources
 
 
-def gradcam_unavailable(classifier: Classifier) -> str | None:
-    """Why Grad-CAM cannot explain this classifier, or None when it can."""
-    from core.gradcam import gradcam_available  # imports Keras: only once the toggle is on
-
-    if classifier.estimator is not None:
-        return (
-            "this run's classifier is a scikit-learn model fitted on the embeddings, and Grad-CAM "
-            "needs the gradient of a Keras output layer"
-        )
-    if not gradcam_available(classifier.model):
-        return "the model is not a backbone with a spatial feature map followed by a Dense output layer"
-    return None
-
-
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_overlay(_classifier: Classifier, model_key: tuple, data: bytes, class_index: int) -> np.ndarray:
     """The photo with its Grad-CAM heatmap for `class_index` blended over it."""
@@ -101,7 +87,7 @@ def cached_overlay(_classifier: Classifier, model_key: tuple, data: bytes, class
 def result_ui(source, result: dict, explain: Classifier | None = None) -> None:
     """One photo: label and probabilities; with `explain`, its Grad-CAM overlay beside it."""
     if "error" in result:
-        st.warning(f"**{md(result['file'])}** was skipped: {md(_reason(result['error']))}")
+        st.warning(f"**{md(result['file'])}** was skipped: {md(result['error'])}")
         return
     with st.container(border=True):
         columns = st.columns([1, 1, 1.5] if explain else [1, 2])
@@ -142,12 +128,7 @@ def table_ui(classifier: Classifier, sources: list) -> None:
         st.session_state["table_for"] = key
         bar.empty()
     rows = st.session_state["table"]
-    unknown = sum(bool(r["unknown"]) for r in rows)
-    st.caption(
-        f"{len(rows)} photos: " + ", ".join(f"{n} {md(label)}" for label, n in Counter(
-            "none of these" if r["unknown"] else r["label"] or "unreadable" for r in rows).most_common())
-        + (f" ({unknown} far from every training photo)" if unknown else "")
-    )  # fmt: skip
+    st.caption(md(predictions_summary(rows)))
     st.dataframe(rows, hide_index=True, key="predictions_table",
                  column_config={"probability": st.column_config.NumberColumn(format="%.3f"),
                                 "confidence": st.column_config.NumberColumn(format="%.3f"),
@@ -164,12 +145,6 @@ def table_ui(classifier: Classifier, sources: list) -> None:
 
 def _source_name(source) -> str:
     return f"{getattr(source, 'name', '?')}:{getattr(source, 'size', None) or len(source.getvalue())}"
-
-
-def _reason(error: str) -> str:
-    if "UnidentifiedImageError" in error:  # its message repeats the upload object: say it plainly
-        return "it is not an image this app can read."
-    return error
 
 
 st.title("Predict")
@@ -199,7 +174,9 @@ except Exception as exc:  # a damaged or incompatible .keras file
     st.error(f"Cannot load {Path(path).name} of {md(run.name)}: {type(exc).__name__}: {md(exc)}")
     st.stop()
 if explain:
-    reason = gradcam_unavailable(classifier)
+    from core.gradcam import gradcam_refusal  # imports Keras: only once the toggle is on
+
+    reason = gradcam_refusal(classifier)
     if reason:
         st.info(f"Grad-CAM is not available for this classifier: {reason}.")
         explain = False

@@ -87,6 +87,7 @@ def test_each_format_is_zipped_and_agrees_with_the_keras_model(real_run, fmt, qu
     assert result.agreement >= 0.99, result
     assert result.max_prob_diff < MAX_DIFF[quantize], result
     assert read_json(result.path.parent / name / "export.json")["verified"] is True
+    assert export.published_export(real_run, fmt, quantize) == result  # what the dashboard shows
 
 
 def test_tflite_quantisation_really_shrinks_the_weights(real_run):
@@ -211,3 +212,45 @@ def _exit_code(argv: list[str]) -> int:
         return main(argv)
     except SystemExit as exc:
         return exc.code
+
+
+def test_published_export_is_the_chosen_format_s_own_or_none(tmp_path):
+    run_dir = tmp_path / "20260101-000000-colors-mobilenet_v2_0.35-96"
+    name = export.export_name(run_dir, "tflite", None)
+    assert name == f"{run_dir.name}-best-tflite-float32"
+    (run_dir / "exports" / name).mkdir(parents=True)
+    record = {"artefact": "model.tflite", "agreement": 1.0, "max_prob_diff": 1e-6, "n_images": 4,
+              "size_bytes": 2_000_000, "format": "tflite", "quantize": None, "verified": True}  # fmt: skip
+    write_json_atomic(run_dir / "exports" / name / "export.json", record)
+    assert export.published_export(run_dir, "tflite", None) is None  # no zip: not published
+    (run_dir / "exports" / f"{name}.zip").write_bytes(b"zip")
+    result = export.published_export(run_dir, "tflite", None)
+    assert result.path == run_dir / "exports" / f"{name}.zip"
+    assert result.summary().startswith("tflite-float32: agreement 100.0% on 4 validation images")
+    assert export.published_export(run_dir, "tflite", "int8") is None  # another format's is not it
+    for unreadable in ({"artefact": "model.tflite"}, {**record, "agreement": "all"}):
+        write_json_atomic(run_dir / "exports" / name / "export.json", unreadable)
+        assert export.published_export(run_dir, "tflite", None) is None  # not a result to show
+
+
+def test_a_background_export_job_is_running_worked_or_says_why_it_failed(tmp_path):
+    from core.launch import ExportJob, _export_job_files, export_job
+
+    run_dir = tmp_path / "run"
+    record_file, log_file = _export_job_files(run_dir, "keras", None)
+    assert export_job(run_dir, "keras") is None  # never started
+    record_file.parent.mkdir(parents=True)
+    write_json_atomic(record_file, {"pid": os.getpid(), "started_at": 10.0})
+    assert export_job(run_dir, "keras") == ExportJob(running=True, started_at=10.0, error=None)
+    log_file.write_text("a TensorFlow warning\nerror: verification failed: agrees on 97.0%\n")
+    write_json_atomic(record_file, {"pid": os.getpid(), "started_at": 10.0, "returncode": 2})
+    failed = ExportJob(running=False, started_at=10.0, error="verification failed: agrees on 97.0%")
+    assert export_job(run_dir, "keras") == failed
+    write_json_atomic(record_file, {"pid": os.getpid(), "started_at": 10.0, "returncode": 0})
+    assert export_job(run_dir, "keras") == ExportJob(running=False, started_at=10.0, error=None)
+    # The process is gone without an exit status (the dashboard restarted): its zip decides.
+    write_json_atomic(record_file, {"pid": None, "started_at": 10.0})
+    log_file.write_text("")
+    assert export_job(run_dir, "keras").error == "the export stopped before it finished"
+    (run_dir / "exports" / f"{export.export_name(run_dir, 'keras', None)}.zip").write_bytes(b"zip")
+    assert export_job(run_dir, "keras") == ExportJob(running=False, started_at=10.0, error=None)

@@ -6,11 +6,20 @@ the square: the heatmap's centre of mass must move with it. Input 128 px (4x4 fe
 map); the keras_home fixture holds the 224 weights under the 128 name too.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from core.config import TrainConfig
-from core.gradcam import GradCamUnavailableError, colorize, gradcam, gradcam_available, overlay
+from core.gradcam import (
+    GradCamUnavailableError,
+    colorize,
+    gradcam,
+    gradcam_available,
+    gradcam_refusal,
+    overlay,
+)
 from core.model import build_model
 from core.predict import load_classifier
 
@@ -113,6 +122,7 @@ def test_works_on_a_loaded_checkpoint(trained_run):
     assert gradcam_available(model)
     heat = gradcam(model, np.full((40, 40, 3), 200, np.uint8))
     assert heat.shape == (40, 40) and 0 <= heat.min() and heat.max() <= 1
+    assert gradcam_refusal(load_classifier(trained_run)) is None
 
 
 def test_a_model_without_backbone_is_not_supported():
@@ -121,6 +131,8 @@ def test_a_model_without_backbone_is_not_supported():
     inputs = keras.Input((32, 32, 3))
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inputs)))
     assert not gradcam_available(model)
+    refusal = gradcam_refusal(SimpleNamespace(estimator=None, model=model))
+    assert refusal.startswith("the model is not a backbone with a spatial feature map")
     with pytest.raises(GradCamUnavailableError, match="no layer named 'backbone'"):
         gradcam(model, np.zeros((32, 32, 3), np.uint8))
 
@@ -146,3 +158,8 @@ def test_an_embedding_model_is_not_supported():
 
     config = TrainConfig(data="x", backbone="mobilenet_v2_0.35", weights=None, image_size=32)
     assert not gradcam_available(feature_extractor(build_model(config, 2)))
+
+
+def test_a_scikit_learn_classifier_is_refused_with_the_reason():
+    refusal = gradcam_refusal(SimpleNamespace(estimator=object(), model=None))
+    assert "scikit-learn model fitted on the embeddings" in refusal

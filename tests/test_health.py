@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.exclusions import Exclusions, load_findings, move_target, save_findings
 from core.health import (
     Images,
     duplicate_findings,
@@ -188,3 +189,39 @@ def test_every_kind_is_found_on_real_photos(tmp_path, use_keras_home, monkeypatc
     flagged = set(suggested) & set(moved)
     assert len(flagged) >= 0.75 * len(moved) and len(suggested) <= 2.4 * len(moved)
     assert all(suggested[path] == moved[path] for path in flagged)  # back where it came from
+
+
+def test_decisions_toggle_one_photo_at_a_time():
+    decided = Exclusions()
+    decided.set_excluded("red/1.png", True)
+    decided.set_excluded("red/0.png", True)
+    decided.set_excluded("red/0.png", True)  # twice: still once
+    assert decided.excluded == ["red/0.png", "red/1.png"]
+    decided.set_excluded("red/1.png", False)
+    assert decided.excluded == ["red/0.png"]
+    decided.set_moved("blue/3.png", "red", True)
+    decided.set_moved("blue/4.png", "green", True)
+    decided.set_moved("blue/4.png", "red", False)  # undoing another move leaves this one
+    assert decided.relabelled == {"blue/3.png": "red", "blue/4.png": "green"}
+    decided.set_moved("blue/3.png", "red", False)
+    assert decided.relabelled == {"blue/4.png": "green"}
+
+
+def test_only_a_label_issue_offers_a_move_and_only_to_a_class_the_dataset_has():
+    issue = {"kind": "label_issue", "files": ["blue/3.png"], "label": "blue", "suggested": "red"}
+    assert move_target(issue, ["blue", "red"]) == "red"
+    assert move_target(issue, ["blue", "green"]) is None
+    assert move_target({**issue, "kind": "outlier"}, ["blue", "red"]) is None
+
+
+def test_findings_are_kept_outside_the_dataset_per_data_root(tmp_path):
+    dataset = make_color_dataset(tmp_path / "colors", per_class=1)
+    before = tree_digest(dataset)
+    root, other = tmp_path / "root", tmp_path / "other"
+    assert load_findings(dataset, root) is None
+    lines = [json.dumps({"kind": "outlier", "files": ["x"]}), json.dumps({"summary": True})]
+    saved = save_findings(dataset, lines, root)
+    assert saved.is_relative_to(root)
+    assert load_findings(dataset, root) == lines
+    assert load_findings(dataset, other) is None  # another visitor's workspace sees none
+    assert tree_digest(dataset) == before

@@ -8,9 +8,12 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+from core.export import export_name
+from core.launch import export_job
 from tests.page_helpers import (
     button,
     chart_spec,
@@ -155,27 +158,99 @@ def test_run_details_show_the_head_path_and_cache(with_run):
     assert "20 read from the embedding cache, 0 computed" in caption
 
 
+KERAS, INT8 = "Keras (.keras)", "TFLite, int8 (a quarter of the size; refused if it disagrees)"
+
+
+def _wait_for_export(run_dir: Path, fmt: str, quantize: str | None = None) -> None:
+    """Until the background export process has ended (whatever it took)."""
+    deadline = time.monotonic() + 600
+    while (job := export_job(run_dir, fmt, quantize)) and job.running:
+        assert time.monotonic() < deadline, "the export process never ended"
+        time.sleep(0.2)
+
+
+def _zip_buttons(at) -> list:
+    return [b for b in at.get("download_button") if "zip" in str(b.proto.label).lower()]
+
+
 def test_export_a_run_as_a_verified_zip_to_download(with_run):
     at = open_page("pages/checkpoints.py")
-    at.selectbox(key=f"export_format_{with_run.name}").set_value("Keras (.keras)").run()
+    at.selectbox(key=f"export_format_{with_run.name}").set_value(KERAS).run()
     button(at, "Export and verify").click().run()
     assert not at.exception and not at.error
-    assert "agree" in texts(at.success).lower()
+    _wait_for_export(with_run, "keras")
+    at.run()
+    assert not at.exception and not at.error
+    assert "agreement 100.0%" in texts(at.success)
     [archive] = (with_run / "exports").glob("*.zip")
     names = __import__("zipfile").ZipFile(archive).namelist()
     assert any(n.endswith("model.keras") for n in names) and any(n.endswith("labels.json") for n in names)
-    assert [b for b in at.get("download_button") if "zip" in str(b.proto.label).lower()]
+    assert _zip_buttons(at)
+    # Issue 15: a result is shown for its own format only, and is back when the format is.
+    at.selectbox(key=f"export_format_{with_run.name}").set_value(INT8).run()
+    assert "agreement" not in texts(at.success) and not _zip_buttons(at)
+    at.selectbox(key=f"export_format_{with_run.name}").set_value(KERAS).run()
+    assert "agreement 100.0%" in texts(at.success) and _zip_buttons(at)
 
 
-def test_a_refused_export_shows_its_one_line_error(with_run, monkeypatch):
-    def failing(command, **kwargs):
-        assert command[1:3] == ["-m", "core.export"]
-        return subprocess.CompletedProcess(command, 2, "", "error: verification failed: agrees on 97.0%\n")
+def _publish_fake_export(run_dir: Path, fmt: str, quantize: str | None) -> None:
+    """What `python -m core.export` leaves in the exports folder, written by hand (no TensorFlow)."""
+    name = export_name(run_dir, fmt, quantize)
+    (run_dir / "exports" / name).mkdir(parents=True)
+    record = {"artefact": "model.tflite", "agreement": 1.0, "max_prob_diff": 1e-6, "n_images": 4,
+              "size_bytes": 2_000_000, "format": fmt, "quantize": quantize}  # fmt: skip
+    (run_dir / "exports" / name / "export.json").write_text(json.dumps(record))
+    (run_dir / "exports" / f"{name}.zip").write_bytes(b"zip")
 
+
+def test_an_export_result_disappears_when_the_format_changes(with_run):
+    """Issue 15: after a float32 export, choosing int8 must not show float32's result or zip."""
+    _publish_fake_export(with_run, "tflite", None)
     at = open_page("pages/checkpoints.py")
-    monkeypatch.setattr(subprocess, "run", failing)
+    at.selectbox(key=f"export_format_{with_run.name}").set_value("TFLite, float32").run()
+    assert "tflite-float32: agreement 100.0% on 4 validation images" in texts(at.success)
+    assert len(_zip_buttons(at)) == 1
+    at.selectbox(key=f"export_format_{with_run.name}").set_value(INT8).run()
+    assert "tflite-float32" not in texts(at.success) and not _zip_buttons(at)
+
+
+GATED_REFUSAL = """import pathlib, sys, time
+while not pathlib.Path(sys.argv[1]).exists():
+    time.sleep(0.05)
+sys.stderr.write("some warning\\nerror: verification failed: agrees on 97.0%\\n")
+sys.exit(2)
+"""
+
+
+def test_the_page_answers_while_an_export_runs_then_shows_its_error(with_run, tmp_path, monkeypatch):
+    """Issue 15: the export runs in the background: no page run waits for it, no stale download
+    button is left greyed out meanwhile, and a format change made meanwhile loses nothing."""
+    gate, popen = tmp_path / "go", subprocess.Popen
+
+    def gated_export(command, *args, **kwargs):  # a `core.export` that ends when the test says
+        if "core.export" not in command:
+            return popen(command, *args, **kwargs)
+        assert command[1:] == ["-m", "core.export", "--run", str(with_run), "--format", "keras"]
+        return popen([sys.executable, "-c", GATED_REFUSAL, str(gate)], *args, **kwargs)
+
+    _publish_fake_export(with_run, "keras", None)  # an earlier export of the same format
+    at = open_page("pages/checkpoints.py")
+    at.selectbox(key=f"export_format_{with_run.name}").set_value(KERAS).run()
+    assert _zip_buttons(at)
+    monkeypatch.setattr(subprocess, "Popen", gated_export)
     button(at, "Export and verify").click().run()
+    assert not at.exception and not at.error
+    assert f"Exporting {with_run.name} as {KERAS}" in texts(at.info)
+    assert button(at, "Export and verify").disabled and not _zip_buttons(at)  # being replaced
+    at.selectbox(key=f"export_format_{with_run.name}").set_value(INT8).run()  # answered at once
+    assert "Exporting" not in texts(at.info) and not button(at, "Export and verify").disabled
+    at.selectbox(key=f"export_format_{with_run.name}").set_value(KERAS).run()
+    assert "Exporting" in texts(at.info)
+    gate.touch()
+    _wait_for_export(with_run, "keras")
+    at.run()
     assert texts(at.error) == "Cannot export: verification failed: agrees on 97.0%"
+    assert _zip_buttons(at)  # nothing was written: the earlier export is still there
 
 
 def test_demo_mode_turns_deleting_off(with_run, monkeypatch):

@@ -15,8 +15,10 @@ from streamlit.testing.v1 import AppTest
 
 import core.config
 from core.config import PRESETS, TrainConfig, field_limits, head_training_choice
+from core.runs import write_status
 from tests.helpers import make_color_dataset
 from tests.page_helpers import (
+    button,
     chart_spec,
     fake_run,
     open_page,
@@ -111,6 +113,62 @@ def test_live_view_of_a_running_run(dirs):
         ("validation", [1], [0.55]),
     ]
     assert [b.label for b in at.button if b.key == "stop"] == ["Stop"]
+
+
+@pytest.mark.parametrize("looks", [1, 2, 3])
+def test_a_run_ending_while_the_page_draws_never_leaves_it_saying_one_is_running(dirs, monkeypatch, looks):
+    """Issue 15: a completed run showed "A training is already running" beside its result. Here
+    the run ends right after the page's `looks`-th look at active_run: the page must agree with
+    itself (Start disabled exactly when it says a run trains, never that beside "Completed")."""
+    import core.runs
+    import ui.run_watch
+
+    lines = [{"epoch": 1, "accuracy": 0.6, "loss": 0.7, "val_accuracy": 0.55, "val_loss": 0.8}]
+    status = {"state": "running", "pid": os.getpid(), "epochs": 1, "started_at": time.time() - 5}
+    run_dir = fake_run(dirs.runs, "20260101-000000-mobilenet_v2_0.35-96", status, lines)
+    at = open_page("pages/train.py")
+    real, looked = core.runs.active_run, []
+
+    def ends_after_a_look(runs_dir):
+        found = real(runs_dir)
+        looked.append(found)
+        if len(looked) == looks:
+            write_status(run_dir, state="completed", ended_at=time.time())
+        return found
+
+    for module in (core.runs, ui.run_watch):
+        monkeypatch.setattr(module, "active_run", ends_after_a_look)
+    at.run()
+    assert not at.exception
+    says_running = f"A training is already running: {run_dir.name}" in texts(at.info)
+    assert says_running == button(at, "Start training").disabled
+    assert not (says_running and "Completed" in texts(at.success))
+
+
+def _beside_start(at: AppTest) -> list:
+    """The elements in the column beside the Start button, in order."""
+    columns = list(at.columns)
+    for column, beside in zip(columns, columns[1:], strict=False):
+        if [e for e in column.children.values() if getattr(e, "label", None) == "Start training"]:
+            return list(beside.children.values())
+    raise AssertionError("no Start button")
+
+
+def test_the_reason_beside_start_is_replaced_in_place_when_the_run_ends(dirs):
+    """The browser keeps an element that a rerun does not draw again until the whole page is
+    drawn: the "already running" box stayed beside the enabled Start (seen in Chromium) while
+    the completed run's charts were drawn. The reason's place always holds one element, so the
+    rerun that enables Start replaces it at once."""
+    status = {"state": "running", "pid": os.getpid(), "epochs": 1, "started_at": time.time() - 5}
+    run_dir = fake_run(dirs.runs, "20260101-000000-mobilenet_v2_0.35-96", status, [])
+    at = open_page("pages/train.py")
+    (first, *_) = _beside_start(at)
+    assert first.value == f"A training is already running: {run_dir.name}. Stop it or wait."
+    write_status(run_dir, state="completed", ended_at=time.time())
+    at.run()
+    assert not button(at, "Start training").disabled
+    (first, *_) = _beside_start(at)
+    assert first.type == "empty"
 
 
 def test_two_sessions_watching_one_run_see_the_same_curves(dirs):

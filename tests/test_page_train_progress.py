@@ -208,22 +208,6 @@ def test_a_finished_run_links_to_its_evaluation(dirs):
     assert at.session_state["checkpoints_tab"] == "Evaluation"
 
 
-def test_an_export_result_disappears_when_the_format_changes(dirs, monkeypatch):
-    status = {"state": "completed", "started_at": 0.0, "ended_at": 10.0}
-    run = fake_run(dirs.runs, "20260101-000000-hands-mobilenet_v2_0.35-96", status, [{"epoch": 1}])
-    zip_path = run / "exports" / "model.zip"
-    zip_path.parent.mkdir()
-    zip_path.write_bytes(b"zip")
-    monkeypatch.setattr("core.launch.run_export", lambda *a, **k: ("float32: agrees 100%", zip_path))
-    at = open_page("pages/checkpoints.py")
-    at.button(key=f"export_{run.name}").click().run()
-    assert "float32: agrees 100%" in texts(at.success)
-    at.selectbox(key=f"export_format_{run.name}").set_value(
-        "TFLite, int8 (a quarter of the size; refused if it disagrees)"
-    ).run()
-    assert "float32: agrees 100%" not in texts(at.success)
-
-
 def test_uploads_can_be_renamed_and_deleted_on_the_data_page(dirs):
     make_color_dataset(dirs.data / "uploads" / "hands")
     at = open_page("pages/data.py")

@@ -49,6 +49,17 @@ def test_the_layout_names_every_file(tmp_path):
     assert (run.split_dir, run.stop_file) == (tmp_path / "r" / "split", tmp_path / "r" / "STOP")
 
 
+def test_a_thumbnail_is_a_file_inside_the_run_folder(tmp_path):
+    run = RunDir(tmp_path / "r")
+    run.evaluation_dir.mkdir(parents=True)
+    (run.evaluation_dir / "a.png").write_bytes(b"png")
+    (tmp_path / "outside.png").write_bytes(b"png")
+    assert run.thumbnail("evaluation/a.png") == (run.evaluation_dir / "a.png").resolve()
+    assert run.thumbnail("evaluation/missing.png") is None and run.thumbnail(None) is None
+    assert run.thumbnail("../outside.png") is None  # a hand-edited record cannot point outside
+    assert run.thumbnail(str(tmp_path / "outside.png")) is None
+
+
 @pytest.mark.parametrize("name, content, reason", BAD_FILES)
 def test_a_file_of_the_wrong_shape_is_a_broken_run_that_can_be_deleted(
     tmp_path, trained_run, name, content, reason

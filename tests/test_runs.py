@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,11 +13,13 @@ from core.runs import (
     INTERRUPTED,
     RunError,
     TrainingLock,
+    active_run,
     append_jsonl,
     list_runs,
     new_run_dir,
     read_metrics,
     read_status,
+    watched_run,
     write_json_atomic,
     write_status,
 )
@@ -102,6 +105,35 @@ def test_lock_is_released_when_its_process_dies(tmp_path):
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     TrainingLock(tmp_path).acquire()  # would raise if the dead process still held it
+
+
+def _run(runs, name: str, **status) -> Path:
+    run = runs / name
+    run.mkdir(parents=True)
+    write_json_atomic(run / "config.json", {"data": "d"})
+    write_status(run, **status)
+    return run
+
+
+def test_active_run_is_the_one_whose_status_says_training_and_whose_process_lives(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert active_run(tmp_path / "none") is None
+    _run(tmp_path, "20260101-000003-crashed", state="running", pid=dead.pid)  # reads interrupted
+    # Completed while its process still lives (it is exiting): done, a new training may start.
+    _run(tmp_path, "20260101-000002-exiting", state="completed", pid=os.getpid())
+    assert active_run(tmp_path) is None
+    training = _run(tmp_path, "20260101-000001-training", state="running", pid=os.getpid())
+    assert active_run(tmp_path) == training
+
+
+def test_the_train_page_watches_the_active_run_else_its_own_else_the_newest(tmp_path):
+    old, new = _run(tmp_path, "20260101-000001-a", state="completed"), _run(tmp_path, "20260101-000002-b")
+    assert watched_run(tmp_path, None, None) == new
+    assert watched_run(tmp_path, None, str(old)) == old
+    assert watched_run(tmp_path, new, str(old)) == new
+    assert watched_run(tmp_path, None, str(tmp_path / "deleted")) == new
+    assert watched_run(tmp_path / "empty", None, None) is None
 
 
 def test_cli_reports_an_unusable_runs_folder_in_one_line(tmp_path, color_dataset):

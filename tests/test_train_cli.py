@@ -58,6 +58,35 @@ def test_a_second_training_is_refused_while_one_holds_the_lock(tmp_path, color_d
     _assert_one_line_error(result, "another training is running: runs/the-running-one")
 
 
+def test_a_run_says_it_is_over_only_once_its_lock_is_released(tmp_path, monkeypatch):
+    """The page enables Start when no status reads active: the lock must be free by then, or the
+    next training is refused by it."""
+    import core.train
+    from core.runs import RunError
+
+    def lock_free() -> bool:
+        try:
+            probe = TrainingLock(tmp_path / "runs")
+            probe.acquire()
+        except RunError:
+            return False
+        probe.release()
+        return True
+
+    written = core.train.write_status
+    finals = []
+
+    def spy(run_dir, **fields):
+        if fields.get("state") in ("completed", "stopped", "failed"):
+            finals.append((fields["state"], lock_free()))
+        return written(run_dir, **fields)
+
+    monkeypatch.setattr(core.train, "write_status", spy)
+    data = make_color_dataset(tmp_path / "d", classes={"cats": (1, 2, 3)})  # refused after the lock
+    assert core.train.main(["--data", str(data), "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert finals == [("failed", True)]
+
+
 def test_missing_weights_name_the_file_keras_expects(tmp_path, color_dataset):
     result = run_cli(
         "core.train",

@@ -97,3 +97,14 @@ def test_results_csv_has_one_row_per_photo():
     lines = results_csv(rows).splitlines()
     assert lines[0] == "file,label,probability,confidence,unknown,openset_score,error"
     assert lines[1] == "a.png,red,0.9,0.95,False,0.1," and lines[2].startswith("b.png,,,,,,not an image")
+
+
+def test_predictions_summary_counts_each_answer_most_common_first():
+    from core.predict import predictions_summary
+
+    rows = [{"label": "red", "unknown": False}] * 3 + [{"label": "blue", "unknown": True}]
+    rows += [{"label": "blue", "unknown": False}, {"label": None, "unknown": None}]
+    assert predictions_summary(rows) == (
+        "6 photos: 3 red, 1 none of these, 1 blue, 1 unreadable (1 far from every training photo)"
+    )
+    assert predictions_summary(rows[:3]) == "3 photos: 3 red"

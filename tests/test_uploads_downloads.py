@@ -9,10 +9,18 @@ from pathlib import Path
 import pytest
 
 from core.catalog import dataset_signature, find_datasets, looks_like_dataset
+from core.data import scan_dataset
 from core.downloads import URL_BASE_ENV, DownloadError, download_horse_or_human, url_base
 from core.reports import format_duration
 from core.system import parse_nvidia_smi_list
-from core.uploads import UploadError, extract_dataset_upload, safe_extract_zip
+from core.uploads import (
+    UploadError,
+    extract_dataset_upload,
+    name_was_taken,
+    safe_extract_zip,
+    upload_of,
+    upload_problem,
+)
 from tests.dashboard_helpers import class_zip_entries, free_port, make_zip, png_bytes, serve_directory
 
 
@@ -23,6 +31,21 @@ def test_extract_upload_unwraps_a_top_folder(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["horses", "humans"]
     again = extract_dataset_upload(archive, tmp_path / "uploads", "My Pets!.zip")
     assert again.parent.name == "My-Pets-2"  # never merged into the first upload
+    assert upload_of(tmp_path / "uploads", again) == tmp_path / "uploads" / "My-Pets-2"
+    assert not name_was_taken(tmp_path / "uploads", folder, "My Pets!.zip")
+    assert name_was_taken(tmp_path / "uploads", again, "My Pets!.zip")
+
+
+def test_upload_problem_says_why_an_upload_cannot_train(tmp_path):
+    def problem(name: str, entries: dict) -> str | None:
+        archive = make_zip(tmp_path / name, entries)
+        return upload_problem(extract_dataset_upload(archive, tmp_path / "uploads", name), scan_dataset)
+
+    assert problem("good.zip", class_zip_entries()) is None
+    loose = {"a.png": png_bytes((1, 2, 3)), "b.png": png_bytes((3, 2, 1))}
+    assert problem("loose.zip", loose).startswith("it holds no dataset")
+    unreadable = problem("broken.zip", {"a/x.png": b"not a png", "b/y.png": b"nor this"})
+    assert unreadable and "no dataset" not in unreadable  # the scan's own reason
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,25 @@ import pytest
 import core.backbones
 from core.backbones import snap_image_size, weights_file_name, weights_problem
 from core.catalog import unusable_folders
-from core.checks import MIN_IMAGES_PER_CLASS, config_problem, data_warnings, launch_problems
+from core.checks import (
+    MIN_IMAGES_PER_CLASS,
+    config_problem,
+    data_warnings,
+    launch_problems,
+    snap_to_weights,
+)
 from core.config import PRESETS, ConfigError, TrainConfig
 from core.plots import compare_runs_figure
 from core.reports import describe_augment, run_label, runs_table
 from core.runs import list_runs, new_run_dir, write_json_atomic
 from core.uploads import UploadError, delete_upload, rename_upload, upload_folders
-from core.url_state import augment_from_param, augment_param, dataset_from_param, dataset_param
+from core.url_state import (
+    augment_from_param,
+    augment_param,
+    dataset_from_param,
+    dataset_param,
+    dataset_widgets_start,
+)
 from tests.helpers import make_color_dataset
 
 
@@ -52,6 +64,15 @@ def test_mobilenet_sizes_snap_to_those_with_their_own_weights():
     assert size == 192 and "96, 128, 160, 192, 224 px only: 200 px becomes 192 px" in why
     assert snap_image_size("mobilenet_v2", 160) == (160, None)
     assert snap_image_size("resnet50", 200) == (200, None)  # one weights file for any size
+
+
+def test_snap_to_weights_moves_only_an_imagenet_size_and_says_so():
+    values = {"backbone": "mobilenet_v2_0.35", "image_size": 33, "weights": "imagenet"}
+    snapped, notes = snap_to_weights(values)
+    assert snapped["image_size"] == 96 and "33 px becomes 96 px" in notes[0]
+    assert values["image_size"] == 33  # the caller's dict is left alone
+    assert snap_to_weights({**values, "weights": None}) == ({**values, "weights": None}, [])
+    assert snap_to_weights({**values, "backbone": "nonesuch"})[1] == []
 
 
 def test_weights_problem_names_the_file_keras_wants(tmp_path, monkeypatch):
@@ -99,6 +120,20 @@ def test_the_url_keeps_a_dataset_only_if_it_is_one_inside_the_data_root(tmp_path
     assert dataset_from_param("sample", data, sample) == sample
     for bad in ("../../etc", "missing", "", None):
         assert dataset_from_param(bad, data, sample) is None
+
+
+def test_dataset_widgets_start_at_a_pending_or_remembered_dataset(tmp_path):
+    data, sample = tmp_path / "data", tmp_path / "sample"
+
+    def start(pending, remembered, chosen_before):
+        return dataset_widgets_start(pending, remembered, chosen_before, data, sample)
+
+    assert start("uploads/pets", str(data / "colors"), True) == ("folder", "uploads/pets")  # code's wins
+    assert start(None, str(data / "colors"), False) == ("folder", "colors")  # back on the page
+    assert start(None, str(data / "colors"), True) is None  # the widgets' own choice stays
+    assert start(None, str(sample), False) == ("sample", None)
+    assert start(None, str(tmp_path / "outside"), False) is None
+    assert start(None, None, False) is None
 
 
 def test_the_url_keeps_an_augmentation_and_rejects_a_bad_one():

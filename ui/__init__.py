@@ -1,1 +1,2 @@
-"""Dashboard sections that more than one page draws (Streamlit only; the logic is in `core`)."""
+"""Dashboard sections, one module each: drawn by the pages (Streamlit only; the logic is in `core`).
+`state` names the session keys pages share; `images` draws rows of photos and thumbnails."""
