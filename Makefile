@@ -24,8 +24,12 @@ lint: setup-dev  ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two workers, each taking whole files (module fixtures such as a browser test's dashboard
+# stay in one process): most tests wait on one core (imports, subprocesses, a browser).
+PYTEST_WORKERS ?= 2
+
 test: setup-dev lint  ## set up, lint, then run every test (browser tests need Debian's chromium)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: setup-dev  ## the tests that need neither real training nor a browser
 	$(BIN)/python -m pytest -m "not slow and not browser"
