@@ -168,7 +168,9 @@ def label_issue_findings(images: Images, seed: int = 0) -> list[Finding]:
     probs = out_of_fold_probabilities(images.embeddings, images.labels, seed)
     if probs is None:
         return []
-    ranked = find_label_issues(images.labels, probs, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: cleanlab's default forks a process pool, which can hang in a process that has
+    # TensorFlow's threads running (seen: a test waited 900 s); one process is fast enough here.
+    ranked = find_label_issues(images.labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     quality = get_label_quality_scores(images.labels, probs)
     findings = []
     for i in ranked:
