@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.runs import RunDir
+
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJ_ROOT.parent / "shared"
 VARIANTS = ("reference", "live", "cached", "features", "forward", "pipeline", "cache-hit")
@@ -63,7 +65,6 @@ def _import_framework() -> float:
 def _train(args, workdir: Path, **fields) -> dict:
     """Run core.train in this process on a config; return wall time and best val accuracy."""
     from core.config import TrainConfig
-    from core.runs import read_metrics
     from core.train import main as train_main
 
     config = TrainConfig.from_dict(
@@ -85,7 +86,7 @@ def _train(args, workdir: Path, **fields) -> dict:
     seconds = time.perf_counter() - started
     assert code == 0, f"training failed ({code})"
     run = sorted(p for p in (workdir / "runs").iterdir() if p.is_dir())[-1]
-    epochs, _ = read_metrics(run)
+    epochs, _ = RunDir(run).metrics()
     return {
         "seconds": seconds,
         "val_accuracy": max(e["val_accuracy"] for e in epochs),

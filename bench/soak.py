@@ -20,7 +20,7 @@ from pathlib import Path
 
 from core.config import TrainConfig
 from core.launch import launch_training
-from core.runs import TrainingLock, read_metrics, read_status, request_stop
+from core.runs import RunDir, TrainingLock
 
 
 def _wait(predicate, timeout: float = 120.0):
@@ -74,15 +74,15 @@ def soak(runs: int) -> dict:
     rss = []
     for index in range(runs):
         run_dir = launch_training(config, work / "runs")
-        _wait(lambda run_dir=run_dir: read_metrics(run_dir)[1])  # a batch has trained
-        request_stop(run_dir)
+        _wait(lambda run_dir=run_dir: RunDir(run_dir).metrics()[1])  # a batch has trained
+        RunDir(run_dir).request_stop()
         status = _wait(
-            lambda run_dir=run_dir: (s := read_status(run_dir))["state"] in ("stopped", "completed") and s
+            lambda run_dir=run_dir: (s := RunDir(run_dir).status())["state"] in ("stopped", "completed") and s
         )
         assert status["state"] == "stopped", status
         rss.append(_rss_mb())
         print(
-            f"run {index + 1}/{runs}: {status['state']} after {len(read_metrics(run_dir)[0])} epoch(s), "
+            f"run {index + 1}/{runs}: {status['state']} after {len(RunDir(run_dir).metrics()[0])} epoch(s), "
             f"launcher RSS {rss[-1]:.0f} MB",
             flush=True,
         )

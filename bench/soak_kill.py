@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.soak import _make_dataset, _wait
 from core.config import TrainConfig
 from core.launch import launch_resume, launch_training
-from core.runs import pid_alive, read_metrics, read_status
+from core.runs import RunDir, pid_alive
 
 # "resuming after epoch 7 from the weights of epoch 7", or "resuming: no epoch had ended ..."
 RESUMED = re.compile(
@@ -34,7 +34,7 @@ RESUMED = re.compile(
 
 
 def _epochs(run_dir: Path) -> list[int]:
-    return [e["epoch"] for e in read_metrics(run_dir)[0]]
+    return [e["epoch"] for e in RunDir(run_dir).metrics()[0]]
 
 
 def _resume_line(run_dir: Path, count: int) -> tuple[int, int] | None:
@@ -58,28 +58,28 @@ def soak(kills: int, epochs: int, seed: int) -> dict:
     for index in range(kills):
         before = _epochs(run_dir)
         time.sleep(rng.uniform(0.5, 12.0))
-        status = read_status(run_dir)
+        status = RunDir(run_dir).status()
         if status.get("state") == "completed":
             break
         if pid_alive(status.get("pid")):
             os.kill(status["pid"], signal.SIGKILL)
-        _wait(lambda: read_status(run_dir)["state"] in ("interrupted", "failed", "stopped", "completed"))
+        _wait(lambda: RunDir(run_dir).status()["state"] in ("interrupted", "failed", "stopped", "completed"))
         after = _epochs(run_dir)
         if after[: len(before)] != before:
             lost.append((index, len(before), len(after)))
-        killed_at.append((len(after), read_status(run_dir).get("phase")))
+        killed_at.append((len(after), RunDir(run_dir).status().get("phase")))
         phase = killed_at[-1][1]
         print(f"kill {index + 1}/{kills}: {len(after)} epochs recorded (phase {phase})", flush=True)
         launch_resume(run_dir)
         recorded, held = _wait(lambda index=index: _resume_line(run_dir, index + 1), 300)
         if recorded != len(after) or (recorded and held < recorded):
             mismatched.append((index, len(after), recorded, held))
-    _wait(lambda: read_status(run_dir)["state"] in ("completed", "failed"), 900)
+    _wait(lambda: RunDir(run_dir).status()["state"] in ("completed", "failed"), 900)
     final = _epochs(run_dir)
     temps = [str(p) for p in run_dir.rglob("*") if ".tmp" in p.name or p.name.startswith(".split")]
     return {
         "kills": len(killed_at),
-        "final_state": read_status(run_dir)["state"],
+        "final_state": RunDir(run_dir).status()["state"],
         "epochs_continuous": final == list(range(1, epochs + 1)),
         "epochs_lost_after_a_kill": lost,
         "resumed_from_other_weights": mismatched,

@@ -33,6 +33,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from core.data import DatasetError
+from core.runs import RunDir
 
 if TYPE_CHECKING:
     from core.stages import RunContext  # imports TensorFlow
@@ -583,7 +584,7 @@ def train_auto(ctx: RunContext) -> None:
     from core.demo import demo_mode
     from core.embeddings import CacheStats, EmbeddingCache, embed_paths, extractor_key
     from core.progress_model import EMBEDDING, TRAINING, mark_phase
-    from core.runs import write_json_atomic, write_status
+    from core.runs import write_json_atomic
     from core.stages import SingleFit, _embedding_progress, record_single_fit
 
     config, run_dir, report, log = ctx.config, ctx.run_dir, ctx.report, ctx.log
@@ -629,7 +630,7 @@ def train_auto(ctx: RunContext) -> None:
     def on_candidate(name: str, done: list[Candidate]) -> None:
         record.update(candidates=[c.to_dict() for c in rank(done)], trying=name)
         write_json_atomic(run_dir / AUTO_FILE, record)
-        write_status(run_dir, phase=f"auto: trying {name}", candidate=name)
+        RunDir(run_dir).write_status(phase=f"auto: trying {name}", candidate=name)
         log(f"auto: trying {name}")
 
     select_started = time.time()
@@ -639,12 +640,12 @@ def train_auto(ctx: RunContext) -> None:
     per_class_min = int(np.bincount(y_train, minlength=num_classes).min())
     decision = fine_tune_decision(ranked, per_class_min)
     log(f"auto: fine-tuning {'looks worth trying' if decision['try'] else 'skipped'}: {decision['reason']}")
-    write_status(run_dir, phase="auto: learning curve", candidate=None)
+    RunDir(run_dir).write_status(phase="auto: learning curve", candidate=None)
     x_winner = x_train[winner.layer]
     curve = learning_curve(winner, x_winner, y_train, folds, num_classes, config, seed=config.seed)
     select_s = time.time() - select_started
 
-    write_status(run_dir, phase=f"auto: fitting {winner.name}")
+    RunDir(run_dir).write_status(phase=f"auto: fitting {winner.name}")
     fit_config = dataclasses.replace(config, feature_layer=winner.layer)
     p_train, p_val = save_winner(
         fit_config, base, run_dir, winner, x_train[winner.layer], y_train, x_val[winner.layer], num_classes
@@ -655,7 +656,7 @@ def train_auto(ctx: RunContext) -> None:
     elif decision["try"] and not ctx.stop:
         record.update(candidates=[c.to_dict() for c in ranked], trying="fine-tuning the backbone")
         write_json_atomic(run_dir / AUTO_FILE, record)
-        write_status(run_dir, phase="auto: trying fine-tuning the backbone", candidate="fine-tuning")
+        RunDir(run_dir).write_status(phase="auto: trying fine-tuning the backbone", candidate="fine-tuning")
         trial = fine_tune_trial(ctx, base, layers, winner, x_train, y_train)
         decision["trial"] = trial
         if trial["kept"]:
@@ -676,7 +677,7 @@ def train_auto(ctx: RunContext) -> None:
         },
     )
     write_json_atomic(run_dir / AUTO_FILE, record)
-    write_status(run_dir, phase=None, winner=record["winner"]["name"])
+    RunDir(run_dir).write_status(phase=None, winner=record["winner"]["name"])
     fit = SingleFit(p_train, y_train, p_val, y_val, time.time() - started, record["winner"]["name"])
     record_single_fit(ctx.replace(config=fit_config), fit, stats)
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from core.config import metric_rises
 from core.progress_model import TRAINING, mark_phase
-from core.runs import RunDir, append_jsonl, read_json, write_json_atomic, write_status
+from core.runs import RunDir, append_jsonl, read_json, write_json_atomic
 from core.tf_setup import keras
 
 BATCH_LOG_INTERVAL_S = 0.5  # at most ~2 progress lines per second
@@ -150,7 +150,7 @@ class RunLogger(keras.callbacks.Callback):
             **_floats(logs),
         }
         append_jsonl(RunDir(self.run_dir).metrics_file, record)
-        write_status(self.run_dir, epoch=self.epoch, batch=batch + 1, batches=self.batches)
+        RunDir(self.run_dir).write_status(epoch=self.epoch, batch=batch + 1, batches=self.batches)
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.time() - self.epoch_start
@@ -162,7 +162,7 @@ class RunLogger(keras.callbacks.Callback):
             "stage": self.stage,
         }
         append_jsonl(RunDir(self.run_dir).metrics_file, record)
-        write_status(self.run_dir, epoch=epoch + 1, stage=self.stage)
+        RunDir(self.run_dir).write_status(epoch=epoch + 1, stage=self.stage)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in _floats(logs).items())
         stage = f" (stage {self.stage})" if self.stage > 1 else ""
         self.log(f"epoch {epoch + 1}/{self.total_epochs}{stage}  {shown}  ({seconds:.1f} s)")

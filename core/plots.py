@@ -40,7 +40,7 @@ def split_counts_figure(counts: dict[str, dict[str, int]], title: str = "Images 
 def metric_figure(
     epochs: list[dict], metric: str, title: str | None = None, stage2_start: int | None = None
 ) -> go.Figure:
-    """Train and validation curves of `metric` per epoch, from `read_metrics`'s epoch records.
+    """Train and validation curves of `metric` per epoch, from `RunDir.metrics`'s epoch records.
 
     Traces are named "train" (`metric`) and "validation" (`val_<metric>`); a trace is left
     out when no record has its key. Missing values in some epochs are skipped. A trace of

@@ -94,20 +94,20 @@ def run_duration(status: dict, now: float | None = None) -> float | None:
 def mark_phase(run_dir: Path, entered: str, now: float | None = None, **fields) -> None:
     """Record in the run's status.json that it has entered the phase `entered` (and any other
     fields, e.g. `phase`, the free text the log shows)."""
-    from core.runs import read_json, write_status
+    from core.runs import RunDir, read_json
 
     status = read_json(Path(run_dir) / "status.json", {}) or {}
     now = time.time() if now is None else now
-    write_status(run_dir, timeline=enter_phase(status.get("timeline"), entered, now), **fields)
+    RunDir(run_dir).write_status(timeline=enter_phase(status.get("timeline"), entered, now), **fields)
 
 
 def finish_timeline(run_dir: Path, now: float | None = None) -> list[dict]:
     """Close the run's timeline at `now` (default: the present) in status.json; returns it."""
-    from core.runs import read_json, write_status
+    from core.runs import RunDir, read_json
 
     status = read_json(Path(run_dir) / "status.json", {}) or {}
     timeline = close_timeline(status.get("timeline"), time.time() if now is None else now)
-    write_status(run_dir, timeline=timeline)
+    RunDir(run_dir).write_status(timeline=timeline)
     return timeline
 
 

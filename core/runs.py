@@ -307,28 +307,6 @@ class RunSummary:
     error: str | None = None
 
 
-# The module-level functions below are RunDir's readers and writers under their older names,
-# which every module and test calls.
-def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
-    return RunDir(run_dir).metrics()
-
-
-def read_status(run_dir: Path) -> dict:
-    return RunDir(run_dir).status()
-
-
-def write_status(run_dir: Path, **fields: Any) -> dict:
-    return RunDir(run_dir).write_status(**fields)
-
-
-def request_stop(run_dir: Path) -> None:
-    RunDir(run_dir).request_stop()
-
-
-def summarize_run(run_dir: Path) -> RunSummary:
-    return RunDir(run_dir).summary()
-
-
 def new_run_dir(runs_dir: Path, config: TrainConfig) -> Path:
     """Create `runs_dir/YYYYmmdd-HHMMSS-<dataset>-<backbone>-<size>` (suffixed if it exists)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -33,7 +33,7 @@ from core.embeddings import CacheStats, EmbeddingCache, augment_variant, embed_p
 from core.model import feature_extractor, head_model, set_linear_head, unfreeze_top
 from core.pipeline import embedding_dataset, make_dataset, steps_per_epoch
 from core.progress_model import EMBEDDING, TRAINING, mark_phase
-from core.runs import RunDir, append_jsonl, write_json_atomic, write_status
+from core.runs import RunDir, append_jsonl, write_json_atomic
 from core.tf_setup import keras
 
 CACHED_SAVE_EVERY_S = 10.0  # head epochs take milliseconds; saving the model each one would dominate
@@ -78,14 +78,14 @@ def embed_splits(
     )  # fmt: skip
     x_train, x_val = [plain[: len(train.paths)]], plain[len(train.paths) :]
     for view in range(views):
-        write_status(run_dir, phase=f"computing embeddings ({view + 2}/{1 + views})")
+        RunDir(run_dir).write_status(phase=f"computing embeddings ({view + 2}/{1 + views})")
         variant = augment_variant(config.augment, view)
         later = len(train.paths) * (views - view - 1)
         progress = _embedding_progress(run_dir, f"{view + 2}/{1 + views}", stats, later)
         x_train.append(
             embed_paths(extractor, config, train.paths, cache, variant, config.augment, stats, progress)
         )
-    write_status(run_dir, phase=None, engine=stats.engine)  # None: every embedding came from the cache
+    RunDir(run_dir).write_status(phase=None, engine=stats.engine)  # None: every embedding came from the cache
     y_train = np.asarray(train.labels * (1 + views))
     return np.concatenate(x_train), y_train, x_val, np.asarray(val.labels)
 
@@ -105,8 +105,7 @@ def _embedding_progress(run_dir: Path, label: str, stats: CacheStats, later: int
     def report(done: int, total: int) -> None:
         if done == total or time.time() - reported_at[0] >= 0.5:
             reported_at[0] = time.time()
-            write_status(
-                run_dir,
+            RunDir(run_dir).write_status(
                 phase=f"computing embeddings ({label}): {done}/{total} images",
                 embedded=stats.misses - total + done,
                 to_embed=stats.misses + later,
@@ -138,7 +137,7 @@ def train_head(
     path, why = head_training_choice(config)
     log(f"head training: {path} ({why})")
     write_json_atomic(RunDir(run_dir).config_file, {**config.to_dict(), "head_training": path})
-    write_status(run_dir, head_training=path, head_training_reason=why)
+    RunDir(run_dir).write_status(head_training=path, head_training_reason=why)
     total = config.total_epochs
     train_split, val_split = report.splits["train"], report.splits["validation"]
     num_classes = len(report.class_names)
@@ -147,7 +146,7 @@ def train_head(
         extractor = feature_extractor(model)
         x_train, y_train, x_val, y_val = embed_splits(ctx, extractor, stats)
         log(embeddings_line(stats))
-        write_status(run_dir, cache_hits=stats.hits, cache_misses=stats.misses)
+        RunDir(run_dir).write_status(cache_hits=stats.hits, cache_misses=stats.misses)
         if not config.dense_units and initial_epoch == 0:
             start_from_logistic_regression(config, model, x_train, y_train, num_classes)
         fitted = head_model(model, config.optimizer, config.learning_rate)
@@ -173,7 +172,7 @@ def train_head(
                 val_split, config.image_size, config.batch_size, num_classes, training=False
             ),
         )
-    write_status(run_dir, batches=batches)
+    RunDir(run_dir).write_status(batches=batches)
     checkpoint.best = best
     logger = RunLogger(run_dir, total, batches, lambda: bool(ctx.stop), stage=1, log=log)
     history = fitted.fit(
@@ -245,7 +244,7 @@ def fine_tune(
     num_classes = len(report.class_names)
     train_split, val_split = report.splits["train"], report.splits["validation"]
     batches = steps_per_epoch(train_split, config.batch_size)
-    write_status(run_dir, stage=2, batches=batches, stage2_start_epoch=stage2_start)
+    RunDir(run_dir).write_status(stage=2, batches=batches, stage2_start_epoch=stage2_start)
     total = stage2_start - 1 + config.fine_tune_epochs
     logger = RunLogger(run_dir, config.total_epochs, batches, lambda: bool(ctx.stop), stage=2, log=log)
     checkpoint.every_s = 0.0  # stage 2 epochs are slow: save every one
@@ -314,7 +313,7 @@ def record_single_fit(ctx: RunContext, fit: SingleFit, stats: CacheStats) -> Non
         RunDir(run_dir).best_record_file,
         {"epoch": 1, "monitor": config.monitor, "value": metrics[config.monitor]},
     )
-    write_status(run_dir, epoch=1, cache_hits=stats.hits, cache_misses=stats.misses)
+    RunDir(run_dir).write_status(epoch=1, cache_hits=stats.hits, cache_misses=stats.misses)
     shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
     ctx.log(f"epoch 1/1  {fit.label}  {shown}  ({seconds:.1f} s)")
 

@@ -45,9 +45,7 @@ from core.runs import (
     RunError,
     TrainingLock,
     new_run_dir,
-    read_status,
     write_json_atomic,
-    write_status,
 )
 
 if TYPE_CHECKING:
@@ -200,14 +198,13 @@ def train(
     stop = StopRequest(run_dir)
     total = config.total_epochs
     if resume:  # a run whose process died left its last phase open: it ended with its last record
-        timeline = read_status(run_dir).get("timeline")
-        write_status(run_dir, timeline=close_timeline(timeline, _last_record_time(run_dir)))
-    launched = read_status(run_dir)  # the dashboard's launcher wrote "starting" when Start was pressed
+        timeline = RunDir(run_dir).status().get("timeline")
+        RunDir(run_dir).write_status(timeline=close_timeline(timeline, _last_record_time(run_dir)))
+    launched = RunDir(run_dir).status()  # the dashboard's launcher wrote "starting" when Start was pressed
     launched_at = launched.get("updated_at") if launched.get("state") == "starting" else None
     mark_phase(run_dir, STARTING, launched_at or time.time())
     started = {"resumed_at": time.time()} if resume else {"started_at": time.time(), "epoch": 0, "stage": 1}
-    write_status(
-        run_dir,
+    RunDir(run_dir).write_status(
         state=RUNNING,
         pid=os.getpid(),
         epochs=1 if config.mode in ("features", "auto") else total,
@@ -227,7 +224,7 @@ def train(
     replicas = strategy.num_replicas_in_sync
     device = "GPU (mixed precision)" if use_mixed_precision_if_gpu() else "CPU"
     log(f"device: {device}" + (f", {replicas} replicas ({type(strategy).__name__})" if replicas > 1 else ""))
-    write_status(run_dir, replicas=replicas)
+    RunDir(run_dir).write_status(replicas=replicas)
     if replicas > 1:  # batch_size is per replica; the pipeline feeds the global batch
         config = dataclasses.replace(config, batch_size=config.batch_size * replicas)
     from core.stages import RunContext
@@ -252,33 +249,29 @@ def end_run(run_dir: Path, state: str, lock: TrainingLock | None, **fields) -> d
     if lock:
         lock.release()
     finish_timeline(run_dir)
-    return write_status(run_dir, state=state, ended_at=time.time(), **fields)
+    return RunDir(run_dir).write_status(state=state, ended_at=time.time(), **fields)
 
 
 def _last_record_time(run_dir: Path) -> float | None:
     """When the run last wrote a metrics line (its last sign of life), if it wrote any."""
-    from core.runs import read_metrics
 
-    epochs, batches = read_metrics(run_dir)
+    epochs, batches = RunDir(run_dir).metrics()
     times = [r["time"] for r in epochs + batches if r.get("time")]
     return max(times) if times else None
 
 
 def _rates(run_dir: Path, config: TrainConfig, report: DatasetReport) -> dict:
     """What this run measured per phase, for the time estimates of later runs on this machine."""
-    from core.runs import read_metrics
 
-    epochs, _ = read_metrics(run_dir)
-    return run_rates(read_status(run_dir), config.to_dict(), report.counts(), epochs)
+    epochs, _ = RunDir(run_dir).metrics()
+    return run_rates(RunDir(run_dir).status(), config.to_dict(), report.counts(), epochs)
 
 
 def _refuse_diverged(run_dir: Path) -> None:
     """A run whose loss became NaN or infinite has learnt nothing usable: it fails, saying so."""
     import math
 
-    from core.runs import read_metrics
-
-    for record in read_metrics(run_dir)[0]:
+    for record in RunDir(run_dir).metrics()[0]:
         bad = [record[k] for k in ("loss", "val_loss") if isinstance(record.get(k), float)]
         bad = [value for value in bad if not math.isfinite(value)]
         if bad:

@@ -10,7 +10,7 @@ import streamlit as st
 from core.demo import demo_mode, workspace
 from core.plots import compare_runs_figure
 from core.reports import run_label, runs_table
-from core.runs import RunError, RunSummary, delete_run, list_runs, read_metrics
+from core.runs import RunDir, RunError, RunSummary, delete_run, list_runs
 from core.text import md
 from ui.evaluation import evaluation_tab
 from ui.export import export_tab
@@ -27,7 +27,7 @@ def compare_tab(runs: list[RunSummary], selected: str) -> None:
         "Runs to compare", list(by_name), default=[selected], format_func=lambda n: run_label(by_name[n])
     )
     metric = st.radio("Metric", COMPARED_METRICS, horizontal=True, key="compare_metric")
-    curves = {run_label(by_name[name]): read_metrics(by_name[name].path)[0] for name in chosen}
+    curves = {run_label(by_name[name]): RunDir(by_name[name].path).metrics()[0] for name in chosen}
     st.plotly_chart(compare_runs_figure(curves, metric), key="compare_chart")
 
 

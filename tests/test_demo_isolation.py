@@ -19,7 +19,7 @@ import core.embeddings
 from core.config import SAMPLE_DATASET, ConfigError, TrainConfig
 from core.demo import DEMO_RUN, JobSlot, check_quota, remove_expired_workspaces, workspace
 from core.launch import launch_training
-from core.runs import list_runs, read_status
+from core.runs import RunDir, list_runs
 from tests.dashboard_helpers import class_zip_entries, make_zip
 from tests.helpers import make_color_dataset, run_cli
 
@@ -167,11 +167,11 @@ def test_a_run_refused_by_the_demo_limits_says_why_on_its_status(demo):
 def wait_for_state(run_dir: Path, states: tuple, timeout: float = 120) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        status = read_status(run_dir)
+        status = RunDir(run_dir).status()
         if status.get("state") in states:
             return status
         time.sleep(0.2)
-    raise AssertionError(f"still {read_status(run_dir)}")
+    raise AssertionError(f"still {RunDir(run_dir).status()}")
 
 
 def test_health_decisions_stay_in_the_visitors_workspace_and_travel_with_the_run(demo, monkeypatch):

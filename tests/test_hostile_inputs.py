@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 import core.config
 from core.predict import RunNotReadyError, load_classifier
+from core.runs import RunDir
 from core.uploads import UploadError, extract_dataset_upload
 from tests.dashboard_helpers import class_zip_entries, make_zip, png_bytes
 from tests.helpers import run_cli
@@ -116,13 +117,13 @@ def test_zip_entries_are_checked_before_anything_is_written(tmp_path):
 
 def test_the_loser_of_a_launch_race_says_why_on_its_status(tmp_path, color_dataset):
     from core.config import TrainConfig
-    from core.runs import TrainingLock, read_status, write_status
+    from core.runs import TrainingLock
 
     run_dir = tmp_path / "runs" / "loser"
     run_dir.mkdir(parents=True)
     config = TrainConfig(data=str(color_dataset), backbone="mobilenet_v2_0.35", weights=None, image_size=32)
     (run_dir / "config.json").write_text(config.to_json())
-    write_status(run_dir, state="starting", pid=12345678)  # as the dashboard leaves it
+    RunDir(run_dir).write_status(state="starting", pid=12345678)  # as the dashboard leaves it
     winner = TrainingLock(tmp_path / "runs")
     winner.acquire()
     winner.name_holder("the-winner")
@@ -132,5 +133,5 @@ def test_the_loser_of_a_launch_race_says_why_on_its_status(tmp_path, color_datas
     finally:
         winner.release()
     assert result.returncode == 2
-    status = read_status(run_dir)
+    status = RunDir(run_dir).status()
     assert status["state"] == "failed" and status["error"] == "another training is running: the-winner"

@@ -6,7 +6,7 @@ from sklearn.metrics import f1_score
 
 from core.config import TrainConfig
 from core.model import MacroF1
-from core.runs import read_json, read_metrics
+from core.runs import RunDir, read_json
 from core.stages import class_weights
 from core.train import main as train_main
 from tests.helpers import make_color_dataset
@@ -68,7 +68,7 @@ def test_imbalanced_run_warns_weights_classes_and_monitors_macro_f1(tmp_path, ca
     assert code == 0
     assert "warning: classes are imbalanced (largest/smallest = 4.0)" in out
     run = __import__("pathlib").Path(out.strip().splitlines()[-1])
-    epochs, _ = read_metrics(run)
+    epochs, _ = RunDir(run).metrics()
     assert all("val_macro_f1" in e and "macro_f1" in e for e in epochs)
     best = read_json(run / "checkpoints" / "best.json")
     assert best["monitor"] == "val_macro_f1"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from core.callbacks import AtomicCheckpoint, save_atomic
-from core.runs import read_metrics, read_status
+from core.runs import RunDir
 from tests.helpers import PROJ_ROOT, launch_tiny_run, make_color_dataset, run_cli, wait_for
 
 
@@ -31,13 +31,15 @@ def test_a_killed_cached_run_resumes_from_the_weights_of_its_last_recorded_epoch
     from core.train import _resume_point
 
     run_dir = launch_tiny_run(tmp_path, hold_at_epoch=7, head_training="cached", epochs=60)  # waits in 7
-    pid = wait_for(lambda: read_status(run_dir).get("state") == "running" and read_status(run_dir)["pid"])
+    pid = wait_for(
+        lambda: RunDir(run_dir).status().get("state") == "running" and RunDir(run_dir).status()["pid"]
+    )
     deadline = time.time() + 300
-    while len(read_metrics(run_dir)[0]) < 6 and time.time() < deadline:
+    while len(RunDir(run_dir).metrics()[0]) < 6 and time.time() < deadline:
         time.sleep(0.01)
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: read_status(run_dir)["state"] == "interrupted")
-    epochs = read_metrics(run_dir)[0]
+    wait_for(lambda: RunDir(run_dir).status()["state"] == "interrupted")
+    epochs = RunDir(run_dir).metrics()[0]
     assert len(epochs) == 6
     assert _leftovers(run_dir / "checkpoints") == []
 
@@ -51,8 +53,8 @@ def test_a_killed_cached_run_resumes_from_the_weights_of_its_last_recorded_epoch
     result = run_cli("core.train", "--resume", str(run_dir))
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"resuming after epoch {done} from the weights of epoch {done}" in result.stdout
-    assert [e["epoch"] for e in read_metrics(run_dir)[0]] == list(range(1, 61))  # nothing rewritten
-    assert read_status(run_dir)["state"] == "completed"
+    assert [e["epoch"] for e in RunDir(run_dir).metrics()[0]] == list(range(1, 61))  # nothing rewritten
+    assert RunDir(run_dir).status()["state"] == "completed"
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "best.json", "best.keras", "last.json", "last.keras",
     ]  # fmt: skip
@@ -102,8 +104,8 @@ def test_a_run_that_cannot_write_its_checkpoint_fails_with_the_reason_and_no_tem
     assert _leftovers(run_dir) == [] and not (run_dir / "checkpoints" / "last.keras").exists()
     result = run_cli("core.train", "--resume", str(run_dir))  # space freed: it trains from the start
     assert result.returncode == 0, result.stderr[-2000:]
-    assert [e["epoch"] for e in read_metrics(run_dir)[0]] == [1, 2]
-    assert read_status(run_dir)["state"] == "completed"
+    assert [e["epoch"] for e in RunDir(run_dir).metrics()[0]] == [1, 2]
+    assert RunDir(run_dir).status()["state"] == "completed"
 
 
 def test_a_split_interrupted_midway_leaves_no_half_split_and_is_redone(tmp_path, color_dataset, monkeypatch):

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 import core.config
 from core.config import PRESETS, TrainConfig, field_limits, head_training_choice
-from core.runs import write_status
+from core.runs import RunDir
 from tests.helpers import make_color_dataset
 from tests.page_helpers import (
     button,
@@ -133,7 +133,7 @@ def test_a_run_ending_while_the_page_draws_never_leaves_it_saying_one_is_running
         found = real(runs_dir)
         looked.append(found)
         if len(looked) == looks:
-            write_status(run_dir, state="completed", ended_at=time.time())
+            RunDir(run_dir).write_status(state="completed", ended_at=time.time())
         return found
 
     for module in (core.runs, ui.run_watch):
@@ -164,7 +164,7 @@ def test_the_reason_beside_start_is_replaced_in_place_when_the_run_ends(dirs):
     at = open_page("pages/train.py")
     (first, *_) = _beside_start(at)
     assert first.value == f"A training is already running: {run_dir.name}. Stop it or wait."
-    write_status(run_dir, state="completed", ended_at=time.time())
+    RunDir(run_dir).write_status(state="completed", ended_at=time.time())
     at.run()
     assert not button(at, "Start training").disabled
     (first, *_) = _beside_start(at)

@@ -11,17 +11,15 @@ import pytest
 from core.config import TrainConfig
 from core.runs import (
     INTERRUPTED,
+    RunDir,
     RunError,
     TrainingLock,
     active_run,
     append_jsonl,
     list_runs,
     new_run_dir,
-    read_metrics,
-    read_status,
     watched_run,
     write_json_atomic,
-    write_status,
 )
 
 
@@ -30,13 +28,13 @@ def test_metrics_reader_tolerates_a_half_written_last_line(tmp_path):
     append_jsonl(tmp_path / "metrics.jsonl", {"epoch": 1, "loss": 0.5, "val_accuracy": 0.8})
     with open(tmp_path / "metrics.jsonl", "a") as handle:
         handle.write('{"epoch": 2, "loss": 0.')  # the writer died mid-line
-    epochs, batches = read_metrics(tmp_path)
+    epochs, batches = RunDir(tmp_path).metrics()
     assert epochs == [{"epoch": 1, "loss": 0.5, "val_accuracy": 0.8}]
     assert batches == [{"epoch": 1, "batch": 3, "batches": 10, "loss": 0.9}]
 
 
 def test_metrics_reader_on_a_missing_file(tmp_path):
-    assert read_metrics(tmp_path) == ([], [])
+    assert RunDir(tmp_path).metrics() == ([], [])
 
 
 def test_atomic_json_leaves_no_temp_file(tmp_path):
@@ -46,19 +44,19 @@ def test_atomic_json_leaves_no_temp_file(tmp_path):
 
 
 def test_status_merges_fields(tmp_path):
-    write_status(tmp_path, state="running", pid=os.getpid(), epoch=1)
-    status = write_status(tmp_path, epoch=2)
+    RunDir(tmp_path).write_status(state="running", pid=os.getpid(), epoch=1)
+    status = RunDir(tmp_path).write_status(epoch=2)
     assert (status["state"], status["epoch"], status["pid"]) == ("running", 2, os.getpid())
 
 
 def test_running_status_of_a_dead_process_reads_as_interrupted(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    write_status(tmp_path, state="running", pid=dead.pid)
-    status = read_status(tmp_path)
+    RunDir(tmp_path).write_status(state="running", pid=dead.pid)
+    status = RunDir(tmp_path).status()
     assert status["state"] == INTERRUPTED and "ended unexpectedly" in status["error"]
-    write_status(tmp_path, pid=os.getpid())
-    assert read_status(tmp_path)["state"] == "running"
+    RunDir(tmp_path).write_status(pid=os.getpid())
+    assert RunDir(tmp_path).status()["state"] == "running"
 
 
 def test_run_dirs_are_unique_and_listed_newest_first(tmp_path):
@@ -67,7 +65,7 @@ def test_run_dirs_are_unique_and_listed_newest_first(tmp_path):
     assert first != second and first.name.endswith("-vgg16-64")
     for run in (first, second):
         write_json_atomic(run / "config.json", config.to_dict())
-        write_status(run, state="completed")
+        RunDir(run).write_status(state="completed")
     append_jsonl(second / "metrics.jsonl", {"epoch": 1, "val_accuracy": 0.75})
     runs = list_runs(tmp_path)
     assert [r.path for r in runs] == [second, first]
@@ -111,7 +109,7 @@ def _run(runs, name: str, **status) -> Path:
     run = runs / name
     run.mkdir(parents=True)
     write_json_atomic(run / "config.json", {"data": "d"})
-    write_status(run, **status)
+    RunDir(run).write_status(**status)
     return run
 
 

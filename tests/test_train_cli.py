@@ -9,7 +9,7 @@ import pytest
 
 from core.auto import HEAD_STEPS
 from core.config import TrainConfig
-from core.runs import TrainingLock, read_metrics, read_status, request_stop
+from core.runs import RunDir, TrainingLock
 from core.stages import head_steps_per_epoch
 from tests.helpers import (
     launch_tiny_run,
@@ -45,7 +45,7 @@ def test_single_class_dataset_is_refused(tmp_path):
     data = make_color_dataset(tmp_path / "d", classes={"cats": (1, 2, 3)})
     result = run_cli("core.train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"))
     _assert_one_line_error(result, "a dataset needs at least 2 class folders")
-    status = read_status(next(p for p in (tmp_path / "runs").iterdir() if p.is_dir()))
+    status = RunDir(next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())).status()
     assert status["state"] == "failed" and "2 class folders" in status["error"]
 
 
@@ -73,15 +73,15 @@ def test_a_run_says_it_is_over_only_once_its_lock_is_released(tmp_path, monkeypa
         probe.release()
         return True
 
-    written = core.train.write_status
+    written = RunDir.write_status
     finals = []
 
-    def spy(run_dir, **fields):
+    def spy(run, **fields):
         if fields.get("state") in ("completed", "stopped", "failed"):
             finals.append((fields["state"], lock_free()))
-        return written(run_dir, **fields)
+        return written(run, **fields)
 
-    monkeypatch.setattr(core.train, "write_status", spy)
+    monkeypatch.setattr(RunDir, "write_status", spy)
     data = make_color_dataset(tmp_path / "d", classes={"cats": (1, 2, 3)})  # refused after the lock
     assert core.train.main(["--data", str(data), "--runs-dir", str(tmp_path / "runs")]) == 2
     assert finals == [("failed", True)]
@@ -116,13 +116,13 @@ def test_completed_run_directory_contract(trained_run):
     assert json.loads((trained_run / "labels.json").read_text()) == ["blue", "red"]
     config = TrainConfig.from_json((trained_run / "config.json").read_text())
     assert (config.backbone, config.image_size, config.epochs) == ("mobilenet_v2_0.35", 32, 2)
-    epochs, batches = read_metrics(trained_run)
+    epochs, batches = RunDir(trained_run).metrics()
     assert [e["epoch"] for e in epochs] == [1, 2]
     assert all({"loss", "accuracy", "val_loss", "val_accuracy"} <= set(e) for e in epochs)
     # 16 train images / batch 8 = 2 batches, repeated so that the cached head takes HEAD_STEPS in all
     steps = head_steps_per_epoch(16, 8, 2)
     assert steps * 2 >= HEAD_STEPS and batches and all(b["batches"] == steps for b in batches)
-    status = read_status(trained_run)
+    status = RunDir(trained_run).status()
     assert status["state"] == "completed" and status["epoch"] == 2
     best = json.loads((trained_run / "checkpoints" / "best.json").read_text())
     assert best["monitor"] == "val_accuracy" and best["epoch"] in (1, 2)
@@ -170,15 +170,17 @@ def test_checkpoint_save_is_atomic(tmp_path):
 @pytest.mark.parametrize("how", ["stop-file", "sigterm", "sigkill"])
 def test_stopping_a_launched_run(tmp_path, how):
     run_dir = launch_tiny_run(tmp_path, hold_at_epoch=2, epochs=200)
-    wait_for(lambda: len(read_metrics(run_dir)[0]) >= 1)  # epoch 1 done (checkpoints exist), then it waits
-    pid = read_status(run_dir)["pid"]
+    wait_for(
+        lambda: len(RunDir(run_dir).metrics()[0]) >= 1
+    )  # epoch 1 done (checkpoints exist), then it waits
+    pid = RunDir(run_dir).status()["pid"]
     if how == "stop-file":
-        request_stop(run_dir)
+        RunDir(run_dir).request_stop()
     else:
         os.kill(pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
     expected = "interrupted" if how == "sigkill" else "stopped"
-    status = wait_for(lambda: (s := read_status(run_dir))["state"] == expected and s)
-    assert len(read_metrics(run_dir)[0]) == (1 if how == "sigkill" else 2)  # a stop records epoch 2 early
+    status = wait_for(lambda: (s := RunDir(run_dir).status())["state"] == expected and s)
+    assert len(RunDir(run_dir).metrics()[0]) == (1 if how == "sigkill" else 2)  # a stop records epoch 2 early
     assert (run_dir / "checkpoints" / "best.keras").is_file()
     if how != "sigkill":
         assert status["ended_at"] >= status["started_at"]

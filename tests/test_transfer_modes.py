@@ -10,7 +10,7 @@ from core.config import AugmentConfig, TrainConfig, head_training_choice
 from core.embeddings import CacheStats, EmbeddingCache, embed_paths
 from core.embeddings import main as embeddings_main
 from core.predict import load_classifier
-from core.runs import read_json, read_metrics, read_status
+from core.runs import RunDir, read_json
 from core.train import main as train_main
 from tests.helpers import make_color_dataset, write_image
 
@@ -35,9 +35,9 @@ def _train(capsys, data, runs, *args):
 def test_each_classifier_trains_and_predicts(tmp_path, capsys, classifier):
     data = make_color_dataset(tmp_path / "d", per_class=10)
     run = _train(capsys, data, tmp_path / "runs", "--mode", "features", "--classifier", classifier)
-    epochs, _ = read_metrics(run)
+    epochs, _ = RunDir(run).metrics()
     assert len(epochs) == 1 and epochs[0]["val_accuracy"] == 1.0  # red vs blue is easy
-    assert read_status(run)["state"] == "completed"
+    assert RunDir(run).status()["state"] == "completed"
     assert (run / "checkpoints" / "classifier.joblib").exists() == (classifier != "logreg")
     classifier_model = load_classifier(run)
     probe = write_image(tmp_path / "probe.png", (220, 40, 40), seed=99)
@@ -89,10 +89,10 @@ def test_cached_head_training_skips_the_base_on_the_second_run(tmp_path, capsys)
     data = make_color_dataset(tmp_path / "d", per_class=8)
     first = _train(capsys, data, tmp_path / "runs", "--epochs", "2")
     second = _train(capsys, data, tmp_path / "runs", "--epochs", "2", "--dense-units", "16")
-    assert read_status(first)["cache_misses"] == 16 and read_status(first)["cache_hits"] == 0
-    assert read_status(second)["cache_hits"] == 16 and read_status(second)["cache_misses"] == 0
+    assert RunDir(first).status()["cache_misses"] == 16 and RunDir(first).status()["cache_hits"] == 0
+    assert RunDir(second).status()["cache_hits"] == 16 and RunDir(second).status()["cache_misses"] == 0
     assert read_json(second / "config.json")["head_training"] == "cached"
-    assert [e["epoch"] for e in read_metrics(second)[0]] == [1, 2]
+    assert [e["epoch"] for e in RunDir(second).metrics()[0]] == [1, 2]
     assert load_classifier(second).predict([str(next(data.rglob("*.png")))])[0]["label"]
 
 
@@ -107,7 +107,7 @@ def test_live_augmentation_trains_live_and_says_why(tmp_path, capsys):
         "--config",
         str(_config_file(tmp_path, data, augment=AugmentConfig(rotation=20))),
     )
-    status = read_status(run)
+    status = RunDir(run).status()
     assert status["head_training"] == "live" and "augmentation" in status["head_training_reason"]
     assert read_json(run / "config.json")["head_training"] == "live"
 
@@ -147,9 +147,9 @@ def test_two_stage_fine_tuning(tmp_path, capsys):
         "--learning-rate",
         "0.002",
     )
-    epochs, _ = read_metrics(run)
+    epochs, _ = RunDir(run).metrics()
     assert [(e["epoch"], e["stage"]) for e in epochs] == [(1, 1), (2, 1), (3, 2), (4, 2)]
-    assert read_status(run)["stage2_start_epoch"] == 3
+    assert RunDir(run).status()["stage2_start_epoch"] == 3
     model = keras.models.load_model(run / "checkpoints" / "last.keras", safe_mode=True)
     base = model.get_layer(BACKBONE_LAYER)
     assert not any(layer.trainable for layer in base.layers[:-12] if layer.weights)

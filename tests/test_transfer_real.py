@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.runs import read_metrics, read_status
+from core.runs import RunDir
 from core.stages import head_steps_per_epoch
 from tests.helpers import horse_or_human_subset, run_cli
 
@@ -85,12 +85,12 @@ def test_multi_device_training_on_two_logical_cpus(small_horse_or_human, keras_h
     result = _train(root, keras_home, *recipe, runs="runs-mirrored", env={"TLS_CPU_REPLICAS": "2"})
     assert "2 replicas (MirroredStrategy)" in result.stdout
     run_dir = Path(result.stdout.strip().splitlines()[-1])
-    assert read_status(run_dir)["replicas"] == 2
+    assert RunDir(run_dir).status()["replicas"] == 2
     assert {"config.json", "labels.json", "metrics.jsonl", "status.json"} <= {
         p.name for p in run_dir.iterdir()
     }
     assert {"best.keras", "last.keras"} <= {p.name for p in (run_dir / "checkpoints").iterdir()}
-    epochs, batches = read_metrics(run_dir)
+    epochs, batches = RunDir(run_dir).metrics()
     # 80 images / global batch 8 = 10 batches, repeated so that the head takes HEAD_STEPS in all
     assert len(epochs) == 6 and batches[-1]["batches"] == head_steps_per_epoch(80, 8, 6) > 10
     assert max(e["val_accuracy"] for e in epochs) >= 0.9, epochs

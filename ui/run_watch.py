@@ -21,7 +21,7 @@ from core.reports import (
     score_tiles,
     stage2_start,
 )
-from core.runs import COMPLETED, STOPPED, RunDir, active_run, read_metrics, read_status, request_stop
+from core.runs import COMPLETED, STOPPED, RunDir, active_run
 from core.text import code, md
 from ui.auto import auto_leaderboard
 from ui.state import CHECKPOINTS_TAB, EVALUATION_TAB, SHOW_RUN
@@ -44,8 +44,8 @@ def live_view(run_dir: Path, runs_dir: Path, running: Path | None) -> None:
     """The run's phases, progress and results. The page above was drawn with `running`; once
     `active_run` says otherwise, the whole page is redrawn (once), so its Start button and this
     view never disagree."""
-    status = read_status(run_dir)  # read before asking active_run: a run's state only moves forward
-    epochs, batches = read_metrics(run_dir)
+    status = RunDir(run_dir).status()  # read before asking active_run: a run's state only moves forward
+    epochs, batches = RunDir(run_dir).metrics()
     run_config = RunDir(run_dir).config()
     counts = RunDir(run_dir).dataset().get("counts") or {}
     rates = learned_rates(runs_dir, run_config.get("backbone", ""), run_config.get("image_size", 0))
@@ -60,7 +60,7 @@ def live_view(run_dir: Path, runs_dir: Path, running: Path | None) -> None:
         phases_caption(progress)
         st.progress(progress.fraction, text=progress_text(progress))
         if st.button("Stop", icon=":material/stop_circle:", key="stop"):
-            request_stop(run_dir)
+            RunDir(run_dir).request_stop()
             st.info("Stop requested: the run stops after the current batch and keeps its checkpoints.")
     elif progress.state == COMPLETED:
         st.success(completed_line(status, run_config, len(epochs)))
