@@ -16,8 +16,10 @@ the ratios, not the seconds, on a shared machine.
   features-cold   --mode features, cold caches: the engine is converted, then every image embedded
   features        --mode features, the engine already converted, embeddings cold
   cache-hit       --mode features --classifier knn: every embedding from the cache
-  default         python -m core.train --data D --backbone B (auto mode: candidates by
-                  cross-validation, fine-tuning by evidence), embeddings cold, the engine converted
+  default-cold    python -m core.train --data D --backbone B (auto mode: candidates by
+                  cross-validation, fine-tuning by evidence), cold caches: its extractor (several
+                  layers, so another engine than features') is converted, then every image embedded
+  default         the same, its engine already converted, embeddings cold
 
 `--scale K` adds `features` on a copy of the dataset K times as large (each photo K times, each
 copy under its own random crop, flip, rotation and colour change, so no two embeddings are
@@ -182,6 +184,8 @@ def run_all(args) -> dict:
         shutil.rmtree(fresh("c"))  # embeddings cold again; the converted engine beside them stays
         results["features"] = _train(args, work, fresh("c"), "--mode", "features")
         results["cache-hit"] = _train(args, work, fresh("c"), "--mode", "features", "--classifier", "knn")
+        shutil.rmtree(fresh("c"))
+        results["default-cold"] = _train(args, work, fresh("c"))  # converts its multi-layer extractor
         shutil.rmtree(fresh("c"))
         results["default"] = _train(args, work, fresh("c"))
         if args.scale > 1:

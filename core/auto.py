@@ -576,10 +576,13 @@ def curve_reading(means: list[float | None], images: list[float]) -> str:
 # --------------------------------------------------------------------------- the run
 
 
-def train_auto(ctx: RunContext) -> None:
+def train_auto(ctx: RunContext):
     """Auto mode, end to end: embed (one pass, several layers), select by CV on the training
     split, decide about fine-tuning, fit the winner on the whole training split, save it as an
-    ordinary run, report it on the validation split, and write auto.json throughout."""
+    ordinary run, report it on the validation split, and write auto.json throughout.
+
+    Returns the kept Keras model, so that the final evaluation need not rebuild it from disk
+    (None when a fine-tuning trial's model was kept: evaluation loads that one)."""
     from core.backbones import build_backbone
     from core.demo import demo_mode
     from core.embeddings import CacheStats, EmbeddingCache, embed_paths, extractor_key
@@ -615,7 +618,9 @@ def train_auto(ctx: RunContext) -> None:
     )
     embed_s = time.time() - started
     log(f"embeddings: {stats.hits} from cache, {stats.misses} computed ({embed_s:.1f} s)")
-    mark_phase(run_dir, TRAINING, phase=None, cache_hits=stats.hits, cache_misses=stats.misses)
+    mark_phase(
+        run_dir, TRAINING, phase=None, cache_hits=stats.hits, cache_misses=stats.misses, engine=stats.engine
+    )
     x_train = {layer: a[: len(train.paths)] for layer, a in zip(layers, arrays)}
     x_val = {layer: a[len(train.paths) :] for layer, a in zip(layers, arrays)}
 
@@ -647,7 +652,7 @@ def train_auto(ctx: RunContext) -> None:
 
     RunDir(run_dir).write_status(phase=f"auto: fitting {winner.name}")
     fit_config = dataclasses.replace(config, feature_layer=winner.layer)
-    p_train, p_val = save_winner(
+    p_train, p_val, model = save_winner(
         fit_config, base, run_dir, winner, x_train[winner.layer], y_train, x_val[winner.layer], num_classes
     )
     trial = None
@@ -660,7 +665,7 @@ def train_auto(ctx: RunContext) -> None:
         trial = fine_tune_trial(ctx, base, layers, winner, x_train, y_train)
         decision["trial"] = trial
         if trial["kept"]:
-            why = trial["reason"]
+            why, model = trial["reason"], None
             p_train, p_val = _image_probabilities(run_dir, report, config)
     record.update(
         state="done",
@@ -680,6 +685,7 @@ def train_auto(ctx: RunContext) -> None:
     RunDir(run_dir).write_status(phase=None, winner=record["winner"]["name"])
     fit = SingleFit(p_train, y_train, p_val, y_val, time.time() - started, record["winner"]["name"])
     record_single_fit(ctx.replace(config=fit_config), fit, stats)
+    return model
 
 
 FINE_TUNE_HOLDOUT = 0.2  # the fraction of the training split the fine-tuning trial is judged on
@@ -809,7 +815,8 @@ def _image_probabilities(run_dir: Path, report, config) -> tuple[np.ndarray, np.
 
 def save_winner(config, base, run_dir: Path, winner: Candidate, x_train, y_train, x_val, num_classes: int):
     """Fit the winner on the whole training split and save it as the run's checkpoint (on
-    `base`, the backbone the embeddings came from); return its (train, validation) probabilities.
+    `base`, the backbone the embeddings came from); return its (train, validation) probabilities
+    and the Keras model the checkpoint holds.
 
     Logistic regression and the Keras head fold into the Keras model (backbone up to the
     winner's layer, pooling, dense); an SVM or kNN is saved beside the extractor (joblib).
@@ -829,7 +836,7 @@ def save_winner(config, base, run_dir: Path, winner: Candidate, x_train, y_train
         folder = run_dir / "checkpoints"
         save_atomic(model, folder / "best.keras")
         link_or_copy(folder / "best.keras", folder / "last.keras")
-        return head.predict_proba(x_train), head.predict_proba(x_val)
+        return head.predict_proba(x_train), head.predict_proba(x_val), model
     linear = dataclasses.replace(config, dense_units=0, dropout=0.0)
     c, k = winner.params.get("C", 1.0), winner.params.get("k", 5)
     fields = {
@@ -842,7 +849,18 @@ def save_winner(config, base, run_dir: Path, winner: Candidate, x_train, y_train
     estimator = make_classifier(linear, smallest).fit(x_train, y_train)
     model = build_model(linear, num_classes, base)
     save_features_model(run_dir, model, feature_extractor(model), estimator, num_classes)
-    return probabilities(estimator, x_train, num_classes), probabilities(estimator, x_val, num_classes)
+    return probabilities(estimator, x_train, num_classes), probabilities(estimator, x_val, num_classes), model
+
+
+def kept_embeddings_config(config, run_dir: Path):
+    """The config whose cached embeddings an auto run's kept model reads (average-pooled, at the
+    winner's layer), or None when it kept a fine-tuned backbone (its features are not the cache's)
+    or chose nothing yet."""
+    winner = (read_auto(run_dir) or {}).get("winner")
+    if not winner or winner.get("classifier") == "finetune":
+        return None
+    layer = None if winner["layer"] == layer_label(None) else winner["layer"]
+    return dataclasses.replace(config, feature_layer=layer, pooling="avg")
 
 
 def read_auto(run_dir: Path) -> dict | None:

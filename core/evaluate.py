@@ -167,10 +167,15 @@ def predict_from_embeddings(classifier: Classifier, config: dict, paths: list[st
         run_config = TrainConfig.from_dict(config)
     except (TypeError, ValueError):  # an older or newer config: take the slow path
         return None
-    # Auto mode's checkpoint may take another layer than its config names: the slow path.
-    frozen = run_config.mode == "features" or (
-        run_config.mode == "finetune" and not run_config.fine_tune_layers
-    )
+    if run_config.mode == "auto":  # its checkpoint reads the winner's layer, not the config's
+        from core.auto import kept_embeddings_config
+
+        run_config = kept_embeddings_config(run_config, classifier.run_dir)
+        frozen = run_config is not None
+    else:
+        frozen = run_config.mode == "features" or (
+            run_config.mode == "finetune" and not run_config.fine_tune_layers
+        )
     if not frozen or run_config.weights is None:
         return None
     try:

@@ -302,12 +302,11 @@ def _evaluate(run_dir: Path, report: DatasetReport, log, model=None) -> None:
 
 
 def _train_model(ctx: RunContext, resume: bool):
-    """Train as the config says; return the trained Keras model (None in auto mode)."""
+    """Train as the config says; return the trained Keras model (None: evaluation loads it)."""
     if ctx.config.mode == "auto":  # candidates measured by cross-validation; the best is kept
         from core.auto import train_auto
 
-        train_auto(ctx)
-        return None  # the kept candidate is on disk: evaluation loads it
+        return train_auto(ctx)
     if ctx.config.mode == "features":  # the classifier replaces the Keras head
         from core.model import build_model
         from core.stages import train_features

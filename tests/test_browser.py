@@ -33,9 +33,15 @@ DISTINCT_COPIES = """() => {
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory, keras_home):
+def app_root(tmp_path_factory) -> Path:
+    """The dashboard's own folder: data/, runs/, cache/ and its log."""
+    return tmp_path_factory.mktemp("browser")
+
+
+@pytest.fixture(scope="module")
+def app_url(app_root, keras_home):
     """A `streamlit run` server on a free port, with its own data and runs folders."""
-    root = tmp_path_factory.mktemp("browser")
+    root = app_root
     env = {
         **os.environ,
         "KERAS_HOME": str(keras_home),

@@ -35,7 +35,7 @@ def backbone_calls(tmp_path, monkeypatch, use_keras_home) -> dict:
     return calls
 
 
-@pytest.mark.parametrize("mode", ["features", "finetune"])
+@pytest.mark.parametrize("mode", ["features", "finetune", "auto"])
 def test_a_frozen_base_run_is_evaluated_without_a_second_backbone_pass(
     tmp_path, capsys, backbone_calls, mode
 ):
@@ -70,6 +70,10 @@ def test_a_fine_tuned_or_random_base_is_evaluated_through_the_whole_model(tmp_pa
     # Stage 2 changed the base; random weights differ per seed, which the cache does not name.
     assert predict_from_embeddings(classifier, {**config, "fine_tune_layers": 2}, ["x.png"]) is None
     assert predict_from_embeddings(classifier, {**config, "weights": None}, ["x.png"]) is None
+    # Auto mode kept a fine-tuned backbone (or has chosen nothing yet).
+    assert predict_from_embeddings(classifier, {**config, "mode": "auto"}, ["x.png"]) is None
+    (tmp_path / "auto.json").write_text(json.dumps({"winner": {"classifier": "finetune", "layer": "top"}}))
+    assert predict_from_embeddings(classifier, {**config, "mode": "auto"}, ["x.png"]) is None
     assert backbone_calls == {"embedded": 0, "whole_model": 0}
 
 
