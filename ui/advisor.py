@@ -12,7 +12,7 @@ from core.backbones import WeightsUnavailableError
 from core.catalog import dataset_signature
 from core.data import DatasetError
 from core.text import md
-from ui.state import ADVISED, PRESET_DEFAULT
+from ui.state import ADVISED, ADVISOR, PRESET_DEFAULT
 
 ADVICE_FOR = "advice_for"  # (dataset, signature) the user asked advice for
 
@@ -91,4 +91,4 @@ def _use_advice(dataset: Path, advice: advisor.Advice) -> None:
         "strategy": advice.strategy,
         "preset": dict(advice.preset),
     }
-    st.session_state[PRESET_DEFAULT] = "advisor"
+    st.session_state[PRESET_DEFAULT] = ADVISOR

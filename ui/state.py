@@ -11,4 +11,5 @@ EVALUATION_TAB = "Evaluation"  # that tab's label, the value CHECKPOINTS_TAB tak
 DATASET = "dataset"  # the chosen dataset folder (str): set by Data, trained on by Train
 AUGMENT = "augment"  # the Data page's augmentation (an AugmentConfig as a dict), offered to Train
 ADVISED = "advised"  # the advisor's recommendation handed to Train: dataset, strategy, preset
-PRESET_DEFAULT = "preset_default"  # the preset Train starts at ("advisor" once advice is taken)
+PRESET_DEFAULT = "preset_default"  # the preset Train starts at (ADVISOR once advice is taken)
+ADVISOR = "advisor"  # the name Train gives the preset the Data page's strategy advisor recommended

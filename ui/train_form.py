@@ -23,13 +23,12 @@ from core.config import (
 )
 from core.reports import CLASSIFIER_NAMES, describe_augment
 from core.text import code
-from ui.state import ADVISED, AUGMENT, PRESET_DEFAULT
+from ui.state import ADVISED, ADVISOR, AUGMENT, PRESET_DEFAULT
 
 PRESET_NOTES = {
     "seed": "the reference recipe: InceptionV3, Flatten, Dense(1024), RMSprop, 30 epochs (slow on a CPU)",
     "quick": "small and fast: MobileNetV2 x0.35 at 160 px, 5 epochs on cached embeddings (flips cached)",
 }
-ADVISOR = "advisor"  # the preset the Data page's strategy advisor recommended
 KINDS = {
     "auto": "Auto (recommended): measure every candidate by cross-validation and keep the best",
     "finetune": "Fine-tune: train a Keras head on the frozen backbone, then optionally its top layers",
