@@ -195,16 +195,15 @@ def train(
     With `resume`, continue a stopped or interrupted run from its last checkpoint. `lock`, the
     training lock this process holds, is released just before the final state is written.
     """
-    stop = StopRequest(run_dir)
+    stop, run = StopRequest(run_dir), RunDir(run_dir)
     total = config.total_epochs
     if resume:  # a run whose process died left its last phase open: it ended with its last record
-        timeline = RunDir(run_dir).status().get("timeline")
-        RunDir(run_dir).write_status(timeline=close_timeline(timeline, _last_record_time(run_dir)))
-    launched = RunDir(run_dir).status()  # the dashboard's launcher wrote "starting" when Start was pressed
+        run.write_status(timeline=close_timeline(run.status().get("timeline"), _last_record_time(run_dir)))
+    launched = run.status()  # the dashboard's launcher wrote "starting" when Start was pressed
     launched_at = launched.get("updated_at") if launched.get("state") == "starting" else None
     mark_phase(run_dir, STARTING, launched_at or time.time())
     started = {"resumed_at": time.time()} if resume else {"started_at": time.time(), "epoch": 0, "stage": 1}
-    RunDir(run_dir).write_status(
+    run.write_status(
         state=RUNNING,
         pid=os.getpid(),
         epochs=1 if config.mode in ("features", "auto") else total,
@@ -215,7 +214,7 @@ def train(
     report = prepare_data(config, run_dir, log)
     if demo_mode():
         check_demo_limits(config, len(report.splits["train"].paths))
-    write_json_atomic(RunDir(run_dir).labels_file, report.class_names)
+    write_json_atomic(run.labels_file, report.class_names)
 
     from core.tf_setup import distribution_strategy, keras, use_mixed_precision_if_gpu
 
@@ -224,7 +223,7 @@ def train(
     replicas = strategy.num_replicas_in_sync
     device = "GPU (mixed precision)" if use_mixed_precision_if_gpu() else "CPU"
     log(f"device: {device}" + (f", {replicas} replicas ({type(strategy).__name__})" if replicas > 1 else ""))
-    RunDir(run_dir).write_status(replicas=replicas)
+    run.write_status(replicas=replicas)
     if replicas > 1:  # batch_size is per replica; the pipeline feeds the global batch
         config = dataclasses.replace(config, batch_size=config.batch_size * replicas)
     from core.stages import RunContext
@@ -254,7 +253,6 @@ def end_run(run_dir: Path, state: str, lock: TrainingLock | None, **fields) -> d
 
 def _last_record_time(run_dir: Path) -> float | None:
     """When the run last wrote a metrics line (its last sign of life), if it wrote any."""
-
     epochs, batches = RunDir(run_dir).metrics()
     times = [r["time"] for r in epochs + batches if r.get("time")]
     return max(times) if times else None
@@ -262,7 +260,6 @@ def _last_record_time(run_dir: Path) -> float | None:
 
 def _rates(run_dir: Path, config: TrainConfig, report: DatasetReport) -> dict:
     """What this run measured per phase, for the time estimates of later runs on this machine."""
-
     epochs, _ = RunDir(run_dir).metrics()
     return run_rates(RunDir(run_dir).status(), config.to_dict(), report.counts(), epochs)
 
