@@ -856,10 +856,14 @@ def kept_embeddings_config(config, run_dir: Path):
     """The config whose cached embeddings an auto run's kept model reads (average-pooled, at the
     winner's layer), or None when it kept a fine-tuned backbone (its features are not the cache's)
     or chose nothing yet."""
-    winner = (read_auto(run_dir) or {}).get("winner")
-    if not winner or winner.get("classifier") == "finetune":
+    auto = read_auto(run_dir)
+    winner = auto.get("winner") if isinstance(auto, dict) else None
+    if not isinstance(winner, dict) or winner.get("classifier") == "finetune":
         return None
-    layer = None if winner["layer"] == layer_label(None) else winner["layer"]
+    layer = winner.get("layer")
+    if not isinstance(layer, str):  # a hand-edited record: evaluate through the whole model
+        return None
+    layer = None if layer == layer_label(None) else layer
     return dataclasses.replace(config, feature_layer=layer, pooling="avg")
 
 

@@ -72,8 +72,10 @@ def test_a_fine_tuned_or_random_base_is_evaluated_through_the_whole_model(tmp_pa
     assert predict_from_embeddings(classifier, {**config, "weights": None}, ["x.png"]) is None
     # Auto mode kept a fine-tuned backbone (or has chosen nothing yet).
     assert predict_from_embeddings(classifier, {**config, "mode": "auto"}, ["x.png"]) is None
-    (tmp_path / "auto.json").write_text(json.dumps({"winner": {"classifier": "finetune", "layer": "top"}}))
-    assert predict_from_embeddings(classifier, {**config, "mode": "auto"}, ["x.png"]) is None
+    fine_tuned = {"winner": {"classifier": "finetune", "layer": "top"}}
+    for record in (fine_tuned, [], {"winner": ["top"]}, {"winner": {}}):  # the last three: hand-edited
+        (tmp_path / "auto.json").write_text(json.dumps(record))
+        assert predict_from_embeddings(classifier, {**config, "mode": "auto"}, ["x.png"]) is None
     assert backbone_calls == {"embedded": 0, "whole_model": 0}
 
 
