@@ -38,13 +38,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from core.cli import fail
+from core.cli import exit_now, fail
 from core.data import evenly_spaced, load_image, scan_dataset
 
 LARGE_DATASET_PER_CLASS = 1000  # a class with fewer images than this makes the dataset "small"
@@ -302,4 +301,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+from typing import NoReturn
 
 
 def fail(message: str) -> int:
@@ -32,3 +35,17 @@ def add_knob(parser: argparse.ArgumentParser, name: str, help: str | None = None
         return
     span = limits.interval if limits.low is not None else ""
     parser.add_argument(flag, type=limits.kind, help=" ".join(filter(None, [help, span])) or None)
+
+
+def exit_now(status: int) -> NoReturn:
+    """End a command with `status` once its output is flushed, skipping interpreter teardown.
+
+    After TensorFlow has run, Python's shutdown spends about a second destroying TF and Keras
+    objects (measured here: 0.9-1.2 s after a run's last line), which a user waits for and
+    which does nothing: every file a command writes is closed (and renamed into place) before
+    it returns. So every `python -m core.*` command ends here instead of `sys.exit`.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(status)

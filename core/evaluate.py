@@ -11,14 +11,13 @@ it exits with status 2 and a one-line error.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from core.cli import OneLineParser, fail
+from core.cli import OneLineParser, exit_now, fail
 from core.config import ConfigError
 from core.data import EVALUATION_SPLITS, DatasetError, evenly_spaced, load_image, scan_dataset
 from core.demo import hold_job_slot
@@ -410,4 +409,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -19,7 +19,6 @@ import functools
 import inspect
 import os
 import shutil
-import sys
 import tempfile
 import warnings
 import zipfile
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from core.classical import CLASSIFIER_FILE
-from core.cli import OneLineParser, fail
+from core.cli import OneLineParser, exit_now, fail
 from core.config import ConfigError
 from core.data import DatasetError, evenly_spaced, load_image, scan_dataset
 from core.demo import hold_job_slot
@@ -564,4 +563,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from core.cli import OneLineParser, fail
+from core.cli import OneLineParser, exit_now, fail
 
 KINDS = ("leakage", "duplicate", "label_issue", "outlier")
 # Cosine similarity from which two photos count as one: a photo re-saved at 90% size scores
@@ -323,4 +322,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

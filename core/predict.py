@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 import zipfile
 from collections import Counter
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from core.classical import CLASSIFIER_FILE, load_classifier_file, probabilities
-from core.cli import OneLineParser, fail
+from core.cli import OneLineParser, exit_now, fail
 from core.data import IMAGE_SUFFIXES, load_image
 from core.runs import CHECKPOINTS, RunDir
 from core.trust import Trust, load_trust
@@ -312,4 +311,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

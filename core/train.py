@@ -15,14 +15,13 @@ import functools
 import os
 import shutil
 import signal
-import sys
 import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.backbones import BACKBONES, WeightsUnavailableError
-from core.cli import OneLineParser, add_knob, fail
+from core.cli import OneLineParser, add_knob, exit_now, fail
 from core.config import (
     IMBALANCE_WARNING_RATIO,
     PRESETS,
@@ -474,4 +473,4 @@ def _log(message: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
