@@ -72,6 +72,38 @@ def test_an_engine_that_disagrees_with_keras_is_not_used(monkeypatch):
     assert chosen.name == "keras" and chosen.reason.startswith("LiteRT differs from Keras by 0.01")
 
 
+def test_a_conversion_is_checked_once_and_later_runs_read_the_recorded_check(monkeypatch, private_cache):
+    checks = []
+    real_check = engine.max_difference
+    monkeypatch.setattr(engine, "max_difference", lambda *a: (checks.append(1), real_check(*a))[1])
+    config, extractor = _extractor()
+    probe = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    first = engine.choose_engine(extractor, config, probe, images=1000)
+    assert first.name == "litert" and first.reason.startswith("checked against Keras: max difference")
+    assert len(checks) == 1
+    _, same = _extractor()  # a later process: the same conversion, its check read from the record
+    later = engine.choose_engine(same, config, probe, images=1000)
+    assert later.name == "litert" and later.reason.startswith("checked against Keras when converted")
+    assert len(checks) == 1
+    (record_file,) = private_cache.glob("*.parity.json")
+    record_file.write_text(record_file.read_text().replace(engine.litert_version(), "0.0.1"))
+    assert engine.choose_engine(_extractor()[1], config, probe, images=1000).name == "litert"
+    assert len(checks) == 2  # another LiteRT: checked again
+
+
+def test_a_recorded_disagreement_keeps_later_runs_on_keras(monkeypatch):
+    real_run = engine.LiteRTEngine.run
+    with monkeypatch.context() as patched:
+        patched.setattr(
+            engine.LiteRTEngine, "run", lambda self, batch: [o + 0.01 for o in real_run(self, batch)]
+        )
+        config, extractor = _extractor()
+        probe = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+        assert engine.choose_engine(extractor, config, probe, images=1000).name == "keras"
+    later = engine.choose_engine(_extractor()[1], config, None, images=1000)  # no probe: the record decides
+    assert later.name == "keras" and later.reason.endswith("on the probe when converted")
+
+
 def test_few_images_stay_with_keras_unless_an_engine_is_already_converted(monkeypatch):
     config, extractor = _extractor()
     few = engine.choose_engine(extractor, config, None, images=10)
