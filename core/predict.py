@@ -179,10 +179,13 @@ def load_classifier(run_dir: str | Path, checkpoint: str = "best") -> Classifier
     return Classifier(model, class_names, image_size, run.path, checkpoint, estimator, load_trust(run.path))
 
 
-def classifier_from_model(run_dir: str | Path, model, checkpoint: str = "best") -> Classifier:
+def classifier_from_model(
+    run_dir: str | Path, model, holds_checkpoint: bool = False, checkpoint: str = "best"
+) -> Classifier:
     """The run's classifier over `model`, the training process's own (the same architecture),
-    with the checkpoint's weights: what `load_classifier` returns, without rebuilding the
-    model from its config (seconds for a large backbone)."""
+    with the checkpoint's weights (loaded into it unless it `holds_checkpoint` already): what
+    `load_classifier` returns, without rebuilding the model from its config (seconds for a
+    large backbone)."""
     from core.model import feature_extractor
 
     run_dir = Path(run_dir)
@@ -195,7 +198,8 @@ def classifier_from_model(run_dir: str | Path, model, checkpoint: str = "best") 
         estimator, model = load_classifier_file(classifier_file), feature_extractor(model)
     else:
         estimator = None
-        model.load_weights(path)
+        if not holds_checkpoint:
+            model.load_weights(path)
     size = int(config["image_size"])
     return Classifier(model, list(class_names), size, run_dir, checkpoint, estimator, load_trust(run_dir))
 

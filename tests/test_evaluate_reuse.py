@@ -35,12 +35,19 @@ def backbone_calls(tmp_path, monkeypatch, use_keras_home) -> dict:
     return calls
 
 
-@pytest.mark.parametrize("mode", ["features", "finetune", "auto"])
+@pytest.mark.parametrize(
+    "mode, extra",
+    [
+        ("features", ["--classifier", "knn"]),  # a classifier beside the extractor
+        ("features", []),  # logistic regression, folded into the model the run holds
+        ("finetune", []),
+        ("auto", []),
+    ],
+)
 def test_a_frozen_base_run_is_evaluated_without_a_second_backbone_pass(
-    tmp_path, capsys, backbone_calls, mode
+    tmp_path, capsys, backbone_calls, mode, extra
 ):
     data = make_color_dataset(tmp_path / "d", per_class=8)
-    extra = ["--classifier", "knn"] if mode == "features" else []  # a classifier beside the extractor
     args = ["--data", str(data), "--runs-dir", str(tmp_path / "runs"), *TINY, "--mode", mode, *extra]
     assert train_main(args) == 0  # trains, then evaluates with the model it holds
     run = Path(capsys.readouterr().out.strip().splitlines()[-1])
