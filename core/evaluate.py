@@ -1,11 +1,15 @@
 """Evaluate a trained run on one split of its dataset.
 
     python -m core.evaluate --run RUN_DIR [--split validation|test|train] [--checkpoint best|last]
+    python -m core.evaluate --run RUN_DIR [--split ...] --overlays
 
 Writes `RUN_DIR/evaluation.json` (keyed by split, merged with splits evaluated before)
 and small JPEG thumbnails of the worst images under `RUN_DIR/evaluation/<split>/`, so
-the dashboard can show them without the dataset. Prints a short summary; on bad input
-it exits with status 2 and a one-line error.
+the dashboard can show them without the dataset, with their Grad-CAM overlays. A training's
+own final evaluation leaves the overlays for later (they are a backward pass per image, 2 s
+of a 15 s features run, for a gallery few look at): `--overlays` draws them for an
+evaluation without them, as the Checkpoints page does when asked. Prints a short summary;
+on bad input it exits with status 2 and a one-line error.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ def evaluate_run(
     split: str = "validation",
     checkpoint: str = "best",
     classifier: Classifier | None = None,
+    overlays: bool = True,
 ) -> dict:
     """Predict every image of `split` with the run's model and measure how it did.
 
@@ -47,6 +52,8 @@ def evaluate_run(
         split: "validation", "test" or "train".
         checkpoint: "best" or "last".
         classifier: the run's classifier when the caller holds it (the training process).
+        overlays: draw the galleries' Grad-CAM overlays now; False leaves them to
+            `draw_overlays` (the result's "overlays_pending" says whether any can be drawn).
 
     Returns:
         This split's results (also saved under `split` in `run_dir/evaluation.json`):
@@ -85,7 +92,7 @@ def evaluate_run(
             "confidence": [round(float(p), 4) for p in probs.max(axis=1)],
         },
     }
-    result.update(_galleries(run_dir, split, files, y_true, probs, classifier))
+    result.update(_galleries(run_dir, split, files, y_true, probs, classifier, overlays))
     result.update(_trust(run_dir, split, classifier, config, [paths[i] for i in kept], y_true, probs, root))
     evaluation = load_evaluation(run_dir)
     evaluation[split] = result
@@ -271,9 +278,12 @@ def _thin(values: np.ndarray) -> list[float]:
     return [float(v) for v in values]
 
 
-def _galleries(run_dir: Path, split: str, files: list[str], y_true, probs, classifier) -> dict:
-    """The worst misclassified images and the highest-loss images, with thumbnails (and
-    Grad-CAM overlays where the model allows, so a page can show them without TensorFlow)."""
+def _galleries(
+    run_dir: Path, split: str, files: list[str], y_true, probs, classifier, overlays: bool
+) -> dict:
+    """The worst misclassified images and the highest-loss images, with thumbnails (and, with
+    `overlays`, Grad-CAM overlays where the model allows, so a page can show them without
+    TensorFlow)."""
     class_names = classifier.class_names
     losses = per_image_loss(y_true, probs)
     order = np.argsort(-losses, kind="stable")
@@ -283,23 +293,74 @@ def _galleries(run_dir: Path, split: str, files: list[str], y_true, probs, class
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.jpg"):  # thumbnails of an earlier evaluation
         old.unlink()
-    entries, shown = {}, list(dict.fromkeys(wrong + top))
-    heatmaps = _gradcam_heatmaps(
-        classifier, [files[i] for i in shown], [int(probs[i].argmax()) for i in shown]
-    )
-    for i in shown:
-        entries[i] = {
+    entries = {
+        i: {
             "file": files[i],
             "thumbnail": _write_thumbnail(files[i], folder / f"{i:05d}.jpg", run_dir),
-            "gradcam_thumbnail": _write_gradcam_thumbnail(
-                heatmaps.get(files[i]), folder / f"{i:05d}-gradcam.jpg", run_dir
-            ),
+            "gradcam_thumbnail": None,
             "true": class_names[int(y_true[i])],
             "predicted": class_names[int(probs[i].argmax())],
             "probabilities": {name: float(p) for name, p in zip(class_names, probs[i])},
             "loss": float(losses[i]),
         }
-    return {"misclassified": [entries[i] for i in wrong], "top_losses": [entries[i] for i in top]}
+        for i in dict.fromkeys(wrong + top)
+    }
+    from core.gradcam import gradcam_refusal  # imports Keras: pages import this module
+
+    can_draw = bool(entries) and gradcam_refusal(classifier) is None
+    if overlays and can_draw:
+        _add_overlays(run_dir, list(entries.values()), classifier)
+    return {
+        "misclassified": [entries[i] for i in wrong],
+        "top_losses": [entries[i] for i in top],
+        "overlays_pending": can_draw and not overlays,
+    }
+
+
+def draw_overlays(run_dir: str | Path, split: str = "validation", checkpoint: str = "best") -> int:
+    """Draw the Grad-CAM overlays an evaluation left for later; return how many were drawn.
+
+    The overlays are written beside the gallery's thumbnails and named in evaluation.json,
+    unless the split was evaluated again meanwhile (then that evaluation's own galleries stand).
+
+    Raises:
+        EvaluationError: the split has not been evaluated.
+        RunNotReadyError: the run has no such checkpoint or metadata.
+    """
+    run_dir = Path(run_dir)
+    result = load_evaluation(run_dir).get(split)
+    if not isinstance(result, dict):
+        raise EvaluationError(f"the {split} split has not been evaluated: evaluate it first")
+    if not result.get("overlays_pending"):
+        return 0
+    classifier = load_classifier(run_dir, checkpoint)
+    entries = list(
+        {e["file"]: e for e in result.get("misclassified", []) + result.get("top_losses", [])}.values()
+    )
+    drawn = _add_overlays(run_dir, entries, classifier)
+    overlays = {e["file"]: e["gradcam_thumbnail"] for e in entries if e.get("gradcam_thumbnail")}
+    evaluation = load_evaluation(run_dir)  # read again: only this split's galleries change
+    latest = evaluation.get(split)
+    if not isinstance(latest, dict) or latest.get("evaluated_at") != result.get("evaluated_at"):
+        return 0  # evaluated again meanwhile: that evaluation stands
+    for entry in latest.get("misclassified", []) + latest.get("top_losses", []):
+        entry["gradcam_thumbnail"] = overlays.get(entry["file"])
+    latest["overlays_pending"] = False
+    write_json_atomic(RunDir(run_dir).evaluation_file, evaluation)
+    return drawn
+
+
+def _add_overlays(run_dir: Path, entries: list[dict], classifier: Classifier) -> int:
+    """Give each gallery entry its Grad-CAM overlay, written beside its thumbnail (entries
+    without a thumbnail, or whose image cannot be read now, get none); return how many."""
+    entries = [e for e in entries if e.get("thumbnail")]
+    classes = [classifier.class_names.index(e["predicted"]) for e in entries]
+    heatmaps = _gradcam_heatmaps(classifier, [e["file"] for e in entries], classes)
+    for entry in entries:
+        thumbnail = RunDir(run_dir).path / entry["thumbnail"]
+        target = thumbnail.with_name(f"{thumbnail.stem}-gradcam.jpg")
+        entry["gradcam_thumbnail"] = _write_gradcam_thumbnail(heatmaps.get(entry["file"]), target, run_dir)
+    return sum(1 for e in entries if e["gradcam_thumbnail"])
 
 
 def _trust(run_dir: Path, split, classifier, config: dict, paths, y_true, probs, root: Path) -> dict:
@@ -326,9 +387,9 @@ GRADCAM_BATCH = 4  # per pass: 16 took 5x the memory (+1.4 GB at 224 px) and was
 def _gradcam_heatmaps(classifier, sources: list[str], class_indices: list[int]) -> dict:
     """{source: (image, heatmap)} for the gallery, a few images per backbone pass; a batch
     that fails leaves its images without overlays (a gallery without them is still a gallery)."""
-    from core.gradcam import gradcam_available, gradcam_batch
+    from core.gradcam import gradcam_batch, gradcam_refusal
 
-    if classifier.estimator is not None or not gradcam_available(classifier.model):
+    if gradcam_refusal(classifier) is not None:
         return {}
     heatmaps = {}
     for start in range(0, len(sources), GRADCAM_BATCH):
@@ -388,11 +449,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", required=True, type=Path, help="a run directory")
     parser.add_argument("--split", choices=EVALUATION_SPLITS, default="validation")
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
+    parser.add_argument(
+        "--overlays", action="store_true", help="only draw the Grad-CAM overlays left for later"
+    )
     args = parser.parse_args(argv)
     try:
         if not args.run.is_dir():
             raise EvaluationError(f"run directory not found: {args.run}")
         hold_job_slot()  # in the demo: a few jobs at a time, all visitors together
+        if args.overlays:
+            drawn = draw_overlays(args.run, args.split, args.checkpoint)
+            print(f"{args.split}: {drawn} Grad-CAM overlays drawn", flush=True)
+            return 0
         result = evaluate_run(args.run, args.split, args.checkpoint)
     except (EvaluationError, RunNotReadyError, RunError, ConfigError) as exc:
         return fail(str(exc))

@@ -1,13 +1,16 @@
 """Starting the processes that do heavy work, so TensorFlow stays out of the caller.
 
 Training and resuming run in the background (`python -m core.train`, writing a run folder
-that the dashboard watches), and so does an export (`python -m core.export`, followed through
-`export_job`: it takes minutes, and a page that waited for it could not answer meanwhile);
-evaluation and health checks run to completion and answer one line, or a RunError.
+that the dashboard watches), and so do an export (`python -m core.export`, followed through
+`export_job`: it takes minutes, and a page that waited for it could not answer meanwhile) and
+the Grad-CAM overlays a training left for later (`python -m core.evaluate --overlays`,
+followed through `overlays_job`); evaluation and health checks run to completion and answer
+one line, or a RunError.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -72,8 +75,8 @@ def run_evaluation(run_dir: Path, split: str, timeout_s: float = 900) -> str:
 
 
 @dataclass(frozen=True)
-class ExportJob:
-    """The latest background export of one format of a run."""
+class BackgroundJob:
+    """The latest run of one background command: an export, or a split's Grad-CAM overlays."""
 
     running: bool
     started_at: float
@@ -92,48 +95,90 @@ def start_export(run_dir: Path, fmt: str, quantize: str | None = None) -> None:
     Raises:
         RunError: this export is already running, or could not start.
     """
-    job = export_job(run_dir, fmt, quantize)
-    if job and job.running:
-        raise RunError("this export is already running")
-    record_file, log_file = _export_job_files(run_dir, fmt, quantize)
-    record_file.parent.mkdir(parents=True, exist_ok=True)
     args = ["--run", str(run_dir), "--format", fmt, *(["--quantize", quantize] if quantize else [])]
+    _start_job("core.export", args, _export_job_files(run_dir, fmt, quantize), "export")
+
+
+def export_job(run_dir: Path, fmt: str, quantize: str | None = None) -> BackgroundJob | None:
+    """The latest export of this format started by `start_export`, or None if there was none."""
+    worked = functools.partial(_published_since, run_dir, fmt, quantize)
+    return _read_job(_export_job_files(run_dir, fmt, quantize), worked, "export")
+
+
+OVERLAYS_JOB = "drawing of the Grad-CAM overlays"
+
+
+def start_overlays(run_dir: Path, split: str) -> None:
+    """Draw the Grad-CAM overlays a split's evaluation left for later, in a background
+    `python -m core.evaluate --overlays`; `overlays_job` says how it is going.
+
+    Raises:
+        RunError: they are already being drawn, or the command could not start.
+    """
+    args = ["--run", str(run_dir), "--split", split, "--overlays"]
+    _start_job("core.evaluate", args, _overlays_job_files(run_dir, split), OVERLAYS_JOB)
+
+
+def overlays_job(run_dir: Path, split: str) -> BackgroundJob | None:
+    """The latest `start_overlays` of this split, or None if there was none."""
+
+    def drawn_since(started_at: float) -> bool:
+        result = read_json(RunDir(run_dir).evaluation_file, {}).get(split)
+        return isinstance(result, dict) and result.get("overlays_pending") is False
+
+    return _read_job(_overlays_job_files(run_dir, split), drawn_since, OVERLAYS_JOB)
+
+
+def _overlays_job_files(run_dir: Path, split: str) -> tuple[Path, Path]:
+    folder = RunDir(run_dir).evaluation_dir
+    return folder / f".{split}-overlays.job.json", folder / f".{split}-overlays.log"
+
+
+def _start_job(module: str, args: list[str], files: tuple[Path, Path], what: str) -> None:
+    """`python -m module args` in the background, its pid, start and (once reaped) exit status
+    in a record file, its stderr in a log: what `_read_job` reads."""
+    record_file, log_file = files
+    job = _read_job(files, lambda started_at: False, what)
+    if job and job.running:
+        raise RunError(f"the {what} is already running")
+    record_file.parent.mkdir(parents=True, exist_ok=True)
     started_at = time.time()
     try:
         with open(log_file, "w") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "core.export", *args],
+                [sys.executable, "-m", module, *args],
                 cwd=PROJ_ROOT,
-                stdout=subprocess.DEVNULL,  # the result is read from the exports folder
+                stdout=subprocess.DEVNULL,  # the result is read from the run folder
                 stderr=log,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
     except OSError as exc:
-        raise RunError(f"the export could not start: {exc.strerror}") from None
+        raise RunError(f"the {what} could not start: {exc.strerror}") from None
     record = {"pid": process.pid, "started_at": started_at}
     write_json_atomic(record_file, record)
 
-    def reap() -> None:  # no zombie in the dashboard, and the exit status for export_job
+    def reap() -> None:  # no zombie in the dashboard, and the exit status for _read_job
         write_json_atomic(record_file, {**record, "returncode": process.wait()})
 
     threading.Thread(target=reap, daemon=True).start()
 
 
-def export_job(run_dir: Path, fmt: str, quantize: str | None = None) -> ExportJob | None:
-    """The latest export of this format started by `start_export`, or None if there was none."""
-    record_file, log_file = _export_job_files(run_dir, fmt, quantize)
+def _read_job(files: tuple[Path, Path], worked_since, what: str) -> BackgroundJob | None:
+    """The job `_start_job` recorded in `files`, or None. `worked_since(started_at)` tells from
+    its result whether it worked when no exit status was recorded (the dashboard restarted)."""
+    record_file, log_file = files
     record = read_json(record_file)
     if not isinstance(record, dict) or not is_number(record.get("started_at")):
         return None
     started_at, returncode = record["started_at"], record.get("returncode")
     if returncode is None and pid_alive(record.get("pid")):
-        return ExportJob(running=True, started_at=started_at, error=None)
-    if returncode == 0 or (returncode is None and _published_since(run_dir, fmt, quantize, started_at)):
-        return ExportJob(running=False, started_at=started_at, error=None)
+        return BackgroundJob(running=True, started_at=started_at, error=None)
+    if returncode == 0 or (returncode is None and worked_since(started_at)):
+        return BackgroundJob(running=False, started_at=started_at, error=None)
     errors = [line for line in _read_text(log_file).splitlines() if line.strip()]
-    error = errors[-1].removeprefix("error: ") if errors else "the export stopped before it finished"
-    return ExportJob(running=False, started_at=started_at, error=error)
+    error = errors[-1].removeprefix("error: ") if errors else f"the {what} stopped before it finished"
+    return BackgroundJob(running=False, started_at=started_at, error=error)
 
 
 def _export_job_files(run_dir: Path, fmt: str, quantize: str | None) -> tuple[Path, Path]:

@@ -282,7 +282,9 @@ def _evaluate(run_dir: Path, report: DatasetReport, log, model=None, holds_best:
 
     `model`, the one just trained, is evaluated: loading best.keras anew would rebuild the
     whole model (seconds, a third of a frozen-base run's evaluation). It takes the best weights
-    from disk unless it `holds_best` already (a single fit: 0.8 s saved on MobileNetV2)."""
+    from disk unless it `holds_best` already (a single fit: 0.8 s saved on MobileNetV2). The
+    galleries' Grad-CAM overlays are left for when they are asked for (`core.evaluate
+    --overlays`, which the Checkpoints page runs): 2 s of a 15 s features run otherwise."""
     from core.evaluate import evaluate_run, summary_line
     from core.predict import classifier_from_model
 
@@ -293,7 +295,7 @@ def _evaluate(run_dir: Path, report: DatasetReport, log, model=None, holds_best:
     for split in ("validation", "test"):
         if split in report.splits:
             try:
-                log(summary_line(evaluate_run(run_dir, split, classifier=classifier)))
+                log(summary_line(evaluate_run(run_dir, split, classifier=classifier, overlays=False)))
             except Exception as exc:  # the run itself succeeded; the page can evaluate again
                 log(f"evaluation of {split} failed: {type(exc).__name__}: {exc}")
 

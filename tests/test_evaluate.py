@@ -8,6 +8,7 @@ or misaligned evaluation would name the wrong files.
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from core.evaluate import (
     GALLERY_SIZE,
     THUMBNAIL_PX,
     EvaluationError,
+    draw_overlays,
     evaluate_run,
     load_evaluation,
     main,
@@ -177,8 +179,14 @@ def test_missing_checkpoint_is_named(known_run):
         evaluate_run(known_run, checkpoint="last")
 
 
-def test_a_trainer_split_run_is_evaluated_on_its_split_folder(trained_run):
+def _copy_of(trained_run: Path, tmp_path: Path) -> Path:
+    """The session's trained run is shared: tests that evaluate it again take a copy."""
+    return Path(shutil.copytree(trained_run, tmp_path / trained_run.name, symlinks=True))
+
+
+def test_a_trainer_split_run_is_evaluated_on_its_split_folder(trained_run, tmp_path):
     """The trainer split an unsplit dataset into run/split (symlinks): that is what is evaluated."""
+    trained_run = _copy_of(trained_run, tmp_path)
     result = evaluate_run(trained_run)
     validation = sorted((trained_run / "split" / "validation").rglob("*.png"))
     assert result["num_images"] == len(validation) > 0
@@ -187,6 +195,65 @@ def test_a_trainer_split_run_is_evaluated_on_its_split_folder(trained_run):
     originals = {os.path.realpath(p) for p in validation}
     assert {e["file"] for e in result["top_losses"]} <= originals  # the original files, not the links
     assert RunDir(trained_run).evaluation_file.is_file()
+
+
+def _gallery(result: dict) -> list[dict]:
+    return result["misclassified"] + result["top_losses"]
+
+
+def test_a_training_leaves_grad_cam_for_later_and_draw_overlays_adds_it(trained_run, tmp_path):
+    run = _copy_of(trained_run, tmp_path)
+    left = load_evaluation(run)["validation"]  # the training's own evaluation
+    assert left["overlays_pending"] is True and _gallery(left)
+    assert all(e["gradcam_thumbnail"] is None for e in _gallery(left))
+    assert not list((run / "evaluation" / "validation").glob("*-gradcam.jpg"))
+
+    drawn = draw_overlays(run, "validation")
+    result = load_evaluation(run)["validation"]
+    assert drawn == len({e["file"] for e in _gallery(result)}) > 0
+    assert result["overlays_pending"] is False
+    for entry in _gallery(result):
+        overlay = run / entry["gradcam_thumbnail"]
+        assert overlay.name == Path(entry["thumbnail"]).stem + "-gradcam.jpg" and overlay.is_file()
+        with Image.open(overlay) as image:
+            assert 0 < max(image.size) <= THUMBNAIL_PX
+    unchanged = ("evaluated_at", "accuracy", "confusion_matrix", "predictions")
+    assert {k: result[k] for k in unchanged} == {k: left[k] for k in unchanged}
+    assert draw_overlays(run, "validation") == 0  # nothing left to draw
+
+
+def test_overlays_drawn_for_an_evaluation_replaced_meanwhile_are_not_written(
+    trained_run, tmp_path, monkeypatch
+):
+    import core.evaluate
+
+    run = _copy_of(trained_run, tmp_path)
+    add_overlays = core.evaluate._add_overlays
+
+    def evaluated_again_meanwhile(*args):
+        drawn = add_overlays(*args)
+        evaluation = load_evaluation(run)
+        evaluation["validation"]["evaluated_at"] += 1  # another evaluation of the split landed
+        write_json_atomic(RunDir(run).evaluation_file, evaluation)
+        return drawn
+
+    monkeypatch.setattr(core.evaluate, "_add_overlays", evaluated_again_meanwhile)
+    assert draw_overlays(run, "validation") == 0
+    result = load_evaluation(run)["validation"]
+    assert result["overlays_pending"] is True and all(
+        e["gradcam_thumbnail"] is None for e in _gallery(result)
+    )
+
+
+def test_cli_overlays_draws_them_and_refuses_a_split_not_evaluated(trained_run, tmp_path):
+    run = _copy_of(trained_run, tmp_path)
+    result = run_cli("core.evaluate", "--run", str(run), "--overlays")
+    assert result.returncode == 0, result.stderr[-2000:]
+    drawn = len({e["file"] for e in _gallery(load_evaluation(run)["validation"])})
+    assert result.stdout.strip() == f"validation: {drawn} Grad-CAM overlays drawn"
+    refused = run_cli("core.evaluate", "--run", str(run), "--split", "train", "--overlays")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "error: the train split has not been evaluated: evaluate it first"
 
 
 @pytest.mark.parametrize(

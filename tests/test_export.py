@@ -234,23 +234,23 @@ def test_published_export_is_the_chosen_format_s_own_or_none(tmp_path):
 
 
 def test_a_background_export_job_is_running_worked_or_says_why_it_failed(tmp_path):
-    from core.launch import ExportJob, _export_job_files, export_job
+    from core.launch import BackgroundJob, _export_job_files, export_job
 
     run_dir = tmp_path / "run"
     record_file, log_file = _export_job_files(run_dir, "keras", None)
     assert export_job(run_dir, "keras") is None  # never started
     record_file.parent.mkdir(parents=True)
     write_json_atomic(record_file, {"pid": os.getpid(), "started_at": 10.0})
-    assert export_job(run_dir, "keras") == ExportJob(running=True, started_at=10.0, error=None)
+    assert export_job(run_dir, "keras") == BackgroundJob(running=True, started_at=10.0, error=None)
     log_file.write_text("a TensorFlow warning\nerror: verification failed: agrees on 97.0%\n")
     write_json_atomic(record_file, {"pid": os.getpid(), "started_at": 10.0, "returncode": 2})
-    failed = ExportJob(running=False, started_at=10.0, error="verification failed: agrees on 97.0%")
+    failed = BackgroundJob(running=False, started_at=10.0, error="verification failed: agrees on 97.0%")
     assert export_job(run_dir, "keras") == failed
     write_json_atomic(record_file, {"pid": os.getpid(), "started_at": 10.0, "returncode": 0})
-    assert export_job(run_dir, "keras") == ExportJob(running=False, started_at=10.0, error=None)
+    assert export_job(run_dir, "keras") == BackgroundJob(running=False, started_at=10.0, error=None)
     # The process is gone without an exit status (the dashboard restarted): its zip decides.
     write_json_atomic(record_file, {"pid": None, "started_at": 10.0})
     log_file.write_text("")
     assert export_job(run_dir, "keras").error == "the export stopped before it finished"
     (run_dir / "exports" / f"{export.export_name(run_dir, 'keras', None)}.zip").write_bytes(b"zip")
-    assert export_job(run_dir, "keras") == ExportJob(running=False, started_at=10.0, error=None)
+    assert export_job(run_dir, "keras") == BackgroundJob(running=False, started_at=10.0, error=None)

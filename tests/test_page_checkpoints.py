@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from core.export import export_name
-from core.launch import export_job
+from core.launch import export_job, overlays_job
+from tests.helpers import wait_for
 from tests.page_helpers import (
     button,
     chart_spec,
@@ -84,15 +85,32 @@ def test_the_evaluation_of_a_trained_run(with_run):
     assert [b.label for b in at.button if b.label.startswith("Evaluate on")] == ["Evaluate on train"]
 
 
-def test_the_gallery_shows_grad_cam_overlays_made_at_evaluation(with_run):
+def test_grad_cam_overlays_left_by_the_training_are_drawn_in_the_background_when_asked(with_run):
     evaluation = json.loads((with_run / "evaluation.json").read_text())["validation"]
     entries = evaluation["misclassified"] + evaluation["top_losses"]
-    assert all((with_run / e["gradcam_thumbnail"]).is_file() for e in entries)  # written by the engine
+    assert evaluation["overlays_pending"] and not any(e["gradcam_thumbnail"] for e in entries)
     at = open_page("pages/checkpoints.py")
     shown = len(at.image)
     at.toggle(key="gallery_gradcam").set_value(True).run()
+    assert not at.exception and len(at.image) == shown
+    assert "Drawing where the model looked" in texts(at.info)
+    job = wait_for(lambda: (j := overlays_job(with_run, "validation")) and not j.running and j)
+    assert job.error is None
+    at.run()  # what the polling fragment does once the drawing has ended
     assert not at.exception and len(at.image) == 2 * shown
     assert "Grad-CAM: where it looked" in [c for image in at.image for c in image.captions]
+    assert "Drawing" not in texts(at.info)
+
+
+def test_overlays_that_could_not_be_drawn_say_why(with_run, monkeypatch):
+    from core.launch import BackgroundJob
+
+    failed = BackgroundJob(running=False, started_at=time.time(), error="the checkpoint is unreadable")
+    monkeypatch.setattr("ui.evaluation_photos.overlays_job", lambda run_dir, split: failed)
+    at = open_page("pages/checkpoints.py")
+    at.toggle(key="gallery_gradcam").set_value(True).run()
+    assert not at.exception
+    assert "The Grad-CAM overlays could not be drawn: the checkpoint is unreadable" in texts(at.warning)
 
 
 def test_evaluate_on_another_split_runs_core_evaluate(with_run):

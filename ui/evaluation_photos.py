@@ -1,5 +1,9 @@
 """The photos behind an evaluation on Checkpoints: one confusion-matrix cell's photos, and the
-misclassified and highest-loss galleries, each with its Grad-CAM overlay when the run has one."""
+misclassified and highest-loss galleries, each with its Grad-CAM overlay when the run has one.
+
+A training's own evaluation leaves the overlays for later (see core.evaluate): turning on
+"Show where the model looked" draws them in the background (`core.launch.start_overlays`)
+while the page stays usable, then shows them."""
 
 from __future__ import annotations
 
@@ -8,13 +12,15 @@ from pathlib import Path
 import streamlit as st
 
 from core.evaluate import cell_images
-from core.reports import gallery_caption
-from core.runs import RunDir
+from core.launch import overlays_job, start_overlays
+from core.reports import format_duration, gallery_caption
+from core.runs import RunDir, RunError
 from core.text import md
 
 GALLERY_COLUMNS = 6
 CELL_PHOTOS = 24  # photos shown for one confusion-matrix cell
 GRADCAM_CAPTION = "Grad-CAM: where it looked"
+OVERLAYS_POLL_S = 2.0  # how often overlays being drawn are looked at
 
 
 def cell_photos(run_dir: Path, result: dict, clicked) -> None:
@@ -55,7 +61,11 @@ def galleries(run_dir: Path, result: dict) -> None:
     """The misclassified and the highest-loss photos on two tabs, with a Grad-CAM toggle."""
     misclassified, top = result.get("misclassified") or [], result.get("top_losses") or []
     has_gradcam = any(entry.get("gradcam_thumbnail") for entry in misclassified + top)
-    show_gradcam = has_gradcam and st.toggle("Show where the model looked (Grad-CAM)", key="gallery_gradcam")
+    pending = bool(result.get("overlays_pending"))
+    toggle = "Show where the model looked (Grad-CAM)"
+    show_gradcam = (has_gradcam or pending) and st.toggle(toggle, key="gallery_gradcam")
+    if show_gradcam and pending:
+        draw_overlays(run_dir, result)
     wrong_tab, loss_tab = st.tabs([f"Misclassified ({len(misclassified)})", f"Highest loss ({len(top)})"])
     with wrong_tab:
         none_wrong = f"No image of the {result['split']} split was misclassified."
@@ -63,6 +73,36 @@ def galleries(run_dir: Path, result: dict) -> None:
     with loss_tab:
         st.caption("The images the model was least sure of, right or wrong.")
         gallery(run_dir, top, "No images.", show_gradcam)
+
+
+def draw_overlays(run_dir: Path, result: dict) -> None:
+    """Start drawing the split's overlays unless a drawing since its evaluation ran; say how it goes."""
+    split = result["split"]
+    job = overlays_job(run_dir, split)
+    if job is None or job.started_at < (result.get("evaluated_at") or 0):
+        try:
+            start_overlays(run_dir, split)
+        except RunError as exc:
+            st.error(f"Cannot draw the Grad-CAM overlays: {md(exc)}")
+            return
+        job = overlays_job(run_dir, split)
+    if job and job.error:
+        st.warning(f"The Grad-CAM overlays could not be drawn: {md(job.error)}")
+    elif job and job.running:
+        overlays_progress(run_dir, split)
+
+
+@st.fragment(run_every=OVERLAYS_POLL_S)
+def overlays_progress(run_dir: Path, split: str) -> None:
+    """While the overlays are drawn, for how long; once done, the page again (with them)."""
+    job = overlays_job(run_dir, split)
+    if not job or not job.running:
+        st.rerun()
+    st.info(
+        f"Drawing where the model looked on the gallery's photos (TensorFlow loads first): "
+        f"{format_duration(job.elapsed)} so far.",
+        icon=":material/hourglass_top:",
+    )
 
 
 def gallery(run_dir: Path, entries: list[dict], empty: str, show_gradcam: bool = False) -> None:
