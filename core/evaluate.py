@@ -23,7 +23,7 @@ from PIL import Image
 
 from core.cli import OneLineParser, exit_now, fail
 from core.config import ConfigError
-from core.data import EVALUATION_SPLITS, DatasetError, evenly_spaced, load_image, scan_dataset
+from core.data import EVALUATION_SPLITS, DatasetError, DatasetReport, evenly_spaced, load_image, scan_dataset
 from core.demo import hold_job_slot
 from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, load_classifier
 from core.runs import RunDir, RunError, read_json, write_json_atomic
@@ -44,6 +44,7 @@ def evaluate_run(
     checkpoint: str = "best",
     classifier: Classifier | None = None,
     overlays: bool = True,
+    report: DatasetReport | None = None,
 ) -> dict:
     """Predict every image of `split` with the run's model and measure how it did.
 
@@ -54,6 +55,8 @@ def evaluate_run(
         classifier: the run's classifier when the caller holds it (the training process).
         overlays: draw the galleries' Grad-CAM overlays now; False leaves them to
             `draw_overlays` (the result's "overlays_pending" says whether any can be drawn).
+        report: the run's dataset as the caller scanned it (the training process), instead
+            of scanning it again.
 
     Returns:
         This split's results (also saved under `split` in `run_dir/evaluation.json`):
@@ -70,7 +73,8 @@ def evaluate_run(
     run_dir = Path(run_dir)
     classifier = classifier or load_classifier(run_dir, checkpoint)  # first: a bad run is named first
     root = dataset_root(run_dir)
-    paths, labels = _split_images(root, split, classifier.class_names)
+    report = report or _scan(root)
+    paths, labels = _split_images(report, split, classifier.class_names)
     config = RunDir(run_dir).config()
     probs, kept, skipped = _predict_split(classifier, config, paths)
     if not kept:
@@ -93,7 +97,7 @@ def evaluate_run(
         },
     }
     result.update(_galleries(run_dir, split, files, y_true, probs, classifier, overlays))
-    result.update(_trust(run_dir, split, classifier, config, [paths[i] for i in kept], y_true, probs, root))
+    result.update(_trust(run_dir, split, classifier, config, [paths[i] for i in kept], y_true, probs, report))
     evaluation = load_evaluation(run_dir)
     evaluation[split] = result
     write_json_atomic(RunDir(run_dir).evaluation_file, evaluation)
@@ -129,12 +133,15 @@ def dataset_root(run_dir: Path) -> Path:
         raise EvaluationError(str(exc)) from None
 
 
-def _split_images(root: Path, split: str, class_names: list[str]) -> tuple[list[str], list[int]]:
-    """Paths and label indices (in the model's class order) of one split, in scan order."""
+def _scan(root: Path) -> DatasetReport:
     try:
-        report = scan_dataset(root, validate=False)
+        return scan_dataset(root, validate=False)
     except DatasetError as exc:
         raise EvaluationError(f"cannot read the run's dataset: {exc}") from None
+
+
+def _split_images(report: DatasetReport, split: str, class_names: list[str]) -> tuple[list[str], list[int]]:
+    """Paths and label indices (in the model's class order) of one split, in scan order."""
     if split not in report.splits:
         available = ", ".join(s for s in report.splits if s != "all") or "none (the dataset is not split)"
         raise EvaluationError(f"the dataset has no {split} split; available: {available}")
@@ -363,7 +370,9 @@ def _add_overlays(run_dir: Path, entries: list[dict], classifier: Classifier) ->
     return sum(1 for e in entries if e["gradcam_thumbnail"])
 
 
-def _trust(run_dir: Path, split, classifier, config: dict, paths, y_true, probs, root: Path) -> dict:
+def _trust(
+    run_dir: Path, split, classifier, config: dict, paths, y_true, probs, report: DatasetReport
+) -> dict:
     """Calibration and the open-set threshold (core/trust.py) from the split's and the training
     photos' embeddings, read from the embedding cache when the backbone is the frozen one."""
     from core.config import TrainConfig
@@ -374,7 +383,7 @@ def _trust(run_dir: Path, split, classifier, config: dict, paths, y_true, probs,
     extractor_config = TrainConfig(**{k: config[k] for k in keys if k in config})
     cache = None if extractor_config.fine_tune_layers else EmbeddingCache()  # fine-tuned: not the cached base
     try:
-        train_paths, _ = _split_images(root, "train", classifier.class_names)
+        train_paths, _ = _split_images(report, "train", classifier.class_names)
         embeddings = embed_paths(classifier.extractor(), extractor_config, paths + train_paths, cache)
         return assess(run_dir, split, probs, y_true, embeddings[: len(paths)], embeddings[len(paths) :])
     except Exception as exc:  # the scores above stand without them

@@ -295,7 +295,8 @@ def _evaluate(run_dir: Path, report: DatasetReport, log, model=None, holds_best:
     for split in ("validation", "test"):
         if split in report.splits:
             try:
-                log(summary_line(evaluate_run(run_dir, split, classifier=classifier, overlays=False)))
+                result = evaluate_run(run_dir, split, classifier=classifier, overlays=False, report=report)
+                log(summary_line(result))
             except Exception as exc:  # the run itself succeeded; the page can evaluate again
                 log(f"evaluation of {split} failed: {type(exc).__name__}: {exc}")
 

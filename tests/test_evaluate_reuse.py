@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 import core.embeddings
-from core.evaluate import _predict_all, _split_images, dataset_root, evaluate_run, predict_from_embeddings
+from core.evaluate import (
+    _predict_all,
+    _scan,
+    _split_images,
+    dataset_root,
+    evaluate_run,
+    predict_from_embeddings,
+)
 from core.predict import Classifier, load_classifier
 from core.train import main as train_main
 from tests.helpers import make_color_dataset
@@ -63,7 +70,7 @@ def test_a_frozen_base_run_is_evaluated_without_a_second_backbone_pass(
     assert result["loss"] == pytest.approx(during_training["loss"], abs=1e-5)
 
     classifier = load_classifier(run)
-    paths, labels = _split_images(dataset_root(run), "validation", classifier.class_names)
+    paths, labels = _split_images(_scan(dataset_root(run)), "validation", classifier.class_names)
     config = json.loads((run / "config.json").read_text())
     assert len(paths) == result["num_images"]
     slow, _, _ = _predict_all(classifier, paths, 8)  # what evaluation computed before: the whole model
