@@ -1,6 +1,7 @@
 """Dataset scanning, validation with Pillow, image normalisation and splitting."""
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,31 @@ def test_evenly_spaced_keeps_the_ends_and_never_repeats():
     assert evenly_spaced(list(range(10)), 4) == [0, 3, 6, 9]
     assert evenly_spaced(list(range(3)), 10) == [0, 1, 2]
     assert evenly_spaced([], 5) == [] and evenly_spaced([1, 2], 0) == []
+
+
+def test_a_second_scan_decodes_only_the_files_changed_since(color_dataset, tmp_path, monkeypatch):
+    import core.data
+
+    monkeypatch.setattr("core.embeddings.CACHE_DIR", tmp_path / "cache" / "embeddings")
+    decoded = []
+    inspect = core.data._inspect_image
+    monkeypatch.setattr(
+        core.data, "_inspect_image", lambda path: (decoded.append(Path(path).name), inspect(path))[1]
+    )
+    first = scan_dataset(color_dataset)
+    assert len(decoded) == 16 and len(list((tmp_path / "cache" / "scans").glob("*.json"))) == 1
+
+    decoded.clear()
+    write_image(color_dataset / "red" / "3.png", (220, 40, 40), size=48, seed=99)  # rewritten: decoded again
+    good = (color_dataset / "blue" / "0.png").read_bytes()
+    (color_dataset / "blue" / "1.png").write_bytes(good[: len(good) // 2])  # truncated since: caught
+    second = scan_dataset(color_dataset)
+    assert sorted(decoded) == ["1.png", "3.png"]
+    assert [Path(s.path).name for s in second.skipped] == ["1.png"]
+    assert second.sizes == first.sizes - Counter({(32, 32): 2}) + Counter(
+        {(48, 48): 1}
+    )  # remembered sizes count
+
+    decoded.clear()
+    assert scan_dataset(color_dataset).counts() == second.counts()
+    assert decoded == ["1.png"]  # a bad file is not remembered: it is checked until it is fixed
