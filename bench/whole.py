@@ -219,7 +219,7 @@ def table(args, results: dict) -> str:
         if name in ("images", "first-point"):
             continue
         acc = f"{r['val_accuracy']:.3f}" if "val_accuracy" in r else "-"
-        engine = (r.get("engine") or ("-" if name == "floor" else "none: all cached")).split(" (")[0]
+        engine = (r.get("engine") or ("-" if name.startswith("floor") else "none: all cached")).split(" (")[0]
         seconds, rss = r["seconds"], r["peak_rss_mb"]
         lines.append(f"| {name} | {seconds:.1f} | {seconds / floor:.2f}x | {rss:.0f} | {acc} | {engine} |")
     scaled = next((r for name, r in results.items() if name.startswith("features-x")), None)

@@ -359,14 +359,18 @@ def draw_overlays(run_dir: str | Path, split: str = "validation", checkpoint: st
 
 def _add_overlays(run_dir: Path, entries: list[dict], classifier: Classifier) -> int:
     """Give each gallery entry its Grad-CAM overlay, written beside its thumbnail (entries
-    without a thumbnail, or whose image cannot be read now, get none); return how many."""
-    entries = [e for e in entries if e.get("thumbnail")]
+    without a thumbnail in the run, or whose image cannot be read now, get none); return how many."""
+    run = RunDir(run_dir)
+    thumbnails = {e["file"]: run.thumbnail(e.get("thumbnail")) for e in entries}  # None: not in the run
+    entries = [e for e in entries if thumbnails[e["file"]]]
     classes = [classifier.class_names.index(e["predicted"]) for e in entries]
     heatmaps = _gradcam_heatmaps(classifier, [e["file"] for e in entries], classes)
     for entry in entries:
-        thumbnail = RunDir(run_dir).path / entry["thumbnail"]
+        thumbnail = thumbnails[entry["file"]]
         target = thumbnail.with_name(f"{thumbnail.stem}-gradcam.jpg")
-        entry["gradcam_thumbnail"] = _write_gradcam_thumbnail(heatmaps.get(entry["file"]), target, run_dir)
+        entry["gradcam_thumbnail"] = _write_gradcam_thumbnail(
+            heatmaps.get(entry["file"]), target, run.path.resolve()
+        )
     return sum(1 for e in entries if e["gradcam_thumbnail"])
 
 

@@ -123,7 +123,8 @@ def overlays_job(run_dir: Path, split: str) -> BackgroundJob | None:
     """The latest `start_overlays` of this split, or None if there was none."""
 
     def drawn_since(started_at: float) -> bool:
-        result = read_json(RunDir(run_dir).evaluation_file, {}).get(split)
+        evaluation = read_json(RunDir(run_dir).evaluation_file)
+        result = evaluation.get(split) if isinstance(evaluation, dict) else None
         return isinstance(result, dict) and result.get("overlays_pending") is False
 
     return _read_job(_overlays_job_files(run_dir, split), drawn_since, OVERLAYS_JOB)

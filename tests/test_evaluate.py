@@ -303,3 +303,19 @@ def test_class_columns_turns_a_sigmoid_into_two_columns():
     assert class_columns(np.array([[0.25]])).tolist() == [[0.75, 0.25]]
     softmax = np.array([[0.2, 0.3, 0.5]])
     assert class_columns(softmax) is softmax
+
+
+def test_a_hand_edited_thumbnail_outside_the_run_gets_no_overlay_written_beside_it(trained_run, tmp_path):
+    run = _copy_of(trained_run, tmp_path / "runs")
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes((run / _gallery(load_evaluation(run)["validation"])[0]["thumbnail"]).read_bytes())
+    evaluation = load_evaluation(run)
+    entry = _gallery(evaluation["validation"])[0]
+    for listed in _gallery(evaluation["validation"]):
+        if listed["file"] == entry["file"]:
+            listed["thumbnail"] = "../../outside.jpg"
+    write_json_atomic(RunDir(run).evaluation_file, evaluation)
+    draw_overlays(run, "validation")
+    assert not (tmp_path / "outside-gradcam.jpg").exists()
+    drawn = {e["file"]: e["gradcam_thumbnail"] for e in _gallery(load_evaluation(run)["validation"])}
+    assert drawn[entry["file"]] is None and sum(map(bool, drawn.values())) == len(drawn) - 1
