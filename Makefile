@@ -38,7 +38,8 @@ format: setup-dev  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: setup-dev  ## the benchmarks in bench/ (not tests; prints a table)
+bench: setup-dev  ## the benchmarks in bench/ (not tests; prints their tables)
+	$(BIN)/python -m bench.whole
 	$(BIN)/python -m bench.run
 
 clean:  ## remove caches (keeps runs/ and .venv)
