@@ -159,6 +159,13 @@ def test_the_whole_app_in_chromium(page):
     page.get_by_role("button", name="Evaluate on train").wait_for()
     assert_no_exception(page)
     shot(page, "07-checkpoints-evaluation")
+    # The training left the gallery's Grad-CAM for later: asking draws it in the background
+    page.get_by_text("Show where the model looked (Grad-CAM)").click()
+    overlays = page.get_by_text(re.compile("^Grad-CAM: where it looked"))
+    expect(overlays.first).to_be_visible(timeout=90_000)  # drawn, then shown by the page's poll
+    assert_no_exception(page)
+    overlays.first.scroll_into_view_if_needed()
+    shot(page, "07b-checkpoints-gradcam")
 
     # Predict: two sample photos, each with a label and a probability chart, then Grad-CAM
     go(page, "Predict")

@@ -102,15 +102,19 @@ def test_grad_cam_overlays_left_by_the_training_are_drawn_in_the_background_when
     assert "Drawing" not in texts(at.info)
 
 
-def test_overlays_that_could_not_be_drawn_say_why(with_run, monkeypatch):
+def test_overlays_that_could_not_be_drawn_say_why_and_can_be_drawn_again(with_run, monkeypatch):
     from core.launch import BackgroundJob
 
     failed = BackgroundJob(running=False, started_at=time.time(), error="the checkpoint is unreadable")
+    started = []
     monkeypatch.setattr("ui.evaluation_photos.overlays_job", lambda run_dir, split: failed)
+    monkeypatch.setattr("ui.evaluation_photos.start_overlays", lambda run_dir, split: started.append(split))
     at = open_page("pages/checkpoints.py")
     at.toggle(key="gallery_gradcam").set_value(True).run()
-    assert not at.exception
+    assert not at.exception and not started  # a failed drawing is not retried behind the user's back
     assert "The Grad-CAM overlays could not be drawn: the checkpoint is unreadable" in texts(at.warning)
+    button(at, "Draw them again").click().run()
+    assert not at.exception and started == ["validation"]
 
 
 def test_evaluate_on_another_split_runs_core_evaluate(with_run):

@@ -14,7 +14,7 @@ import streamlit as st
 from core.evaluate import cell_images
 from core.launch import overlays_job, start_overlays
 from core.reports import format_duration, gallery_caption
-from core.runs import RunDir, RunError
+from core.runs import RunDir, RunError, is_number
 from core.text import md
 
 GALLERY_COLUMNS = 6
@@ -76,19 +76,23 @@ def galleries(run_dir: Path, result: dict) -> None:
 
 
 def draw_overlays(run_dir: Path, result: dict) -> None:
-    """Start drawing the split's overlays unless a drawing since its evaluation ran; say how it goes."""
-    split = result["split"]
+    """Start drawing the split's overlays unless a drawing since its evaluation ran; say how it
+    goes, and why a drawing failed (with a button to draw them again)."""
+    split, evaluated_at = result["split"], result.get("evaluated_at")
     job = overlays_job(run_dir, split)
-    if job is None or job.started_at < (result.get("evaluated_at") or 0):
+    stale = job is None or (is_number(evaluated_at) and job.started_at < evaluated_at)
+    if not stale and job.error:
+        st.warning(f"The Grad-CAM overlays could not be drawn: {md(job.error)}")
+        if not st.button("Draw them again", icon=":material/refresh:", key="overlays_again"):
+            return
+    if stale or job.error:
         try:
             start_overlays(run_dir, split)
         except RunError as exc:
             st.error(f"Cannot draw the Grad-CAM overlays: {md(exc)}")
             return
         job = overlays_job(run_dir, split)
-    if job and job.error:
-        st.warning(f"The Grad-CAM overlays could not be drawn: {md(job.error)}")
-    elif job and job.running:
+    if job and job.running:
         overlays_progress(run_dir, split)
 
 
