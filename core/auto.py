@@ -693,6 +693,7 @@ FINE_TUNE_HOLDOUT = 0.2  # the fraction of the training split the fine-tuning tr
 # photos (no flips: they would confuse classes that differ by handedness, text, digits).
 TRIAL_AUGMENT = dict(rotation=10.0, width_shift=0.1, height_shift=0.1, zoom=0.1)
 TRIAL_DIR = "finetune_trial"
+REFIT_DIR = "finetune_all"  # the trial's winning recipe, again on the whole training split
 
 
 def fine_tune_trial(
@@ -704,7 +705,9 @@ def fine_tune_trial(
     The layers unfrozen are those after the best earlier candidate layer when one beat the top
     (the part whose features were too ImageNet-specific), else the last stage. The head starts
     from logistic regression on the top-layer embeddings, so stage 2 starts from a good head.
-    If fine-tuning wins, its checkpoint replaces the run's. Returns what the trial measured.
+    If fine-tuning wins, it is done again on the whole training split for the trial's best
+    number of epochs, as the embedding winner is refitted on all of it, and that model replaces
+    the run's checkpoint. Returns what the trial measured.
     """
     from sklearn.metrics import f1_score
     from sklearn.model_selection import train_test_split
@@ -764,9 +767,27 @@ def fine_tune_trial(
         f"auto: fine-tuning trial: the top {unfreeze} backbone layers, judged on {len(hold)} held-out "
         "training images"
     )
-    fine_tune(ctx.replace(config=trial_config, run_dir=trial_dir, report=trial_report), model, checkpoint, 0)
+    fine_tune(
+        ctx.replace(config=trial_config, run_dir=trial_dir, report=trial_report),
+        model,
+        checkpoint,
+        0,
+        anneal=True,
+    )
     score = float(checkpoint.best) if checkpoint.best is not None else 0.0
     kept = score > embedding_score + TIE and (trial_dir / "checkpoints" / "best.keras").is_file()
+    log(
+        f"auto: fine-tuning trial {score:.3f} vs {embedding_score:.3f} for {winner.name}: "
+        f"{'kept' if kept else 'not kept'}"
+    )
+    kept_model, refit_epochs = trial_dir / "checkpoints" / "best.keras", None
+    best_epoch = RunDir(trial_dir).best_record().get("epoch")
+    if kept and isinstance(best_epoch, int) and best_epoch > 0 and not ctx.stop:
+        log(f"auto: fine-tuning again on all {len(y_train)} training images, {best_epoch} epoch(s)")
+        refit_config = dataclasses.replace(trial_config, fine_tune_epochs=best_epoch, patience=0)
+        refit = _fine_tune_on_all(ctx.replace(config=refit_config), x_train[None], y_train, trial_report)
+        if not ctx.stop:  # stopped midway: the trial's whole model stands
+            kept_model, refit_epochs = refit, best_epoch
     trial = {
         "layers_unfrozen": unfreeze,
         "from_layer": layer_label(start_layer) if start_layer else None,
@@ -776,10 +797,11 @@ def fine_tune_trial(
         "holdout_macro_f1": {"fine_tuned": round(score, 4), winner.name: round(embedding_score, 4)},
         "seconds": round(time.time() - started, 2),
         "kept": bool(kept),
+        "refit_epochs": refit_epochs,
     }
     if kept:
         folder = run_dir / "checkpoints"
-        link_or_copy(trial_dir / "checkpoints" / "best.keras", folder / "best.keras")
+        link_or_copy(kept_model, folder / "best.keras")
         link_or_copy(folder / "best.keras", folder / "last.keras")
         (folder / CLASSIFIER_FILE).unlink(missing_ok=True)
         name = f"fine-tuned top {unfreeze} layers of {BACKBONE_LAYER}"
@@ -787,13 +809,44 @@ def fine_tune_trial(
         trial["reason"] = (
             f"fine-tuning the top {unfreeze} backbone layers reached {score:.3f} macro-F1 on {len(hold)} "
             f"held-out training images against {embedding_score:.3f} for {winner.name} on the same split, "
-            "so the fine-tuned model (trained on the other 80%) is kept."
+            + (
+                f"so it is kept, fine-tuned again on the whole training split ({refit_epochs} epoch(s))."
+                if refit_epochs
+                else "so the fine-tuned model (trained on the other 80%) is kept."
+            )
         )
-    log(
-        f"auto: fine-tuning trial {score:.3f} vs {embedding_score:.3f} for {winner.name}: "
-        f"{'kept' if kept else 'not kept'}"
-    )
     return trial
+
+
+def _fine_tune_on_all(ctx: RunContext, x_top: np.ndarray, y_train: np.ndarray, trial_report) -> Path:
+    """Fine-tune as the trial did, from a fresh backbone and a head fitted on every training
+    image, on the whole training split for `ctx.config.fine_tune_epochs`; return the saved
+    model (the last epoch: no split is left to choose another, and the run's validation split
+    is for its report only). Keras reports each epoch on the trial's held-out images, now
+    training images too: a sign of life, not a measure."""
+    from core.backbones import build_backbone
+    from core.callbacks import AtomicCheckpoint, save_atomic
+    from core.classical import linear_weights, make_classifier
+    from core.model import build_model, set_linear_head
+    from core.stages import fine_tune
+
+    config, num_classes = ctx.config, len(ctx.report.class_names)
+    model = build_model(
+        config, num_classes, build_backbone(config.backbone, config.image_size, config.weights)
+    )
+    top = make_classifier(dataclasses.replace(config, classifier="logreg")).fit(x_top, y_train)
+    set_linear_head(model, *linear_weights(top, num_classes))
+    refit_dir = ctx.run_dir / REFIT_DIR
+    (refit_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    report = dataclasses.replace(
+        trial_report,
+        splits={"train": ctx.report.splits["train"], "validation": trial_report.splits["validation"]},
+    )
+    checkpoint = AtomicCheckpoint(refit_dir, model, "val_macro_f1")
+    fine_tune(ctx.replace(run_dir=refit_dir, report=report), model, checkpoint, 0, anneal=True)
+    final = refit_dir / "checkpoints" / "final.keras"
+    save_atomic(model, final)
+    return final
 
 
 def _image_probabilities(run_dir: Path, report, config) -> tuple[np.ndarray, np.ndarray]:
@@ -906,5 +959,10 @@ def fine_tune_line(auto: dict) -> str | None:
         f"Fine-tuning the backbone: tried, because {decision['reason']}. The top {trial['layers_unfrozen']} "
         f"layers fine-tuned reached {trial['holdout_macro_f1']['fine_tuned']:.3f} macro-F1 on "
         f"{trial['holdout_images']} held-out training images against {other_score:.3f} for {other}: "
-        f"{'kept' if trial['kept'] else 'not kept'}."
+        f"{'kept' if trial['kept'] else 'not kept'}"
+        + (
+            f", then fine-tuned again on the whole training split ({trial['refit_epochs']} epoch(s))."
+            if trial.get("refit_epochs")
+            else "."
+        )
     )

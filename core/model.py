@@ -130,9 +130,10 @@ def _output_layer(num_classes: int) -> keras.layers.Dense:
     return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")
 
 
-def compile_model(model: keras.Model, optimizer: str, learning_rate: float, num_classes: int) -> None:
+def compile_model(model: keras.Model, optimizer: str, learning_rate, num_classes: int) -> None:
     """Compile with the loss for the class count and explicitly named metrics:
-    `accuracy` and `macro_f1` (so logs hold val_accuracy and val_macro_f1)."""
+    `accuracy` and `macro_f1` (so logs hold val_accuracy and val_macro_f1). `learning_rate` is
+    a number or a keras.optimizers.schedules.LearningRateSchedule."""
     optimizers = {
         "adam": keras.optimizers.Adam,
         "rmsprop": keras.optimizers.RMSprop,
@@ -186,7 +187,7 @@ class MacroF1(keras.metrics.Metric):
         return {**super().get_config(), "num_classes": self.num_classes}
 
 
-def unfreeze_top(model: keras.Model, n_layers: int, learning_rate: float, optimizer: str = "adam") -> int:
+def unfreeze_top(model: keras.Model, n_layers: int, learning_rate, optimizer: str = "adam") -> int:
     """Make the top `n_layers` of the backbone trainable and recompile.
 
     BatchNormalization layers stay frozen: their statistics were learned on ImageNet

@@ -225,25 +225,35 @@ def fine_tune(
     checkpoint: AtomicCheckpoint,
     epochs_done: int,
     stage2_start: int | None = None,
+    anneal: bool = False,
 ) -> None:
     """Stage 2: from the best stage-1 weights, unfreeze the base's top layers and train on.
 
-    A run resumed inside stage 2 passes `stage2_start` and keeps its current weights.
+    A run resumed inside stage 2 passes `stage2_start` and keeps its current weights. With
+    `anneal`, the learning rate decays to 0 along a cosine over the stage's steps, so its last
+    epoch is a settled one: auto mode keeps a last epoch that no split chose (measured on PBC
+    blood cells at a constant rate: held-out macro-F1 0.922, 0.943, 0.958, 0.948, 0.922 over 5 epochs).
     """
     config, run_dir, report, log = ctx.config, ctx.run_dir, ctx.report, ctx.log
     best = RunDir(run_dir).checkpoint("best")
     if stage2_start is None and best.is_file():
         model.load_weights(best)
     stage2_start = stage2_start or epochs_done + 1
-    learning_rate = config.learning_rate * config.fine_tune_lr_factor
-    trainable = unfreeze_top(model, config.fine_tune_layers, learning_rate, config.optimizer)
-    log(
-        f"stage 2: fine-tuning the top {config.fine_tune_layers} backbone layers "
-        f"({trainable} trainable, BatchNormalization frozen) at learning rate {learning_rate:g}"
-    )
     num_classes = len(report.class_names)
     train_split, val_split = report.splits["train"], report.splits["validation"]
     batches = steps_per_epoch(train_split, config.batch_size)
+    learning_rate = config.learning_rate * config.fine_tune_lr_factor
+    schedule = (
+        keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=batches * config.fine_tune_epochs)
+        if anneal
+        else learning_rate
+    )
+    trainable = unfreeze_top(model, config.fine_tune_layers, schedule, config.optimizer)
+    log(
+        f"stage 2: fine-tuning the top {config.fine_tune_layers} backbone layers "
+        f"({trainable} trainable, BatchNormalization frozen) at learning rate {learning_rate:g}"
+        + (", decaying to 0 (cosine)" if anneal else "")
+    )
     RunDir(run_dir).write_status(stage=2, batches=batches, stage2_start_epoch=stage2_start)
     total = stage2_start - 1 + config.fine_tune_epochs
     logger = RunLogger(run_dir, config.total_epochs, batches, lambda: bool(ctx.stop), stage=2, log=log)

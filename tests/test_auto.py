@@ -271,6 +271,47 @@ def test_the_fine_tuning_trial_is_judged_on_held_out_training_images(tmp_path, c
     assert evaluation["validation"]["accuracy"] == pytest.approx(recorded)
 
 
+def test_a_fine_tuning_trial_that_wins_is_done_again_on_the_whole_training_split(
+    tmp_path, capsys, monkeypatch
+):
+    """The trial (80% of the training split) only decides; the kept model is fine-tuned again on
+    all of it for the trial's best number of epochs, as the embedding winner is refitted on all."""
+    import core.auto
+    from core.train import main as train_main
+
+    monkeypatch.setattr("core.embeddings.CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(
+        core.auto, "fine_tune_decision", lambda ranked, n: {"try": True, "reason": "forced", "evidence": {}}
+    )
+    monkeypatch.setattr(core.auto, "TIE", -1.0)  # any trial wins
+    data = make_color_dataset(tmp_path / "colors", per_class=10)
+    args = ["--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--backbone", "mobilenet_v2_0.35",
+            "--weights", "none", "--image-size", "32", "--batch-size", "4"]  # fmt: skip
+    assert train_main([*args, "--fine-tune-epochs", "2"]) == 0
+    run = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    trial = json.loads((run / AUTO_FILE).read_text())["fine_tune"]["trial"]
+    best_epoch = json.loads((run / "finetune_trial" / "checkpoints" / "best.json").read_text())["epoch"]
+    assert trial["kept"] and trial["refit_epochs"] == best_epoch
+    assert "fine-tuned again on the whole training split" in trial["reason"]
+    refit = [json.loads(line) for line in (run / "finetune_all" / "metrics.jsonl").read_text().splitlines()]
+    assert len([r for r in refit if "batch" not in r]) == best_epoch
+    trial_log = (run / "finetune_trial" / "metrics.jsonl").read_text().splitlines()
+    assert {json.loads(line).get("batches") for line in trial_log} - {None} == {3}  # 12 of 16 images
+    assert {r["batches"] for r in refit if "batch" in r} == {4}  # all 16 training images, batches of 4
+    final = run / "finetune_all" / "checkpoints" / "final.keras"
+    assert (run / "checkpoints" / "best.keras").read_bytes() == final.read_bytes()
+    from core.model import ImagePreprocess  # noqa: F401  registers the custom layer and metric
+    from core.tf_setup import keras
+
+    optimizer = keras.models.load_model(final).optimizer  # the kept model's last epoch is a settled one:
+    assert (
+        int(optimizer.iterations) == 4 * best_epoch and float(optimizer.learning_rate) < 1e-9
+    )  # lr annealed to 0
+    recorded = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["val_accuracy"]
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["validation"]["accuracy"] == pytest.approx(recorded)
+
+
 @pytest.mark.slow
 def test_few_shot_real_photos_the_default_matches_logistic_regression_and_finetune_converges(
     tmp_path, capsys, monkeypatch, use_keras_home
