@@ -825,7 +825,7 @@ def _fine_tune_on_all(ctx: RunContext, x_top: np.ndarray, y_train: np.ndarray, t
     is for its report only). Keras reports each epoch on the trial's held-out images, now
     training images too: a sign of life, not a measure."""
     from core.backbones import build_backbone
-    from core.callbacks import AtomicCheckpoint, save_atomic
+    from core.callbacks import AtomicCheckpoint
     from core.classical import linear_weights, make_classifier
     from core.model import build_model, set_linear_head
     from core.stages import fine_tune
@@ -842,11 +842,9 @@ def _fine_tune_on_all(ctx: RunContext, x_top: np.ndarray, y_train: np.ndarray, t
         trial_report,
         splits={"train": ctx.report.splits["train"], "validation": trial_report.splits["validation"]},
     )
-    checkpoint = AtomicCheckpoint(refit_dir, model, "val_macro_f1")
+    checkpoint = AtomicCheckpoint(refit_dir, model, "val_macro_f1")  # stage 2 saves every epoch's last
     fine_tune(ctx.replace(run_dir=refit_dir, report=report), model, checkpoint, 0, anneal=True)
-    final = refit_dir / "checkpoints" / "final.keras"
-    save_atomic(model, final)
-    return final
+    return RunDir(refit_dir).checkpoint("last")
 
 
 def _image_probabilities(run_dir: Path, report, config) -> tuple[np.ndarray, np.ndarray]:

@@ -298,7 +298,7 @@ def test_a_fine_tuning_trial_that_wins_is_done_again_on_the_whole_training_split
     trial_log = (run / "finetune_trial" / "metrics.jsonl").read_text().splitlines()
     assert {json.loads(line).get("batches") for line in trial_log} - {None} == {3}  # 12 of 16 images
     assert {r["batches"] for r in refit if "batch" in r} == {4}  # all 16 training images, batches of 4
-    final = run / "finetune_all" / "checkpoints" / "final.keras"
+    final = run / "finetune_all" / "checkpoints" / "last.keras"  # its last epoch
     assert (run / "checkpoints" / "best.keras").read_bytes() == final.read_bytes()
     from core.model import ImagePreprocess  # noqa: F401  registers the custom layer and metric
     from core.tf_setup import keras
