@@ -1,7 +1,7 @@
 """Benchmark: the default command (auto) against every manual recipe on one dataset (not a test).
 
     python -m bench.far_domain --data DIR [--backbone mobilenet_v2] [--image-size 224]
-                               [--test-split 0.2]
+                               [--test-split 0.2] [--split-seed 0]
     python -m bench.far_domain --digits [--image-size 96]
 
 Each recipe is one whole `python -m core.train` process on the same split (accuracy and
@@ -58,14 +58,14 @@ def digits_dataset(out: Path) -> Path:
     return out
 
 
-def three_way_split(data: Path, out: Path, test_split: float) -> Path:
+def three_way_split(data: Path, out: Path, test_split: float, seed: int = 0) -> Path:
     """An unsplit dataset as out/{train,validation,test} (links); a split one as it is."""
     from core.data import scan_dataset, split_dataset
 
     report = scan_dataset(data)
     if report.is_split:
         return data
-    return split_dataset(report, out, 0.2, seed=0, test_split=test_split, link=True)
+    return split_dataset(report, out, 0.2, seed=seed, test_split=test_split, link=True)
 
 
 def train(args, runs: Path, *flags: str) -> dict:
@@ -149,13 +149,14 @@ def main() -> int:
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--image-size", type=int, default=0, help="default: 96 for --digits, else 224")
     parser.add_argument("--test-split", type=float, default=0.2, help="for an unsplit dataset")
+    parser.add_argument("--split-seed", type=int, default=0, help="another seed: other test images")
     args = parser.parse_args()
     args.image_size = args.image_size or (96 if args.digits else 224)
     _prepare_keras_home()
     os.environ.setdefault("TLS_CACHE_DIR", tempfile.mkdtemp(prefix="bench-far-cache-") + "/embeddings")
     work = Path(tempfile.mkdtemp(prefix="bench-far-data-"))
     data = digits_dataset(work / "digits") if args.digits else args.data
-    args.data = three_way_split(data, work / "split", args.test_split)
+    args.data = three_way_split(data, work / "split", args.test_split, args.split_seed)
     results = run_all(args)
     print(table(args, results))
     return 0
