@@ -7,20 +7,21 @@ while the page stays usable, then shows them."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import streamlit as st
 
 from core.evaluate import cell_images
 from core.launch import overlays_job, start_overlays
-from core.reports import format_duration, gallery_caption
+from core.reports import gallery_caption
 from core.runs import RunDir, RunError, is_number
 from core.text import md
+from ui.background import job_progress
 
 GALLERY_COLUMNS = 6
 CELL_PHOTOS = 24  # photos shown for one confusion-matrix cell
 GRADCAM_CAPTION = "Grad-CAM: where it looked"
-OVERLAYS_POLL_S = 2.0  # how often overlays being drawn are looked at
 
 
 def cell_photos(run_dir: Path, result: dict, clicked) -> None:
@@ -93,20 +94,8 @@ def draw_overlays(run_dir: Path, result: dict) -> None:
             return
         job = overlays_job(run_dir, split)
     if job and job.running:
-        overlays_progress(run_dir, split)
-
-
-@st.fragment(run_every=OVERLAYS_POLL_S)
-def overlays_progress(run_dir: Path, split: str) -> None:
-    """While the overlays are drawn, for how long; once done, the page again (with them)."""
-    job = overlays_job(run_dir, split)
-    if not job or not job.running:
-        st.rerun()
-    st.info(
-        f"Drawing where the model looked on the gallery's photos (TensorFlow loads first): "
-        f"{format_duration(job.elapsed)} so far.",
-        icon=":material/hourglass_top:",
-    )
+        doing = "Drawing where the model looked on the gallery's photos (TensorFlow loads first)"
+        job_progress(functools.partial(overlays_job, run_dir, split), doing)
 
 
 def gallery(run_dir: Path, entries: list[dict], empty: str, show_gradcam: bool = False) -> None:

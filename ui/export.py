@@ -15,11 +15,9 @@ import streamlit as st
 
 from core.export import EXPORT_CHOICES, published_export
 from core.launch import export_job, start_export
-from core.reports import format_duration
 from core.runs import COMPLETED, RunError, RunSummary
 from core.text import md
-
-EXPORT_POLL_S = 2.0  # how often a running export is looked at
+from ui.background import job_progress
 
 
 def export_tab(run: RunSummary) -> None:
@@ -46,7 +44,9 @@ def export_tab(run: RunSummary) -> None:
             return
         st.rerun()
     if running:  # the zip of an earlier export of this format is being replaced: no download now
-        export_progress(run, fmt, quantize, choice)
+        doing = f"Exporting {run.name} as {choice} and verifying it (TensorFlow loads first)"
+        then = " You can keep using the page meanwhile."
+        job_progress(functools.partial(export_job, run.path, fmt, quantize), doing, then)
         return
     if job and job.error:
         st.error(f"Cannot export: {md(job.error)}")
@@ -61,16 +61,3 @@ def export_tab(run: RunSummary) -> None:
             icon=":material/download:",
             key=f"export_download_{run.name}",
         )
-
-
-@st.fragment(run_every=EXPORT_POLL_S)
-def export_progress(run: RunSummary, fmt: str, quantize: str | None, choice: str) -> None:
-    """While the export runs, how long it has taken; once it has ended, the page again."""
-    job = export_job(run.path, fmt, quantize)
-    if not job or not job.running:
-        st.rerun()  # the whole page: the result, or why it failed
-    st.info(
-        f"Exporting {run.name} as {choice} and verifying it (TensorFlow loads first): "
-        f"{format_duration(job.elapsed)} so far. You can keep using the page meanwhile.",
-        icon=":material/hourglass_top:",
-    )
