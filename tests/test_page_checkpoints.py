@@ -117,6 +117,28 @@ def test_overlays_that_could_not_be_drawn_say_why_and_can_be_drawn_again(with_ru
     assert not at.exception and started == ["validation"]
 
 
+def test_two_visitors_asking_for_the_overlays_at_once_both_watch_one_drawing(with_run, monkeypatch):
+    from core.launch import BackgroundJob
+    from core.runs import RunError
+
+    jobs = iter([None, BackgroundJob(running=True, started_at=time.time(), error=None)])
+    last = {}
+
+    def overlays_job(run_dir, split):  # none when this page looked, one running right after
+        last["job"] = next(jobs, last.get("job"))
+        return last["job"]
+
+    def already_started(run_dir, split):
+        raise RunError("the drawing of the Grad-CAM overlays is already running")
+
+    monkeypatch.setattr("ui.evaluation_photos.overlays_job", overlays_job)
+    monkeypatch.setattr("ui.evaluation_photos.start_overlays", already_started)
+    at = open_page("pages/checkpoints.py")
+    at.toggle(key="gallery_gradcam").set_value(True).run()
+    assert not at.exception and not at.error
+    assert "Drawing where the model looked" in texts(at.info)
+
+
 def test_evaluate_on_another_split_runs_core_evaluate(with_run):
     at = open_page("pages/checkpoints.py")
     button(at, "Evaluate on train").click().run()

@@ -90,8 +90,10 @@ def draw_overlays(run_dir: Path, result: dict) -> None:
         try:
             start_overlays(run_dir, split)
         except RunError as exc:
-            st.error(f"Cannot draw the Grad-CAM overlays: {md(exc)}")
-            return
+            job = overlays_job(run_dir, split)
+            if not (job and job.running):  # running: another visitor asked at the same moment
+                st.error(f"Cannot draw the Grad-CAM overlays: {md(exc)}")
+                return
         job = overlays_job(run_dir, split)
     if job and job.running:
         doing = "Drawing where the model looked on the gallery's photos (TensorFlow loads first)"
