@@ -662,7 +662,7 @@ def train_auto(ctx: RunContext):
         record.update(candidates=[c.to_dict() for c in ranked], trying="fine-tuning the backbone")
         write_json_atomic(run_dir / AUTO_FILE, record)
         RunDir(run_dir).write_status(phase="auto: trying fine-tuning the backbone", candidate="fine-tuning")
-        trial = fine_tune_trial(ctx, base, layers, winner, x_train, y_train)
+        trial = fine_tune_trial(ctx, base, layers, ranked, x_train, y_train)
         decision["trial"] = trial
         if trial["kept"]:
             why, model = trial["reason"], None
@@ -697,17 +697,26 @@ REFIT_DIR = "finetune_all"  # the trial's winning recipe, again on the whole tra
 
 
 def fine_tune_trial(
-    ctx: RunContext, base, layers: list[str | None], winner: Candidate, x_train: dict, y_train: np.ndarray
+    ctx: RunContext,
+    base,
+    layers: list[str | None],
+    ranked: list[Candidate],
+    x_train: dict,
+    y_train: np.ndarray,
 ) -> dict:
     """Fine-tune the backbone's top (stage 2) on 80% of the training split and keep it only if it
-    beats the embedding winner, fitted on the same 80%, on the other 20% (macro-F1).
+    beats the embedding winner (ranked[0]), fitted on the same 80%, on the other 20% (macro-F1).
 
     The layers unfrozen are those after the best earlier candidate layer when one beat the top
     (the part whose features were too ImageNet-specific), else the last stage. The head starts
     from logistic regression on the top-layer embeddings, so stage 2 starts from a good head.
-    If fine-tuning wins, it is done again on the whole training split for the trial's best
-    number of epochs, as the embedding winner is refitted on all of it, and that model replaces
-    the run's checkpoint. Returns what the trial measured.
+    The fine-tuned model is also scored averaged with the best logistic regression on the layer
+    below the unfrozen part (one model, one forward pass: `core.model.with_linear_probe`); the
+    two make different mistakes, and the better of the two on the held-out images is the one
+    kept (a tie keeps the average: it varies less). If fine-tuning wins, it is done again on
+    the whole training split for the trial's best number of epochs, as the embedding winner is
+    refitted on all of it, and that model replaces the run's checkpoint. Returns what the trial
+    measured.
     """
     from sklearn.metrics import f1_score
     from sklearn.model_selection import train_test_split
@@ -721,7 +730,7 @@ def fine_tune_trial(
     from core.stages import fine_tune
 
     config, run_dir, report, log = ctx.config, ctx.run_dir, ctx.report, ctx.log
-    started, num_classes = time.time(), len(report.class_names)
+    started, num_classes, winner = time.time(), len(report.class_names), ranked[0]
     fit, hold = train_test_split(
         np.arange(len(y_train)), test_size=FINE_TUNE_HOLDOUT, stratify=y_train, random_state=config.seed
     )
@@ -774,13 +783,17 @@ def fine_tune_trial(
         0,
         anneal=True,
     )
-    score = float(checkpoint.best) if checkpoint.best is not None else 0.0
-    kept = score > embedding_score + TIE and (trial_dir / "checkpoints" / "best.keras").is_file()
-    log(
-        f"auto: fine-tuning trial {score:.3f} vs {embedding_score:.3f} for {winner.name}: "
-        f"{'kept' if kept else 'not kept'}"
-    )
     kept_model, refit_epochs = trial_dir / "checkpoints" / "best.keras", None
+    probe = _probe_below(ranked, start_layer)
+    scores = _trial_scores(kept_model, trial_report, config, x_train, y_train, (fit, hold), probe)
+    score = max(scores.values(), default=0.0)
+    averaged = "averaged" in scores and scores["averaged"] >= scores["fine_tuned"]
+    kept = score > embedding_score + TIE
+    log(
+        f"auto: fine-tuning trial {scores.get('fine_tuned', 0.0):.3f}"
+        + (f", averaged with {probe.name} {scores['averaged']:.3f}" if "averaged" in scores else "")
+        + f" vs {embedding_score:.3f} for {winner.name}: {'kept' if kept else 'not kept'}"
+    )
     best_epoch = RunDir(trial_dir).best_record().get("epoch")
     if kept and isinstance(best_epoch, int) and best_epoch > 0 and not ctx.stop:
         log(f"auto: fine-tuning again on all {len(y_train)} training images, {best_epoch} epoch(s)")
@@ -794,21 +807,37 @@ def fine_tune_trial(
         "epochs": config.fine_tune_epochs,
         "augment": dataclasses.asdict(augment),
         "holdout_images": int(len(hold)),
-        "holdout_macro_f1": {"fine_tuned": round(score, 4), winner.name: round(embedding_score, 4)},
+        "holdout_macro_f1": {
+            "fine_tuned": round(scores.get("fine_tuned", 0.0), 4),
+            winner.name: round(embedding_score, 4),
+        },
+        "averaged_with": None
+        if "averaged" not in scores
+        else {"name": probe.name, "holdout_macro_f1": round(scores["averaged"], 4)},
         "seconds": round(time.time() - started, 2),
         "kept": bool(kept),
+        "kept_averaged": bool(kept and averaged),
         "refit_epochs": refit_epochs,
     }
     if kept:
         folder = run_dir / "checkpoints"
-        link_or_copy(kept_model, folder / "best.keras")
+        if averaged:
+            _save_averaged(kept_model, probe, config, x_train, y_train, num_classes, folder / "best.keras")
+        else:
+            link_or_copy(kept_model, folder / "best.keras")
         link_or_copy(folder / "best.keras", folder / "last.keras")
         (folder / CLASSIFIER_FILE).unlink(missing_ok=True)
         name = f"fine-tuned top {unfreeze} layers of {BACKBONE_LAYER}"
-        trial["winner"] = {"name": name, "classifier": "finetune", "layer": "top", "params": {}}
+        what = f"{name}, averaged with {probe.name}," if averaged else name
+        trial["winner"] = {
+            "name": f"{name} + {probe.name}" if averaged else name,
+            "classifier": "finetune",
+            "layer": "top",
+            "params": {},
+        }
         trial["reason"] = (
-            f"fine-tuning the top {unfreeze} backbone layers reached {score:.3f} macro-F1 on {len(hold)} "
-            f"held-out training images against {embedding_score:.3f} for {winner.name} on the same split, "
+            f"the {what} reached {score:.3f} macro-F1 on {len(hold)} held-out training images against "
+            f"{embedding_score:.3f} for {winner.name} on the same split, "
             + (
                 f"so it is kept, fine-tuned again on the whole training split ({refit_epochs} epoch(s))."
                 if refit_epochs
@@ -816,6 +845,59 @@ def fine_tune_trial(
             )
         )
     return trial
+
+
+def _probe_below(ranked: list[Candidate], layer: str | None) -> Candidate | None:
+    """The best logistic regression on `layer`, the layer below the fine-tuned part: its features
+    survive fine-tuning, so it can be averaged with the fine-tuned model in one forward pass.
+    When selection stopped before measuring one there (a perfect score), scikit-learn's default C."""
+    if layer is None:
+        return None
+    measured = (c for c in ranked if c.classifier == "logreg" and c.layer == layer)
+    return next(measured, Candidate("logreg", layer, {"C": 1.0}, float("nan"), float("nan"), [], 0.0))
+
+
+def _trial_scores(
+    model_path: Path, trial_report, config, x_train: dict, y_train: np.ndarray, split: tuple, probe
+) -> dict:
+    """Held-out macro-F1 of the trial's fine-tuned model ("fine_tuned") and of it averaged with
+    `probe` fitted on the same 80% ("averaged"); {} when the trial saved no model."""
+    from sklearn.metrics import f1_score
+
+    if not model_path.is_file():
+        return {}
+    fit, hold = split
+    num_classes = len(trial_report.class_names)
+    fine_tuned = _split_probabilities(model_path, trial_report.splits["validation"], config, num_classes)
+    scores = {"fine_tuned": float(f1_score(y_train[hold], fine_tuned.argmax(1), average="macro"))}
+    if probe is not None:
+        ((z_fit, z_hold),) = _standardised_folds(x_train[probe.layer], [(fit, hold)])
+        linear = make_estimator("logreg", probe.params, num_classes, config).fit(z_fit, y_train[fit])
+        both = averaged_probabilities(fine_tuned, linear.predict_proba(z_hold))
+        scores["averaged"] = float(f1_score(y_train[hold], both.argmax(1), average="macro"))
+    return scores
+
+
+def averaged_probabilities(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """What `core.model.with_linear_probe` computes from two classifiers' probabilities: the
+    softmax of their mean logits (the normalised geometric mean)."""
+    logits = (np.log(np.clip(a, 1e-7, 1.0)) + np.log(np.clip(b, 1e-7, 1.0))) / 2
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _save_averaged(
+    model_path: Path, probe: Candidate, config, x_train: dict, y_train, num_classes: int, to: Path
+) -> None:
+    """The fine-tuned model at `model_path` averaged with `probe` fitted on every training image."""
+    from core.callbacks import save_atomic
+    from core.classical import linear_weights, make_classifier
+    from core.model import with_linear_probe
+
+    linear_config = dataclasses.replace(config, classifier="logreg", classifier_c=probe.params["C"])
+    linear = make_classifier(linear_config).fit(x_train[probe.layer], y_train)
+    model = with_linear_probe(_load_keras(model_path), probe.layer, *linear_weights(linear, num_classes))
+    save_atomic(model, to)
 
 
 def _fine_tune_on_all(ctx: RunContext, x_top: np.ndarray, y_train: np.ndarray, trial_report) -> Path:
@@ -849,19 +931,28 @@ def _fine_tune_on_all(ctx: RunContext, x_top: np.ndarray, y_train: np.ndarray, t
 
 def _image_probabilities(run_dir: Path, report, config) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) probabilities of the run's saved checkpoint, from the images."""
-    from core.pipeline import make_dataset
-    from core.predict import load_classifier
+    path, num_classes = RunDir(run_dir).checkpoint("best"), len(report.class_names)
+    model = _load_keras(path)
+    return tuple(
+        _split_probabilities(model, report.splits[s], config, num_classes) for s in ("train", "validation")
+    )
 
-    classifier = load_classifier(run_dir)
-    num_classes = len(report.class_names)
-    out = []
-    for split in ("train", "validation"):
-        data = make_dataset(
-            report.splits[split], config.image_size, config.batch_size, num_classes, training=False
-        )
-        raw = np.asarray(classifier.model.predict(data, verbose=0))
-        out.append(np.concatenate([1.0 - raw, raw], axis=1) if raw.shape[1] == 1 else raw)
-    return out[0], out[1]
+
+def _load_keras(path: Path):
+    import core.model  # noqa: F401  registers ImagePreprocess for deserialization
+    from core.tf_setup import keras
+
+    return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
+def _split_probabilities(model, split, config, num_classes: int) -> np.ndarray:
+    """(N, classes) probabilities of a Keras model (or a saved one's path) on a split's images."""
+    from core.pipeline import make_dataset
+    from core.predict import class_columns
+
+    model = _load_keras(model) if isinstance(model, Path) else model
+    data = make_dataset(split, config.image_size, config.batch_size, num_classes, training=False)
+    return class_columns(np.asarray(model.predict(data, verbose=0)))
 
 
 def save_winner(config, base, run_dir: Path, winner: Candidate, x_train, y_train, x_val, num_classes: int):
@@ -953,11 +1044,15 @@ def fine_tune_line(auto: dict) -> str | None:
         not_run = f" (not run: {decision['not_run']})" if decision.get("not_run") else ""
         return f"Fine-tuning the backbone: worth trying: {decision['reason']}{not_run}."
     ((other, other_score),) = [(k, v) for k, v in trial["holdout_macro_f1"].items() if k != "fine_tuned"]
+    averaged = trial.get("averaged_with")  # absent from runs made before averaging was tried
+    kept = "kept" if trial["kept"] else "not kept"
     return (
         f"Fine-tuning the backbone: tried, because {decision['reason']}. The top {trial['layers_unfrozen']} "
         f"layers fine-tuned reached {trial['holdout_macro_f1']['fine_tuned']:.3f} macro-F1 on "
-        f"{trial['holdout_images']} held-out training images against {other_score:.3f} for {other}: "
-        f"{'kept' if trial['kept'] else 'not kept'}"
+        f"{trial['holdout_images']} held-out training images"
+        + (f", {averaged['holdout_macro_f1']:.3f} averaged with {averaged['name']}," if averaged else "")
+        + f" against {other_score:.3f} for {other}: "
+        + (f"{kept}, averaged" if trial.get("kept_averaged") else kept)
         + (
             f", then fine-tuned again on the whole training split ({trial['refit_epochs']} epoch(s))."
             if trial.get("refit_epochs")

@@ -5,7 +5,9 @@ raw pixels -> "preprocess" -> the nested "backbone" model -> pooling -> [hidden 
 -> [Dropout] -> output Dense. The backbone's last feature map is computed inside a
 `tf.GradientTape`, the head layers are run on it by hand, and each channel is weighted
 by the mean gradient of the class's logit. For a single sigmoid unit (2 classes), class
-1's score is the logit and class 0's is its negation.
+1's score is the logit and class 0's is its negation. A model averaged with a linear probe
+(`core.model.with_linear_probe`) has two maps, pooled side by side: each map's weighted sum
+adds its share of the logit, so their maps are added at the finer map's size.
 """
 
 from __future__ import annotations
@@ -92,15 +94,19 @@ def gradcam_batch(model, images: list[np.ndarray], class_indices: list[int | Non
     )
     for layer in before:
         x = layer(x)
-    features = base(x, training=False)
+    maps = base(x, training=False)
+    maps = list(maps) if isinstance(maps, (list, tuple)) else [maps]
     with tf.GradientTape() as tape:
-        tape.watch(features)
-        logits = _head_logits(features, head, output)
+        tape.watch(maps)
+        logits = _head_logits(maps, head, output)
         score = tf.add_n([_class_score(logits[i], c) for i, c in enumerate(class_indices)])
-    grads = tf.cast(tape.gradient(score, features), tf.float32)
-    features = tf.cast(features, tf.float32)
-    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per image and channel
-    cams = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1)).numpy()
+    size = max((m.shape[1:3] for m in maps), key=lambda hw: hw[0] * hw[1])
+    cams = 0.0
+    for features, grads in zip(maps, tape.gradient(score, maps)):
+        weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)  # per image, channel
+        cam = tf.reduce_sum(tf.cast(features, tf.float32) * weights, axis=-1, keepdims=True)
+        cams += tf.image.resize(cam, size, method="bilinear")  # each map's evidence adds to the logit
+    cams = tf.nn.relu(cams[..., 0]).numpy()
     return [_resize_unit(cam, image.shape[:2]) for cam, image in zip(cams, images)]
 
 
@@ -134,7 +140,8 @@ def _parts(model):
         base = model.get_layer(BACKBONE_LAYER)
     except (ValueError, AttributeError):
         raise GradCamUnavailableError(f"the model has no layer named {BACKBONE_LAYER!r}") from None
-    if not isinstance(base, keras.Model) or len(base.output.shape) != 4:
+    maps = base.output if isinstance(base.output, (list, tuple)) else [base.output]
+    if not isinstance(base, keras.Model) or any(len(m.shape) != 4 for m in maps):
         raise GradCamUnavailableError("the backbone is not a model with a spatial feature map")
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     index = layers.index(base)
@@ -144,11 +151,17 @@ def _parts(model):
     return before, base, head[:-1], head[-1]
 
 
-def _head_logits(features, head, output):
-    """The head run by hand on the feature map, up to the output layer's logits."""
+def _head_logits(maps: list, head, output):
+    """The head run by hand on the feature maps, up to the output layer's logits.
+
+    Several maps (a model averaged with a linear probe on an earlier layer) are pooled one
+    by one, in the backbone's output order, then joined by the next layer."""
     from core.tf_setup import keras
 
-    x = features
+    x = maps[0]
+    if len(maps) > 1:
+        pools, head = head[: len(maps)], head[len(maps) :]
+        x = [pool(m, training=False) for pool, m in zip(pools, maps)]
     for layer in head:
         x = layer(x, training=False)
     x = keras.ops.cast(x, output.kernel.dtype)

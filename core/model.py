@@ -123,6 +123,33 @@ def set_linear_head(model: keras.Model, kernel, bias) -> None:
     model.layers[-1].set_weights([kernel, bias])
 
 
+def with_linear_probe(model: keras.Model, layer: str, kernel, bias) -> keras.Model:
+    """`model` averaged with a linear classifier (kernel (D, units), bias) on the pooled output
+    of its backbone's `layer`: one model, one forward pass, whose logits are the mean of the two.
+
+    `layer` must lie below every layer that fine-tuning changed, so that its features are the
+    ones the linear classifier was fitted on. Averaging logits is the normalised geometric mean
+    of the two classifiers' probabilities, and it folds into one Dense layer on the two pooled
+    embeddings side by side (the `POOL_LAYER` embedding: top first). The layers are shared.
+    """
+    import numpy as np
+
+    base = model.get_layer(BACKBONE_LAYER)
+    both = keras.Model(base.input, [base.output, base.get_layer(layer).output], name=BACKBONE_LAYER)
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    top, earlier = both(model.get_layer("preprocess")(inputs), training=False)
+    pooled = [
+        keras.layers.GlobalAveragePooling2D(name=f"{POOL_LAYER}_top")(top),
+        keras.layers.GlobalAveragePooling2D(name=f"{POOL_LAYER}_{layer}")(earlier),
+    ]
+    x = keras.layers.Concatenate(name=POOL_LAYER)(pooled)
+    output = _output_layer(num_classes_of(model))
+    averaged = keras.Model(inputs, output(x), name=model.name)
+    own_kernel, own_bias = model.layers[-1].get_weights()
+    output.set_weights([np.concatenate([own_kernel, kernel]) / 2, (own_bias + bias) / 2])
+    return averaged
+
+
 def _output_layer(num_classes: int) -> keras.layers.Dense:
     # float32 output keeps the loss numerically stable under mixed precision.
     if num_classes == 2:

@@ -260,6 +260,9 @@ def test_the_fine_tuning_trial_is_judged_on_held_out_training_images(tmp_path, c
     trial = auto["fine_tune"]["trial"]
     assert trial["holdout_images"] == 4 and trial["layers_unfrozen"] > 0  # 20% of 16 training images
     assert set(trial["holdout_macro_f1"]) == {"fine_tuned", auto["candidates"][0]["name"]}
+    probe = trial["averaged_with"]  # the fine-tuned model averaged with the best linear probe below it
+    assert probe["name"].startswith("logistic regression") and probe["name"].endswith(trial["from_layer"])
+    assert 0 <= probe["holdout_macro_f1"] <= 1
     trial_epochs = [
         json.loads(line) for line in (run / "finetune_trial" / "metrics.jsonl").read_text().splitlines()
     ]
@@ -284,6 +287,7 @@ def test_a_fine_tuning_trial_that_wins_is_done_again_on_the_whole_training_split
         core.auto, "fine_tune_decision", lambda ranked, n: {"try": True, "reason": "forced", "evidence": {}}
     )
     monkeypatch.setattr(core.auto, "TIE", -1.0)  # any trial wins
+    monkeypatch.setattr(core.auto, "_probe_below", lambda ranked, layer: None)  # the fine-tuned model alone
     data = make_color_dataset(tmp_path / "colors", per_class=10)
     args = ["--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--backbone", "mobilenet_v2_0.35",
             "--weights", "none", "--image-size", "32", "--batch-size", "4"]  # fmt: skip
@@ -348,6 +352,45 @@ def test_few_shot_real_photos_the_default_matches_logistic_regression_and_finetu
     assert finetune >= logreg - 0.01, (finetune, logreg)
 
 
+def test_a_trial_won_by_the_average_keeps_one_model_that_averages_the_two(tmp_path, capsys, monkeypatch):
+    """When the fine-tuned model averaged with the linear probe scores best on the held-out
+    images, the run's checkpoint is that one model: the fine-tuned backbone refitted on every
+    training image, with both pooled maps feeding one output layer, and it predicts what the
+    run recorded."""
+    import core.auto
+    from core.model import POOL_LAYER
+    from core.predict import load_classifier
+    from core.train import main as train_main
+
+    measured = core.auto._trial_scores
+    monkeypatch.setattr("core.embeddings.CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(
+        core.auto, "fine_tune_decision", lambda ranked, n: {"try": True, "reason": "forced", "evidence": {}}
+    )
+    monkeypatch.setattr(  # the average wins, whatever the tiny trial measured
+        core.auto, "_trial_scores", lambda *a: {**measured(*a), "averaged": 2.0}
+    )
+    data = make_color_dataset(tmp_path / "colors", per_class=10)
+    args = ["--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--backbone", "mobilenet_v2_0.35",
+            "--weights", "none", "--image-size", "32", "--batch-size", "4"]  # fmt: skip
+    assert train_main([*args, "--fine-tune-epochs", "1"]) == 0
+    run = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    auto = json.loads((run / AUTO_FILE).read_text())
+    trial = auto["fine_tune"]["trial"]
+    assert trial["kept"] and trial["kept_averaged"] and trial["refit_epochs"] == 1
+    assert auto["winner"]["name"].endswith(f"+ {trial['averaged_with']['name']}")
+    assert "averaged with" in auto["reason"] and "kept, averaged" in core.auto.fine_tune_line(auto)
+    model = load_classifier(run).model
+    assert len(model.get_layer(POOL_LAYER).input) == 2  # the top's and the probe layer's pooled maps
+    assert len(model.get_layer("backbone").output) == 2
+    recorded = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["val_accuracy"]
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["validation"]["accuracy"] == pytest.approx(recorded)
+    assert (run / "checkpoints" / "last.keras").read_bytes() == (
+        run / "checkpoints" / "best.keras"
+    ).read_bytes()
+
+
 def test_the_fine_tuning_line_says_what_the_trial_measured():
     from core.auto import fine_tune_line
 
@@ -364,6 +407,16 @@ def test_the_fine_tuning_line_says_what_the_trial_measured():
         "Fine-tuning the backbone: tried, because an earlier layer beats the top. The top 35 layers "
         "fine-tuned reached 0.948 macro-F1 on 192 held-out training images against 0.948 for linear SVM "
         "(C=0.01) @ block_13: not kept."
+    )
+    averaged = {**trial, "kept": True, "kept_averaged": True, "refit_epochs": 3}
+    averaged["averaged_with"] = {"name": "logistic regression (C=0.1) @ block_13", "holdout_macro_f1": 0.9612}
+    assert fine_tune_line(
+        {"fine_tune": {"try": True, "reason": "an earlier layer beats the top", "trial": averaged}}
+    ) == (
+        "Fine-tuning the backbone: tried, because an earlier layer beats the top. The top 35 layers "
+        "fine-tuned reached 0.948 macro-F1 on 192 held-out training images, 0.961 averaged with logistic "
+        "regression (C=0.1) @ block_13, against 0.948 for linear SVM (C=0.01) @ block_13: kept, averaged, "
+        "then fine-tuned again on the whole training split (3 epoch(s))."
     )
     assert fine_tune_line({"fine_tune": {"try": False, "reason": "no room"}}) == (
         "Fine-tuning the backbone: skipped: no room."

@@ -163,3 +163,25 @@ def test_an_embedding_model_is_not_supported():
 def test_a_scikit_learn_classifier_is_refused_with_the_reason():
     refusal = gradcam_refusal(SimpleNamespace(estimator=object(), model=None))
     assert "scikit-learn model fitted on the embeddings" in refusal
+
+
+def test_a_model_averaged_with_a_linear_probe_is_explained_by_both_maps(square_model):
+    """Averaged with a probe that says nothing (zero weights), the model's heatmap still follows
+    the square; with a probe that has a say, every class still gets a heatmap."""
+    from core.model import BACKBONE_LAYER, with_linear_probe
+
+    layer = "block_13_expand_relu"
+    channels = square_model.get_layer(BACKBONE_LAYER).get_layer(layer).output.shape[-1]
+    silent = with_linear_probe(
+        square_model, layer, np.zeros((channels, 1), np.float32), np.zeros(1, np.float32)
+    )
+    assert gradcam_available(silent)
+    image, corner, far = _scene(np.random.default_rng(9), (12, 12)), np.array((12, 12)), np.array((90, 90))
+    mass = _centre_of_mass(gradcam(silent, image))
+    assert np.linalg.norm(mass - (corner + SQUARE / 2)) < np.linalg.norm(mass - (far + SQUARE / 2))
+    kernel = np.random.default_rng(3).normal(0, 2.0, (channels, 1)).astype(np.float32)
+    talking = with_linear_probe(square_model, layer, kernel, np.zeros(1, np.float32))
+    assert not np.allclose(gradcam(talking, image, 1), gradcam(silent, image, 1), atol=0.05)
+    for class_index in (0, 1):
+        heat = gradcam(talking, image, class_index)
+        assert heat.shape == (SIZE, SIZE) and 0 <= heat.min() and heat.max() <= 1

@@ -74,3 +74,40 @@ def test_saved_model_reloads_in_safe_mode_with_identical_outputs(tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
     x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_a_model_averaged_with_a_linear_probe_is_the_geometric_mean_of_the_two(tmp_path, classes):
+    """One model, one pass: its probabilities are the normalised geometric mean of the model's
+    and of a linear classifier's on an earlier layer's pooled features (what auto scores), it
+    reloads in safe mode, and its embedding feeds its head like any model's."""
+    from core.auto import averaged_probabilities
+    from core.model import classifier_head, feature_extractor, with_linear_probe
+    from core.predict import class_columns
+
+    layer = "block_13_expand_relu"
+    model = build_model(_config(backbone="mobilenet_v2_0.35", image_size=64, dropout=0.0), classes)
+    base = model.get_layer(BACKBONE_LAYER)
+    earlier = keras.Model(base.input, base.get_layer(layer).output)
+    rng = np.random.default_rng(2)
+    units = 1 if classes == 2 else classes
+    kernel = rng.normal(0, 0.5, (earlier.output.shape[-1], units)).astype(np.float32)
+    bias = rng.normal(0, 0.5, units).astype(np.float32)
+    x = rng.uniform(0, 255, (4, 64, 64, 3)).astype(np.float32)
+    pooled = np.asarray(earlier(model.get_layer("preprocess")(x))).mean(axis=(1, 2))
+    logits = pooled @ kernel + bias
+    probe = (
+        1 / (1 + np.exp(-logits)) if classes == 2 else np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    )
+    expected = averaged_probabilities(class_columns(model.predict_on_batch(x)), class_columns(probe))
+
+    averaged = with_linear_probe(model, layer, kernel, bias)
+    np.testing.assert_allclose(class_columns(averaged.predict_on_batch(x)), expected, atol=1e-5)
+    averaged.save(tmp_path / "averaged.keras")
+    loaded = keras.models.load_model(tmp_path / "averaged.keras", safe_mode=True, compile=False)
+    np.testing.assert_allclose(loaded.predict_on_batch(x), averaged.predict_on_batch(x), atol=1e-6)
+    embedding = feature_extractor(loaded).predict_on_batch(x)
+    assert embedding.shape == (4, model.get_layer("pool").output.shape[-1] + earlier.output.shape[-1])
+    np.testing.assert_allclose(
+        classifier_head(loaded).predict_on_batch(embedding), loaded.predict_on_batch(x), atol=1e-5
+    )
