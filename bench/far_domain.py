@@ -1,7 +1,7 @@
 """Benchmark: the default command (auto) against every manual recipe on one dataset (not a test).
 
     python -m bench.far_domain --data DIR [--backbone mobilenet_v2] [--image-size 224]
-                               [--test-split 0.2] [--split-seed 0]
+                               [--test-split 0.2] [--split-seed 0 [1 2 ...]]
     python -m bench.far_domain --digits [--image-size 96]
 
 Each recipe is one whole `python -m core.train` process on the same split (accuracy and
@@ -113,6 +113,25 @@ def run_all(args) -> dict:
     return results
 
 
+def mean_table(per_split: dict[int, dict]) -> str:
+    """Each recipe's test accuracy on every split and its mean: a fixed recipe against auto,
+    and the best manual recipe of each split in hindsight (an oracle no user has)."""
+    seeds = list(per_split)
+    recipes = [name for name in per_split[seeds[0]] if name != "advisor"]
+    rows = {name: [per_split[s][name]["accuracy"] for s in seeds] for name in recipes}
+    rows["best manual, in hindsight"] = [
+        max(r["accuracy"] for n, r in per_split[s].items() if n not in ("auto", "advisor")) for s in seeds
+    ]
+    lines = [
+        "| recipe | " + " | ".join(f"split seed {s}" for s in seeds) + " | mean |",
+        "|---|" + "---:|" * (len(seeds) + 1),
+    ]
+    for name, values in rows.items():
+        cells = " | ".join(f"{v:.3f}" for v in values)
+        lines.append(f"| {name} | {cells} | {sum(values) / len(values):.3f} |")
+    return "\n".join(["Test accuracy per split:", "", *lines])
+
+
 def table(args, results: dict) -> str:
     manual = {k: v for k, v in results.items() if k not in ("auto", "advisor")}
     best = max(manual, key=lambda k: manual[k]["accuracy"])
@@ -149,16 +168,22 @@ def main() -> int:
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--image-size", type=int, default=0, help="default: 96 for --digits, else 224")
     parser.add_argument("--test-split", type=float, default=0.2, help="for an unsplit dataset")
-    parser.add_argument("--split-seed", type=int, default=0, help="another seed: other test images")
+    parser.add_argument(
+        "--split-seed", type=int, nargs="+", default=[0], help="one split per seed: other test images each"
+    )
     args = parser.parse_args()
     args.image_size = args.image_size or (96 if args.digits else 224)
     _prepare_keras_home()
     os.environ.setdefault("TLS_CACHE_DIR", tempfile.mkdtemp(prefix="bench-far-cache-") + "/embeddings")
     work = Path(tempfile.mkdtemp(prefix="bench-far-data-"))
     data = digits_dataset(work / "digits") if args.digits else args.data
-    args.data = three_way_split(data, work / "split", args.test_split, args.split_seed)
-    results = run_all(args)
-    print(table(args, results))
+    per_split = {}
+    for seed in args.split_seed:
+        args.data = three_way_split(data, work / f"split-{seed}", args.test_split, seed)
+        per_split[seed] = run_all(args)
+        print(table(args, per_split[seed]) + "\n", flush=True)
+    if len(per_split) > 1:
+        print(mean_table(per_split))
     return 0
 
 
