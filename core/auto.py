@@ -836,8 +836,8 @@ def fine_tune_trial(
             "params": {},
         }
         trial["reason"] = (
-            f"the {what} reached {score:.3f} macro-F1 on {len(hold)} held-out training images against "
-            f"{embedding_score:.3f} for {winner.name} on the same split, "
+            f"the {what} reached {round(score, 4):.3f} macro-F1 on {len(hold)} held-out training images "
+            f"against {round(embedding_score, 4):.3f} for {winner.name} on the same split, "
             + (
                 f"so it is kept, fine-tuned again on the whole training split ({refit_epochs} epoch(s))."
                 if refit_epochs
