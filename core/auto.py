@@ -893,10 +893,11 @@ def _save_averaged(
     from core.callbacks import save_atomic
     from core.classical import linear_weights, make_classifier
     from core.model import with_linear_probe
+    from core.predict import load_keras_file
 
     linear_config = dataclasses.replace(config, classifier="logreg", classifier_c=probe.params["C"])
     linear = make_classifier(linear_config).fit(x_train[probe.layer], y_train)
-    model = with_linear_probe(_load_keras(model_path), probe.layer, *linear_weights(linear, num_classes))
+    model = with_linear_probe(load_keras_file(model_path), probe.layer, *linear_weights(linear, num_classes))
     save_atomic(model, to)
 
 
@@ -931,26 +932,21 @@ def _fine_tune_on_all(ctx: RunContext, x_top: np.ndarray, y_train: np.ndarray, t
 
 def _image_probabilities(run_dir: Path, report, config) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) probabilities of the run's saved checkpoint, from the images."""
+    from core.predict import load_keras_file
+
     path, num_classes = RunDir(run_dir).checkpoint("best"), len(report.class_names)
-    model = _load_keras(path)
+    model = load_keras_file(path)
     return tuple(
         _split_probabilities(model, report.splits[s], config, num_classes) for s in ("train", "validation")
     )
 
 
-def _load_keras(path: Path):
-    import core.model  # noqa: F401  registers ImagePreprocess for deserialization
-    from core.tf_setup import keras
-
-    return keras.models.load_model(path, compile=False, safe_mode=True)
-
-
 def _split_probabilities(model, split, config, num_classes: int) -> np.ndarray:
     """(N, classes) probabilities of a Keras model (or a saved one's path) on a split's images."""
     from core.pipeline import make_dataset
-    from core.predict import class_columns
+    from core.predict import class_columns, load_keras_file
 
-    model = _load_keras(model) if isinstance(model, Path) else model
+    model = load_keras_file(model) if isinstance(model, Path) else model
     data = make_dataset(split, config.image_size, config.batch_size, num_classes, training=False)
     return class_columns(np.asarray(model.predict(data, verbose=0)))
 

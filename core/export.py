@@ -33,7 +33,14 @@ from core.cli import OneLineParser, exit_now, fail
 from core.config import ConfigError
 from core.data import DatasetError, evenly_spaced, load_image, scan_dataset
 from core.demo import hold_job_slot
-from core.predict import CHECKPOINTS, Classifier, RunNotReadyError, class_columns, load_classifier
+from core.predict import (
+    CHECKPOINTS,
+    Classifier,
+    RunNotReadyError,
+    class_columns,
+    load_classifier,
+    load_keras_file,
+)
 from core.runs import RunDir, RunError, is_number, read_json, write_json_atomic
 from core.trust import ACCEPT_RATE, EMBEDDINGS_FILE, TRUST_FILE
 
@@ -290,10 +297,10 @@ def _quietly(function: Callable, *args):
 
 def _export_predictor(artefact: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
     """A function from a float32 pixel batch to the export's raw output, loaded from disk."""
-    from core.tf_setup import keras, tf
+    from core.tf_setup import tf
 
     if fmt == "keras":
-        model = keras.models.load_model(artefact, compile=False, safe_mode=True)
+        model = load_keras_file(artefact)
         return lambda x: model.predict_on_batch(x)
     if fmt == "onnx":
         import onnxruntime

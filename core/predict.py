@@ -140,6 +140,14 @@ class Classifier:
         }
 
 
+def load_keras_file(path: str | Path):
+    """A saved .keras model, uncompiled, in safe mode (no arbitrary code), our layers registered."""
+    import core.model  # noqa: F401  registers ImagePreprocess for deserialization
+    from core.tf_setup import keras
+
+    return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
 def load_classifier(run_dir: str | Path, checkpoint: str = "best") -> Classifier:
     """Load a run's checkpoint with its own labels and input size (never guessed).
 
@@ -161,11 +169,8 @@ def load_classifier(run_dir: str | Path, checkpoint: str = "best") -> Classifier
         raise RunNotReadyError(f"{run.name}: labels.json must be a list of at least 2 class names")
     if not path.is_file():
         raise RunNotReadyError(f"{run.name} has no {checkpoint} checkpoint yet")
-    import core.model  # noqa: F401  registers ImagePreprocess for deserialization
-    from core.tf_setup import keras
-
     try:
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
+        model = load_keras_file(path)
         classifier_file = path.parent / CLASSIFIER_FILE
         estimator = load_classifier_file(classifier_file) if classifier_file.is_file() else None
     except Exception as exc:  # empty, truncated or foreign files fail in many ways

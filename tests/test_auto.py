@@ -240,10 +240,9 @@ def test_the_default_run_is_auto_and_its_checkpoint_predicts_what_it_reported(tm
     assert evaluation["validation"]["accuracy"] == pytest.approx(recorded)
 
 
-def test_the_fine_tuning_trial_is_judged_on_held_out_training_images(tmp_path, capsys, monkeypatch):
-    """When the evidence says fine-tuning is worth trying, stage 2 runs on 80% of the training
-    split and is kept only if it beats the embedding winner on the other 20%; either way the
-    saved checkpoint gives the validation accuracy the run recorded."""
+def _forced_trial(tmp_path, capsys, monkeypatch, batch_size: int, epochs: int) -> tuple[Path, dict]:
+    """A default (auto) run on 10 red and 10 blue images (16 for training) whose fine-tuning
+    decision is forced to "try": (run directory, auto.json)."""
     import core.auto
     from core.train import main as train_main
 
@@ -253,10 +252,17 @@ def test_the_fine_tuning_trial_is_judged_on_held_out_training_images(tmp_path, c
     )
     data = make_color_dataset(tmp_path / "colors", per_class=10)
     args = ["--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--backbone", "mobilenet_v2_0.35",
-            "--weights", "none", "--image-size", "32", "--batch-size", "8"]  # fmt: skip
-    assert train_main([*args, "--fine-tune-epochs", "1"]) == 0
+            "--weights", "none", "--image-size", "32", "--batch-size", str(batch_size)]  # fmt: skip
+    assert train_main([*args, "--fine-tune-epochs", str(epochs)]) == 0
     run = Path(capsys.readouterr().out.strip().splitlines()[-1])
-    auto = json.loads((run / AUTO_FILE).read_text())
+    return run, json.loads((run / AUTO_FILE).read_text())
+
+
+def test_the_fine_tuning_trial_is_judged_on_held_out_training_images(tmp_path, capsys, monkeypatch):
+    """When the evidence says fine-tuning is worth trying, stage 2 runs on 80% of the training
+    split and is kept only if it beats the embedding winner on the other 20%; either way the
+    saved checkpoint gives the validation accuracy the run recorded."""
+    run, auto = _forced_trial(tmp_path, capsys, monkeypatch, batch_size=8, epochs=1)
     trial = auto["fine_tune"]["trial"]
     assert trial["holdout_images"] == 4 and trial["layers_unfrozen"] > 0  # 20% of 16 training images
     assert set(trial["holdout_macro_f1"]) == {"fine_tuned", auto["candidates"][0]["name"]}
@@ -280,20 +286,11 @@ def test_a_fine_tuning_trial_that_wins_is_done_again_on_the_whole_training_split
     """The trial (80% of the training split) only decides; the kept model is fine-tuned again on
     all of it for the trial's best number of epochs, as the embedding winner is refitted on all."""
     import core.auto
-    from core.train import main as train_main
 
-    monkeypatch.setattr("core.embeddings.CACHE_DIR", tmp_path / "cache")
-    monkeypatch.setattr(
-        core.auto, "fine_tune_decision", lambda ranked, n: {"try": True, "reason": "forced", "evidence": {}}
-    )
     monkeypatch.setattr(core.auto, "TIE", -1.0)  # any trial wins
     monkeypatch.setattr(core.auto, "_probe_below", lambda ranked, layer: None)  # the fine-tuned model alone
-    data = make_color_dataset(tmp_path / "colors", per_class=10)
-    args = ["--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--backbone", "mobilenet_v2_0.35",
-            "--weights", "none", "--image-size", "32", "--batch-size", "4"]  # fmt: skip
-    assert train_main([*args, "--fine-tune-epochs", "2"]) == 0
-    run = Path(capsys.readouterr().out.strip().splitlines()[-1])
-    trial = json.loads((run / AUTO_FILE).read_text())["fine_tune"]["trial"]
+    run, auto = _forced_trial(tmp_path, capsys, monkeypatch, batch_size=4, epochs=2)
+    trial = auto["fine_tune"]["trial"]
     best_epoch = json.loads((run / "finetune_trial" / "checkpoints" / "best.json").read_text())["epoch"]
     assert trial["kept"] and trial["refit_epochs"] == best_epoch
     assert "fine-tuned again on the whole training split" in trial["reason"]
@@ -360,22 +357,12 @@ def test_a_trial_won_by_the_average_keeps_one_model_that_averages_the_two(tmp_pa
     import core.auto
     from core.model import POOL_LAYER
     from core.predict import load_classifier
-    from core.train import main as train_main
 
     measured = core.auto._trial_scores
-    monkeypatch.setattr("core.embeddings.CACHE_DIR", tmp_path / "cache")
-    monkeypatch.setattr(
-        core.auto, "fine_tune_decision", lambda ranked, n: {"try": True, "reason": "forced", "evidence": {}}
-    )
     monkeypatch.setattr(  # the average wins, whatever the tiny trial measured
         core.auto, "_trial_scores", lambda *a: {**measured(*a), "averaged": 2.0}
     )
-    data = make_color_dataset(tmp_path / "colors", per_class=10)
-    args = ["--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--backbone", "mobilenet_v2_0.35",
-            "--weights", "none", "--image-size", "32", "--batch-size", "4"]  # fmt: skip
-    assert train_main([*args, "--fine-tune-epochs", "1"]) == 0
-    run = Path(capsys.readouterr().out.strip().splitlines()[-1])
-    auto = json.loads((run / AUTO_FILE).read_text())
+    run, auto = _forced_trial(tmp_path, capsys, monkeypatch, batch_size=4, epochs=1)
     trial = auto["fine_tune"]["trial"]
     assert trial["kept"] and trial["kept_averaged"] and trial["refit_epochs"] == 1
     assert auto["winner"]["name"].endswith(f"+ {trial['averaged_with']['name']}")
