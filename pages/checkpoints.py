@@ -14,8 +14,11 @@ from core.runs import RunDir, RunError, RunSummary, delete_run, list_runs
 from core.text import md
 from ui.evaluation import evaluation_tab
 from ui.export import export_tab
+from ui.navigation import run_through_navigation
 from ui.run_details import FLASH_TRAIN_LINK, run_details
 from ui.state import CHECKPOINTS_TAB, EVALUATION_TAB, FLASH, SHOW_RUN
+
+run_through_navigation()
 
 COMPARED_METRICS = ["val_accuracy", "val_loss", "val_macro_f1", "accuracy", "loss"]
 

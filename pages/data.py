@@ -19,8 +19,11 @@ from ui.augment import augment_ui, preview_ui
 from ui.dataset_picker import dataset_ui, restore_choice
 from ui.dataset_report import report_ui, scan_ui
 from ui.health import health_ui
+from ui.navigation import run_through_navigation
 from ui.split import split_ui
 from ui.state import AUGMENT, DATASET, FLASH
+
+run_through_navigation()
 
 st.title("Data")
 restore_choice()

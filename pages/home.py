@@ -10,6 +10,9 @@ from core.reports import format_bytes
 from core.runs import active_run
 from core.system import gpu_names
 from core.text import md
+from ui.navigation import run_through_navigation
+
+run_through_navigation()
 
 
 @st.cache_data(ttl=600, show_spinner=False)

@@ -23,7 +23,10 @@ from core.reports import predictable_runs, run_label
 from core.runs import RunDir, RunSummary, list_runs
 from core.text import md
 from core.uploads import UploadError
+from ui.navigation import run_through_navigation
 from ui.state import SHOW_RUN
+
+run_through_navigation()
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]
 CARDS_UP_TO = 12  # more photos than this are shown as one table with a CSV download

@@ -20,10 +20,13 @@ from core.launch import launch_training
 from core.runs import RunError, active_run, watched_run
 from core.text import code, md
 from core.url_state import augment_from_param, augment_param, dataset_from_param, dataset_param
+from ui.navigation import run_through_navigation
 from ui.run_watch import watch_ui
 from ui.state import AUGMENT, DATASET, TRAIN_RUN
 from ui.train_form import augment_ui, knobs_ui, preset_ui, weights_downloadable
 from ui.train_start import data_ui, plan_ui, start_ui
+
+run_through_navigation()
 
 
 def chosen_dataset() -> str:

@@ -19,6 +19,7 @@ from tests.dashboard_helpers import streamlit_server
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = PROJ_ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SAMPLE = PROJ_ROOT / "data" / "sample" / "horse-or-human"
 
 pytestmark = pytest.mark.browser
@@ -57,15 +58,17 @@ def app_url(app_root, keras_home):
         (ARTIFACTS / "streamlit.log").write_text((root / "streamlit.log").read_text())
 
 
-@pytest.fixture
-def page(app_url):
+def launch_chromium(playwright):
+    """Debian's Chromium, headless, with the flags this sandbox needs; a clear failure without it."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium", pytrace=False)
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+
+
+@pytest.fixture
+def page(app_url):
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.set_default_timeout(30_000)
         page.goto(app_url)
@@ -203,3 +206,22 @@ def test_the_whole_app_in_chromium(page):
     page.get_by_text(re.compile("^Auto: the frozen mobilenet_v2 embeds")).wait_for()  # its one click: auto
     assert_no_exception(page)
     shot(page, "11-train-advised")
+
+
+def test_a_deep_link_as_a_fresh_servers_first_request_opens_the_page_inside_the_app(tmp_path, keras_home):
+    """A shared link to /checkpoints, the first request a (re)started server gets, opens that
+    page with the app's navigation and wide layout, not as a bare legacy page."""
+    env = {**os.environ, "KERAS_HOME": str(keras_home), "TLS_RUNS_DIR": str(tmp_path / "runs"),
+           "TLS_DATA_ROOT": str(tmp_path / "data"), "TLS_CACHE_DIR": str(tmp_path / "cache")}  # fmt: skip
+    with streamlit_server("streamlit_app.py", tmp_path, env) as (url, _), sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{url}/checkpoints")
+        page.get_by_role("heading", name="Checkpoints", exact=True).wait_for(timeout=60_000)
+        nav = page.locator('[data-testid="stSidebarNav"] a')
+        expect(nav).to_have_count(5)  # Home, Data, Train, Checkpoints, Predict; not the pages/ files
+        expect(nav.filter(has_text="streamlit app")).to_have_count(0)
+        assert page.url == f"{url}/checkpoints"
+        assert page.locator('[data-testid="stMainBlockContainer"]').bounding_box()["width"] > 1000  # wide
+        shot(page, "deep-link")
+        browser.close()
