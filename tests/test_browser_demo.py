@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.dashboard_helpers import class_zip_entries, make_zip, streamlit_server
-from tests.test_browser import ARTIFACTS, CHROMIUM, PROJ_ROOT, assert_no_exception, go
+from tests.test_browser import ARTIFACTS, PROJ_ROOT, assert_no_exception, go, launch_chromium
 
 pytestmark = pytest.mark.browser
 
@@ -49,10 +49,7 @@ def test_two_demo_visitors_cannot_see_or_stop_each_others_work(demo_server, tmp_
     url, root, server_pid = demo_server
     archive = make_zip(tmp_path / "alices-pets.zip", class_zip_entries("alices-pets/"))
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = launch_chromium(p)
         alice, bob = (browser.new_context(viewport={"width": 1400, "height": 1600}).new_page() for _ in "ab")
         for page in (alice, bob):
             page.set_default_timeout(60_000)

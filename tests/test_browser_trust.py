@@ -17,7 +17,7 @@ from playwright.sync_api import sync_playwright
 
 from tests.dashboard_helpers import streamlit_server
 from tests.helpers import make_color_dataset, run_cli
-from tests.test_browser import CHROMIUM, assert_no_exception, go, shot
+from tests.test_browser import assert_no_exception, go, launch_chromium, shot
 
 pytestmark = pytest.mark.browser
 
@@ -69,11 +69,8 @@ def trust_app(tmp_path_factory, trained_run):
 
 def test_health_drill_down_and_a_folder_of_photos_in_chromium(trust_app):
     url, root = trust_app
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium", pytrace=False)
     with sync_playwright() as p:
-        flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=flags)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.set_default_timeout(60_000)
         page.goto(url)
