@@ -17,11 +17,14 @@ from types import SimpleNamespace
 import pytest
 
 from tests.helpers import make_color_dataset, run_cli
-from tests.real_assets import ensure_real_weights, horse_or_human_dataset, session_keras_home
+from tests.real_assets import asset_cache, ensure_real_weights, horse_or_human_dataset, session_keras_home
 
 # Keras reads KERAS_HOME once, when it is first imported, so the whole session uses the test
 # cache's Keras home (never the user's ~/.keras); `keras_home` fills it with real weights.
 os.environ["KERAS_HOME"] = str(session_keras_home())
+# Running the tests never fills the user's caches (embeddings, remembered scans): unless a test
+# points it elsewhere, the cache lives in the test cache too. Set before core.embeddings reads it.
+os.environ.setdefault("TLS_CACHE_DIR", str(asset_cache() / "tls-cache" / "embeddings"))
 
 REAL_FIXTURES = {"keras_home", "use_keras_home", "horse_or_human"}
 
