@@ -721,12 +721,11 @@ def fine_tune_trial(
     from sklearn.metrics import f1_score
     from sklearn.model_selection import train_test_split
 
-    from core.backbones import build_backbone
     from core.callbacks import AtomicCheckpoint, link_or_copy
-    from core.classical import CLASSIFIER_FILE, linear_weights, make_classifier
+    from core.classical import CLASSIFIER_FILE
     from core.config import AugmentConfig
     from core.data import Split
-    from core.model import BACKBONE_LAYER, build_model, set_linear_head
+    from core.model import BACKBONE_LAYER
     from core.stages import fine_tune
 
     config, run_dir, report, log = ctx.config, ctx.run_dir, ctx.report, ctx.log
@@ -754,13 +753,7 @@ def fine_tune_trial(
         augment=augment,
         epochs=0,  # no stage 1: the head starts from logistic regression (and logs say "epoch 1/5")
     )
-    model = build_model(
-        trial_config, num_classes, build_backbone(config.backbone, config.image_size, config.weights)
-    )
-    top = make_classifier(dataclasses.replace(trial_config, classifier="logreg")).fit(
-        x_train[None][fit], y_train[fit]
-    )
-    set_linear_head(model, *linear_weights(top, num_classes))
+    model = _model_with_logistic_head(trial_config, num_classes, x_train[None][fit], y_train[fit])
     train_paths = np.asarray(report.splits["train"].paths)
     trial_report = dataclasses.replace(
         report,
@@ -864,11 +857,14 @@ def _trial_scores(
     `probe` fitted on the same 80% ("averaged"); {} when the trial saved no model."""
     from sklearn.metrics import f1_score
 
+    from core.predict import load_keras_file
+
     if not model_path.is_file():
         return {}
     fit, hold = split
     num_classes = len(trial_report.class_names)
-    fine_tuned = _split_probabilities(model_path, trial_report.splits["validation"], config, num_classes)
+    model = load_keras_file(model_path)
+    fine_tuned = _split_probabilities(model, trial_report.splits["validation"], config, num_classes)
     scores = {"fine_tuned": float(f1_score(y_train[hold], fine_tuned.argmax(1), average="macro"))}
     if probe is not None:
         ((z_fit, z_hold),) = _standardised_folds(x_train[probe.layer], [(fit, hold)])
@@ -907,18 +903,11 @@ def _fine_tune_on_all(ctx: RunContext, x_top: np.ndarray, y_train: np.ndarray, t
     model (the last epoch: no split is left to choose another, and the run's validation split
     is for its report only). Keras reports each epoch on the trial's held-out images, now
     training images too: a sign of life, not a measure."""
-    from core.backbones import build_backbone
     from core.callbacks import AtomicCheckpoint
-    from core.classical import linear_weights, make_classifier
-    from core.model import build_model, set_linear_head
     from core.stages import fine_tune
 
     config, num_classes = ctx.config, len(ctx.report.class_names)
-    model = build_model(
-        config, num_classes, build_backbone(config.backbone, config.image_size, config.weights)
-    )
-    top = make_classifier(dataclasses.replace(config, classifier="logreg")).fit(x_top, y_train)
-    set_linear_head(model, *linear_weights(top, num_classes))
+    model = _model_with_logistic_head(config, num_classes, x_top, y_train)
     refit_dir = ctx.run_dir / REFIT_DIR
     (refit_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     report = dataclasses.replace(
@@ -928,6 +917,21 @@ def _fine_tune_on_all(ctx: RunContext, x_top: np.ndarray, y_train: np.ndarray, t
     checkpoint = AtomicCheckpoint(refit_dir, model, "val_macro_f1")  # stage 2 saves every epoch's last
     fine_tune(ctx.replace(run_dir=refit_dir, report=report), model, checkpoint, 0, anneal=True)
     return RunDir(refit_dir).checkpoint("last")
+
+
+def _model_with_logistic_head(config, num_classes: int, x_top: np.ndarray, y: np.ndarray):
+    """A fresh backbone (for stage 2) whose output layer is logistic regression fitted on its
+    top-layer embeddings `x_top`: stage 2 starts from a converged head."""
+    from core.backbones import build_backbone
+    from core.classical import linear_weights, make_classifier
+    from core.model import build_model, set_linear_head
+
+    model = build_model(
+        config, num_classes, build_backbone(config.backbone, config.image_size, config.weights)
+    )
+    top = make_classifier(dataclasses.replace(config, classifier="logreg")).fit(x_top, y)
+    set_linear_head(model, *linear_weights(top, num_classes))
+    return model
 
 
 def _image_probabilities(run_dir: Path, report, config) -> tuple[np.ndarray, np.ndarray]:
@@ -942,11 +946,10 @@ def _image_probabilities(run_dir: Path, report, config) -> tuple[np.ndarray, np.
 
 
 def _split_probabilities(model, split, config, num_classes: int) -> np.ndarray:
-    """(N, classes) probabilities of a Keras model (or a saved one's path) on a split's images."""
+    """(N, classes) probabilities of a Keras model on a split's images."""
     from core.pipeline import make_dataset
-    from core.predict import class_columns, load_keras_file
+    from core.predict import class_columns
 
-    model = load_keras_file(model) if isinstance(model, Path) else model
     data = make_dataset(split, config.image_size, config.batch_size, num_classes, training=False)
     return class_columns(np.asarray(model.predict(data, verbose=0)))
 
