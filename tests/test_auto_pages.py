@@ -87,3 +87,20 @@ def test_checkpoints_shows_an_auto_runs_choice_learning_curve_and_fine_tuning_de
     assert table["candidate"][0].endswith("← chosen")
     train = open_page("pages/train.py")
     assert f"Completed: {EARLY['name']} chosen and fitted in 30 s." in texts(train.success)
+
+
+def test_a_hand_edited_auto_json_is_said_on_both_pages_not_a_traceback(dirs):
+    """A field of the wrong type (here the fine-tuning trial's probe) is named; both pages render."""
+    status = {"state": "completed", "epochs": 1, "started_at": 100.0, "ended_at": 130.0}
+    lines = [{"epoch": 1, "accuracy": 1.0, "loss": 0.1, "val_accuracy": 0.95, "val_loss": 0.2, "stage": 1}]
+    run_dir = fake_run(dirs.runs, "20260101-000000-mobilenet_v2-224", status, lines)
+    (run_dir / "config.json").write_text(json.dumps({"mode": "auto", "backbone": "mobilenet_v2"}))
+    trial = {"layers_unfrozen": 35, "holdout_images": 144, "kept": True, "averaged_with": "oops",
+             "holdout_macro_f1": {"fine_tuned": 0.93, EARLY["name"]: 0.91}}  # fmt: skip
+    auto = {"state": "done", "candidates": [EARLY, TOP], "winner": EARLY, "reason": "edited",
+            "fine_tune": {"try": True, "reason": "forced", "evidence": {}, "trial": trial}}  # fmt: skip
+    (run_dir / AUTO_FILE).write_text(json.dumps(auto))
+    for page in ("pages/checkpoints.py", "pages/train.py"):
+        at = open_page(page)
+        assert not at.exception
+        assert f"This run's {AUTO_FILE} is not as auto mode writes it (TypeError" in texts(at.warning)

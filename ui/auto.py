@@ -6,14 +6,23 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.auto import fine_tune_line, leaderboard_rows, read_auto
+from core.auto import AUTO_FILE, fine_tune_line, leaderboard_rows, read_auto
 from core.plots import leaderboard_figure, learning_curve_figure
+from core.text import md
 
 
 def auto_leaderboard(run_dir: Path, key: str) -> None:
     """Why the winner won (or which candidate is being tried), every candidate, and what fine-tuning
-    and more data would buy. `key` keeps the charts of two pages apart."""
-    auto = read_auto(run_dir)
+    and more data would buy. `key` keeps the charts of two pages apart. A hand-edited or foreign
+    auto.json that is not what a run writes is said, never a traceback."""
+    try:
+        _leaderboard(read_auto(run_dir), key)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+        st.warning(f"This run's {AUTO_FILE} is not as auto mode writes it ({md(problem)}): the run is fine.")
+
+
+def _leaderboard(auto: dict | None, key: str) -> None:
     if not auto or not auto.get("candidates"):
         return
     winner = (auto.get("winner") or {}).get("name")
