@@ -188,6 +188,8 @@ def test_the_whole_app_in_chromium(page):
     page.get_by_text("Show where the model looked (Grad-CAM)").click()
     page.wait_for_function(IMAGES_SHOWN, arg=4, timeout=60_000)  # each photo and its overlay
     expect(page.get_by_text(re.compile("^Grad-CAM: where it saw"))).to_have_count(2)
+    # the rerun has replaced the two-column cards: one chart per photo, none left from before
+    expect(page.locator('[data-testid="stPlotlyChart"] .barlayer')).to_have_count(2, timeout=30_000)
     assert_no_exception(page)
     shot(page, "09-predict-gradcam")
 
